@@ -1,0 +1,119 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
+let package = Package(
+    name: "berth",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "berthd", targets: ["berthd"]),
+        .executable(name: "berthctl", targets: ["berthctl"]),
+        .library(name: "BerthCore", targets: ["BerthCore"]),
+        .library(name: "BerthClient", targets: ["BerthClient"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+        .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
+    ],
+    targets: [
+        // JSON value, parser and serializer: exact control over numbers, nesting and errors.
+        .target(name: "BerthJSON", swiftSettings: strict),
+        // Pure domain: calendar, allocator, leases, hosts. No I/O.
+        .target(
+            name: "BerthCore",
+            dependencies: ["BerthJSON"],
+            swiftSettings: strict
+        ),
+        // SQLite persistence (WAL, synchronous=FULL, migrations).
+        .target(
+            name: "BerthStore",
+            dependencies: ["BerthCore", "BerthJSON", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: strict
+        ),
+        // The scheduler actor, method handlers, outbox and simulator adapter.
+        .target(
+            name: "BerthService",
+            dependencies: [
+                "BerthCore", "BerthJSON", "BerthStore", "BerthRPC",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "HeapModule", package: "swift-collections"),
+            ],
+            swiftSettings: strict
+        ),
+        // JSON-RPC 2.0 over a Unix socket; knows nothing of leases.
+        .target(
+            name: "BerthRPC",
+            dependencies: [
+                "BerthJSON",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+        // sd_notify, watchdog, socket activation, journald.
+        .target(
+            name: "BerthSystemd",
+            dependencies: ["CSystemd", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        // Daemon wiring: config, clocks, services, signals.
+        .target(
+            name: "BerthDaemon",
+            dependencies: [
+                "BerthCore", "BerthJSON", "BerthStore", "BerthService", "BerthRPC", "BerthSystemd",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        // A small blocking JSON-RPC client over the Unix socket (berthctl, tests, benchmarks).
+        .target(name: "BerthClient", dependencies: ["BerthJSON"], swiftSettings: strict),
+        .target(
+            name: "BerthCtl",
+            dependencies: [
+                "BerthClient", "BerthJSON",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(name: "berthd", dependencies: ["BerthDaemon"], swiftSettings: strict),
+        .executableTarget(name: "berthctl", dependencies: ["BerthCtl"], swiftSettings: strict),
+
+        .testTarget(name: "BerthJSONTests", dependencies: ["BerthJSON"], swiftSettings: strict),
+        .testTarget(
+            name: "BerthCoreTests",
+            dependencies: ["BerthCore", "BerthJSON", .product(name: "PropertyBased", package: "swift-property-based")],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "BerthStoreTests", dependencies: ["BerthStore", "BerthCore", "BerthJSON"], swiftSettings: strict),
+        .testTarget(
+            name: "BerthServiceTests",
+            dependencies: [
+                "BerthService", "BerthCore", "BerthJSON", "BerthStore", "BerthRPC",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(name: "BerthRPCTests", dependencies: ["BerthRPC", "BerthJSON"], swiftSettings: strict),
+        .testTarget(
+            name: "BerthSystemdTests",
+            dependencies: ["BerthSystemd", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+    ]
+)

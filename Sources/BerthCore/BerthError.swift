@@ -1,0 +1,83 @@
+import BerthJSON
+
+/// A failure that maps one-to-one to a JSON-RPC error code of the contract (api.md, "Errors").
+///
+/// Domain code throws these; the RPC layer turns them into error objects without translation tables.
+public struct BerthError: Error, Sendable, Equatable, CustomStringConvertible {
+    public enum Code: Int, Sendable {
+        case invalidParams = -32602
+        case internalError = -32603
+        case notFound = -32001
+        case noCapacity = -32002
+        case insufficientCredits = -32003
+        case forbidden = -32004
+        case conflict = -32005
+        case upstreamError = -32006
+        case unavailable = -32007
+        case policyViolation = -32008
+
+        public var reason: String {
+            switch self {
+            case .invalidParams: return "invalid_params"
+            case .internalError: return "internal_error"
+            case .notFound: return "not_found"
+            case .noCapacity: return "no_capacity"
+            case .insufficientCredits: return "insufficient_credits"
+            case .forbidden: return "forbidden"
+            case .conflict: return "conflict"
+            case .upstreamError: return "upstream_error"
+            case .unavailable: return "unavailable"
+            case .policyViolation: return "policy_violation"
+            }
+        }
+    }
+
+    /// One bad parameter, addressed by a path such as `reservations[0].count`.
+    public struct FieldError: Sendable, Equatable {
+        public var path: String
+        public var message: String
+        public init(path: String, message: String) {
+            self.path = path
+            self.message = message
+        }
+    }
+
+    public var code: Code
+    public var message: String
+    /// Extra fields of `data` besides `reason` (e.g. `earliest_start`).
+    public var data: [String: JSON]
+
+    public init(_ code: Code, _ message: String, data: [String: JSON] = [:]) {
+        self.code = code
+        self.message = message
+        self.data = data
+    }
+
+    public var description: String { "\(message) (\(code.rawValue) \(code.reason))" }
+
+    /// The contract's `data` object: the reason plus any extra fields.
+    public var dataJSON: JSON {
+        var d = data
+        d["reason"] = .string(code.reason)
+        return .object(d)
+    }
+
+    public static func invalidParams(_ errors: [FieldError]) -> BerthError {
+        let message: String
+        if errors.count == 1 {
+            message = "invalid params: \(errors[0].path): \(errors[0].message)"
+        } else {
+            message = "invalid params: " + errors.map { "\($0.path): \($0.message)" }.joined(separator: "; ")
+        }
+        return BerthError(
+            .invalidParams, message,
+            data: ["errors": .array(errors.map { ["path": .string($0.path), "message": .string($0.message)] })])
+    }
+
+    public static func invalidParam(_ path: String, _ message: String) -> BerthError {
+        invalidParams([FieldError(path: path, message: message)])
+    }
+
+    public static func notFound(_ what: String) -> BerthError { BerthError(.notFound, what) }
+    public static func conflict(_ what: String) -> BerthError { BerthError(.conflict, what) }
+}

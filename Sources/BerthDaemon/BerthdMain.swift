@@ -1,0 +1,235 @@
+import ArgumentParser
+import BerthCore
+import BerthRPC
+import BerthService
+import BerthStore
+import BerthSystemd
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+public let berthVersion = "0.1.0"
+
+/// `berthd`: the reservation scheduler daemon.
+public struct BerthdMain: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "berthd",
+        abstract: "Berth reservation scheduler daemon (JSON-RPC on a Unix socket).",
+        version: berthVersion)
+
+    @Option(help: "Unix socket path (default /run/berth/berth.sock, or the config's \"socket\").")
+    var socket: String?
+
+    @Option(name: .customLong("state-dir"), help: "Directory of the SQLite state (default /var/lib/berth).")
+    var stateDir: String?
+
+    @Option(help: "Time source: system, or manual (time stands still until clock.set/clock.advance).")
+    var clock: String?
+
+    @Option(help: "With --clock manual: the starting time (RFC 3339); default: the saved manual time, else now.")
+    var now: String?
+
+    @Option(help: "JSON config file (roles, limits, log level).")
+    var config: String?
+
+    @Flag(help: "Create a demo inventory of hosts when the inventory is empty.")
+    var demo = false
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String?
+
+    public init() {}
+
+    public func run() async throws {
+        var cfg = DaemonConfig()
+        if let path = config {
+            do throws(BerthError) {
+                cfg = try DaemonConfig.load(path: path)
+            } catch {
+                BerthdMain.fail(error.message)
+            }
+        }
+        if let socket { cfg.socketPath = socket }
+        if let stateDir { cfg.stateDirectory = stateDir }
+        if let clock {
+            guard let m = BerthClock.Mode(rawValue: clock) else { BerthdMain.fail("--clock must be system or manual") }
+            cfg.clock = m
+        }
+        if let logLevel { cfg.logLevel = logLevel }
+        if demo { cfg.demoInventory = true }
+        var initialTime: Timestamp? = nil
+        if let now {
+            guard cfg.clock == .manual else { BerthdMain.fail("--now needs --clock manual") }
+            guard let t = Timestamp(rfc3339: now) else { BerthdMain.fail("--now must be an RFC 3339 timestamp") }
+            initialTime = t
+        }
+        guard let level = Logger.Level(rawValue: cfg.logLevel) else { BerthdMain.fail("unknown log level \(cfg.logLevel)") }
+        let logLevelBox = LogLevelBox(level)
+        let useJournal = JournalDetection.stderrIsJournal()
+        LoggingSystem.bootstrap { label in
+            let inner: any LogHandler =
+                useJournal ? JournalLogHandler(label: label) : StreamLogHandler.standardError(label: label)
+            return DynamicLevelLogHandler(inner: inner, level: logLevelBox)
+        }
+        let logger = Logger(label: "berthd")
+        try await Daemon(config: cfg, initialTime: initialTime, configPath: config, logLevel: logLevelBox, logger: logger).run()
+    }
+
+    static func fail(_ message: String) -> Never {
+        FileHandleStderr.write("berthd: \(message)\n")
+        exit(1)
+    }
+}
+
+enum FileHandleStderr {
+    static func write(_ s: String) {
+        var bytes = Array(s.utf8)
+        _ = Glibc.write(2, &bytes, bytes.count)
+    }
+}
+
+/// Wires the layers together and runs them as one service group.
+struct Daemon {
+    let config: DaemonConfig
+    let initialTime: Timestamp?
+    let configPath: String?
+    let logLevel: LogLevelBox
+    let logger: Logger
+
+    func run() async throws {
+        let notifier = SystemdNotifier()
+        notifier.status("opening state in \(config.stateDirectory)")
+        UnixSocketRPCServer.raiseFileDescriptorLimit()
+        if mkdir(config.stateDirectory, 0o750) != 0 && errno != EEXIST {
+            BerthdMain.fail("cannot create state directory \(config.stateDirectory): \(String(cString: strerror(errno)))")
+        }
+        let store: BerthStore
+        do throws(BerthError) {
+            store = try BerthStore(directory: config.stateDirectory)
+        } catch {
+            BerthdMain.fail(error.message)
+        }
+        let clock = BerthClock(mode: config.clock)
+        let outboxWakeup = Wakeup()
+        let tickerWakeup = Wakeup()
+        let broadcaster = EventBroadcaster()
+        let scheduler: Scheduler
+        do throws(BerthError) {
+            scheduler = try Scheduler(
+                store: store, clock: clock, policy: SchedulerPolicy(maxLeaseDuration: config.maxLeaseDuration),
+                broadcaster: broadcaster, logger: logger,
+                actionsEnqueued: { outboxWakeup.signal() })
+        } catch {
+            BerthdMain.fail("cannot load state: \(error.message)")
+        }
+        if let initialTime { clock.set(initialTime) }
+        // Catch up: every lifecycle event missed while the daemon was down, in time order.
+        let missed = await scheduler.nextDue().map { $0 <= clock.now() } ?? false
+        await scheduler.processDue()
+        if missed { logger.notice("caught up lifecycle events missed while stopped", metadata: ["now": "\(clock.now())"]) }
+        if config.demoInventory {
+            do throws(BerthError) {
+                let n = try await DemoInventory.seed(scheduler)
+                if n > 0 { logger.notice("created demo inventory", metadata: ["hosts": "\(n)"]) }
+            } catch {
+                logger.error("demo inventory failed", metadata: ["error": "\(error)"])
+            }
+        }
+        let (roleMap, warnings) = config.roleMap()
+        for w in warnings { logger.warning("config: \(w)") }
+        let adapter = SimulatedCloud()
+        let methods = BerthMethods(
+            scheduler: scheduler, store: store, broadcaster: broadcaster, roles: roleMap, version: berthVersion,
+            adapterHealthy: { adapter.isHealthy })
+        let activated = SocketActivation.listenFileDescriptors()
+        let listen: UnixSocketRPCServer.Listen =
+            activated.first.map { .fileDescriptor($0) } ?? .path(config.socketPath, mode: config.socketMode)
+        let server = UnixSocketRPCServer(
+            listen: listen, handler: methods, logger: logger, maxLineLength: config.maxRequestBytes)
+        do {
+            try await server.bind()
+        } catch {
+            BerthdMain.fail("cannot listen on \(config.socketPath): \(error)")
+        }
+        let delivery = OutboxDelivery(store: store, scheduler: scheduler, adapter: adapter, wakeup: outboxWakeup, logger: logger)
+        var services: [any Service] = [OutboxService(delivery: delivery)]
+        if clock.mode == .system { services.append(LifecycleTicker(scheduler: scheduler, wakeup: tickerWakeup)) }
+        if let interval = notifier.watchdogPingInterval() {
+            services.append(WatchdogService(scheduler: scheduler, notifier: notifier, interval: interval))
+        }
+        let configPath = self.configPath
+        let logLevel = self.logLevel
+        let logger = self.logger
+        services.append(
+            ReloadService {
+                notifier.reloading()
+                defer { notifier.ready(status: "serving (config reloaded)") }
+                guard let configPath else { return }
+                do throws(BerthError) {
+                    let fresh = try DaemonConfig.load(path: configPath)
+                    let (map, warnings) = fresh.roleMap()
+                    for w in warnings { logger.warning("config: \(w)") }
+                    methods.updateRoles(map)
+                    if let l = Logger.Level(rawValue: fresh.logLevel) { logLevel.set(l) }
+                    logger.notice("configuration reloaded", metadata: ["config": "\(configPath)"])
+                } catch {
+                    logger.error("reload failed; keeping the previous configuration", metadata: ["error": "\(error.message)"])
+                }
+            })
+        services.append(RPCServerService(server: server, methods: methods, notifier: notifier))
+        let leases = await scheduler.leaseCount
+        let hosts = await scheduler.hostCount
+        let where_ = activated.isEmpty ? config.socketPath : "socket-activated fd \(activated[0])"
+        logger.notice(
+            "berthd \(berthVersion) listening",
+            metadata: ["socket": "\(where_)", "clock": "\(clock.mode.rawValue)", "hosts": "\(hosts)", "leases": "\(leases)"])
+        notifier.ready(status: "serving \(hosts) hosts, \(leases) leases on \(where_)")
+        let group = ServiceGroup(
+            configuration: .init(
+                services: services.map { .init(service: $0) },
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                cancellationSignals: [],
+                logger: logger))
+        try await group.run()
+        notifier.stopping(status: "stopped")
+        logger.notice("berthd stopped")
+    }
+}
+
+/// The log level, changeable at run time (SIGHUP reload).
+final class LogLevelBox: Sendable {
+    private let value: Mutex<Logger.Level>
+    init(_ l: Logger.Level) { value = Mutex(l) }
+    func get() -> Logger.Level { value.withLock { $0 } }
+    func set(_ l: Logger.Level) { value.withLock { $0 = l } }
+}
+
+/// Forwards to a real handler, filtering on the shared, reloadable level.
+struct DynamicLevelLogHandler: LogHandler {
+    var inner: any LogHandler
+    let level: LogLevelBox
+
+    var logLevel: Logger.Level {
+        get { level.get() }
+        set { level.set(newValue) }
+    }
+
+    var metadata: Logger.Metadata {
+        get { inner.metadata }
+        set { inner.metadata = newValue }
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { inner[metadataKey: key] }
+        set { inner[metadataKey: key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        guard event.level >= level.get() else { return }
+        inner.log(event: event)
+    }
+}

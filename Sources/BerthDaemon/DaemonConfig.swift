@@ -1,0 +1,102 @@
+import BerthCore
+import BerthJSON
+import BerthService
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// berthd's configuration file (JSON). Command-line flags override it; SIGHUP re-reads it.
+public struct DaemonConfig: Sendable {
+    public var socketPath = "/run/berth/berth.sock"
+    public var stateDirectory = "/var/lib/berth"
+    public var clock = BerthClock.Mode.system
+    public var logLevel = "info"
+    public var maxRequestBytes = 1 << 20
+    public var socketMode: UInt16 = 0o666
+    public var maxLeaseDuration: Int64? = nil
+    public var demoInventory = false
+    /// Role name → users and groups (names or numeric ids).
+    public var roles: [Role: (users: [String], groups: [String])] = [
+        .portal: ([], ["berth-portal"]),
+        .hook: ([], ["berth-hook"]),
+    ]
+
+    public init() {}
+
+    /// Reads the file; every problem is reported with its key so operators can fix it in one go.
+    public static func load(path: String, base: DaemonConfig = DaemonConfig()) throws(BerthError) -> DaemonConfig {
+        guard let f = fopen(path, "r") else {
+            throw BerthError(.invalidParams, "cannot read config file \(path): \(String(cString: strerror(errno)))")
+        }
+        defer { fclose(f) }
+        var bytes: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = fread(&buf, 1, buf.count, f)
+            if n <= 0 { break }
+            bytes.append(contentsOf: buf[0..<n])
+        }
+        let json: JSON
+        do throws(JSONParseError) {
+            json = try JSONParser.parse(bytes)
+        } catch {
+            throw BerthError(.invalidParams, "config file \(path) is not valid JSON: \(error)")
+        }
+        var r = ParamReader(json)
+        var c = base
+        if let v = r.string("socket") { c.socketPath = v }
+        if let v = r.string("state_dir") { c.stateDirectory = v }
+        if let v = r.enumValue("clock", BerthClock.Mode.self) { c.clock = v }
+        if let v = r.string("log_level") {
+            if ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(v) {
+                c.logLevel = v
+            } else {
+                r.fail("log_level", "must be one of trace, debug, info, notice, warning, error, critical")
+            }
+        }
+        if let v = r.int("max_request_bytes", min: 1024, max: 64 << 20) { c.maxRequestBytes = Int(v) }
+        if let v = r.string("socket_mode") {
+            if let m = UInt16(v, radix: 8), m <= 0o777 { c.socketMode = m } else { r.fail("socket_mode", "expected an octal mode such as \"0660\"") }
+        }
+        if let v = r.int("max_lease_duration_s", min: 1) { c.maxLeaseDuration = v }
+        if let v = r.bool("demo_inventory") { c.demoInventory = v }
+        if let roles = r.raw("roles") {
+            var rr = ParamReader(roles, path: "roles")
+            for role in Role.allCases {
+                guard let entry = rr.raw(role.rawValue) else { continue }
+                var er = ParamReader(entry, path: "roles.\(role.rawValue)")
+                let users = er.stringArray("users") ?? []
+                let groups = er.stringArray("groups") ?? []
+                er.rejectUnknown()
+                rr.merge(er.errors)
+                c.roles[role] = (users, groups)
+            }
+            rr.rejectUnknown()
+            r.merge(rr.errors)
+        }
+        do throws(BerthError) {
+            try r.finish()
+        } catch {
+            throw BerthError(.invalidParams, "config file \(path): \(error.message)")
+        }
+        return c
+    }
+
+    /// Resolves role members to ids; names that do not exist on this machine are returned as warnings.
+    public func roleMap() -> (RoleMap, warnings: [String]) {
+        var map = RoleMap()
+        var warnings: [String] = []
+        // Least powerful first, so a member listed twice keeps the stronger role.
+        for role in [Role.hook, .portal, .admin] {
+            guard let entry = roles[role] else { continue }
+            for u in entry.users {
+                if let id = RoleMap.userID(u) { map.users[id] = role } else { warnings.append("roles.\(role.rawValue): no user '\(u)'") }
+            }
+            for g in entry.groups {
+                if let id = RoleMap.groupID(g) { map.groups[id] = role } else { warnings.append("roles.\(role.rawValue): no group '\(g)'") }
+            }
+        }
+        return (map, warnings)
+    }
+}

@@ -1,0 +1,84 @@
+import BerthCore
+import BerthRPC
+import BerthService
+import BerthSystemd
+import Logging
+import ServiceLifecycle
+
+/// Serves the socket until graceful shutdown, then drains in-flight requests.
+struct RPCServerService: Service {
+    let server: UnixSocketRPCServer
+    let methods: BerthMethods
+    let notifier: SystemdNotifier
+
+    func run() async throws {
+        try await withGracefulShutdownHandler {
+            try await server.run()
+        } onGracefulShutdown: {
+            notifier.stopping(status: "draining connections")
+            methods.beginDraining()
+            server.beginGracefulShutdown()
+        }
+    }
+}
+
+/// Fires lease lifecycle events on the system clock at their due second (manual clocks are
+/// moved by `clock.set`/`clock.advance`, which process events themselves).
+struct LifecycleTicker: Service {
+    let scheduler: Scheduler
+    let wakeup: Wakeup
+
+    func run() async throws {
+        try await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                await scheduler.processDue()
+                var wait: Int64 = 1000
+                if let next = await scheduler.nextDue() {
+                    wait = min(wait, max(BerthClock.millisecondsUntil(next), 1))
+                }
+                await wakeup.wait(timeout: .milliseconds(wait))
+            }
+        }
+    }
+}
+
+struct OutboxService: Service {
+    let delivery: OutboxDelivery
+
+    func run() async throws {
+        try await cancelWhenGracefulShutdown {
+            await delivery.run()
+        }
+    }
+}
+
+/// Pings the systemd watchdog only while the scheduler actor answers, so a wedged daemon is restarted.
+struct WatchdogService: Service {
+    let scheduler: Scheduler
+    let notifier: SystemdNotifier
+    let interval: Duration
+
+    func run() async throws {
+        try await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                _ = await scheduler.now
+                notifier.watchdogPing()
+                try? await Task.sleep(for: interval)
+            }
+        }
+    }
+}
+
+/// SIGHUP re-reads the config file: roles and log level take effect without a restart.
+struct ReloadService: Service {
+    let reload: @Sendable () async -> Void
+
+    func run() async throws {
+        let signals = await UnixSignalsSequence(trapping: .sighup)
+        try await cancelWhenGracefulShutdown {
+            for await _ in signals {
+                await reload()
+            }
+        }
+    }
+}

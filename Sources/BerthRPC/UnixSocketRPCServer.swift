@@ -1,0 +1,666 @@
+import BerthJSON
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// Why the server could not start.
+public struct RPCServerError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+
+    public init(_ description: String) { self.description = description }
+}
+
+/// JSON-RPC 2.0 over a Unix domain stream socket, one JSON text per line.
+///
+/// Each connection is served by a child task of a discarding task group: a read loop decodes lines
+/// and dispatches them one after another (so pipelined requests are answered in order), and a single
+/// writer task drains that connection's outbox of replies and handler-pushed notifications. Errors on
+/// one connection are logged and end only that connection.
+///
+/// Lifecycle: `bind()` (throws if the socket cannot be had), then `run()`, which returns after
+/// `beginGracefulShutdown()`: the listener is closed, every connection stops reading, requests already
+/// being handled finish and their replies are written (requests received but not yet started are
+/// answered -32007 `unavailable`), then connections close and the socket file is removed. Connections
+/// still busy after `shutdownGracePeriod` are closed and their tasks cancelled. Cancelling the task
+/// that runs `run()` is a hard stop: it closes everything at once and cancels in-flight handlers.
+public final class UnixSocketRPCServer: Sendable {
+    public enum Listen: Sendable {
+        /// Bind a new socket at this path. A stale socket file (nothing listening) is removed first;
+        /// the file is chmod-ed to `mode` after binding and removed when the server stops.
+        case path(String, mode: UInt16 = 0o660)
+        /// Adopt an already bound and listening socket (systemd socket activation, `LISTEN_FDS`).
+        case fileDescriptor(Int32)
+    }
+
+    /// How many replies a connection may have queued but not yet written before its read loop waits:
+    /// a client that pipelines requests but never reads replies cannot grow the server's memory.
+    static let maxQueuedReplies = 32
+    /// How many notifications may wait to be written before the connection is deemed stuck and closed.
+    static let maxQueuedNotifications = 4096
+
+    private let listen: Listen
+    private let handler: any RPCHandler
+    private let dispatcher: JSONRPCDispatcher
+    private let logger: Logger
+    private let maxLineLength: Int
+    private let shutdownGracePeriod: Duration
+    private let eventLoopGroup: MultiThreadedEventLoopGroup
+    private let state = Mutex(State())
+    /// Yields when shutdown has been requested and the last connection has gone.
+    private let drained: AsyncStream<Void>
+    private let drainedContinuation: AsyncStream<Void>.Continuation
+
+    public init(
+        listen: Listen,
+        handler: some RPCHandler,
+        logger: Logger,
+        maxLineLength: Int = 1 << 20,
+        maxBatchSize: Int = 1000,
+        shutdownGracePeriod: Duration = .seconds(10),
+        eventLoopGroup: MultiThreadedEventLoopGroup = .singleton
+    ) {
+        precondition(maxLineLength > 0, "maxLineLength must be positive")
+        self.listen = listen
+        self.handler = handler
+        self.dispatcher = JSONRPCDispatcher(handler: handler, maxBatchSize: maxBatchSize)
+        self.logger = logger
+        self.maxLineLength = maxLineLength
+        self.shutdownGracePeriod = shutdownGracePeriod
+        self.eventLoopGroup = eventLoopGroup
+        (self.drained, self.drainedContinuation) = AsyncStream<Void>.makeStream()
+    }
+
+    /// Raises the soft `RLIMIT_NOFILE` to the hard limit (each connection holds a descriptor) and returns
+    /// the soft limit now in force, or -1 if it cannot be read. Call once at start-up.
+    @discardableResult
+    public static func raiseFileDescriptorLimit() -> Int {
+        FileDescriptorLimit.raise()
+    }
+
+    /// The path clients connect to: the bound path, or for an adopted descriptor the path it is bound
+    /// to (nil before `bind()` or for an abstract/unnamed socket).
+    public var socketPath: String? {
+        state.withLock { $0.socketPath }
+    }
+
+    // MARK: - Binding
+
+    /// Binds the socket, so the daemon can report readiness only once clients can connect.
+    ///
+    /// Throws `RPCServerError` when the parent directory is missing, the path is longer than a Unix
+    /// socket address allows, another server is listening at the path, something other than a socket
+    /// is there, or the descriptor is not a listening socket.
+    public func bind() async throws {
+        try state.withLock { state in
+            guard case .initial = state.phase else { throw RPCServerError("bind() may only be called once") }
+            state.phase = .binding
+        }
+        do {
+            let (listener, path, boundSocket) = try await makeListener()
+            state.withLock { state in
+                state.listener = listener
+                state.serverChannel = listener.channel
+                state.socketPath = path
+                state.boundSocket = boundSocket
+                state.phase = .bound
+            }
+            logger.info("JSON-RPC server listening", metadata: ["rpc.socket": "\(path ?? "<unnamed>")"])
+        } catch {
+            state.withLock { $0.phase = .initial }
+            throw error
+        }
+    }
+
+    private func makeListener() async throws -> (NIOAsyncChannel<AcceptedConnection, Never>, String?, BoundSocket?) {
+        let maxLineLength = self.maxLineLength
+        let bootstrap = ServerBootstrap(group: eventLoopGroup)
+            .serverChannelOption(.backlog, value: 4096)
+            // Keep the channel open after the client shuts down its write side, so a client that sends
+            // its requests and half-closes (`nc -N`) still gets its replies.
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
+        let initializer: @Sendable (any Channel) -> EventLoopFuture<AcceptedConnection> = { channel in
+            PeerCredentialsReader.read(channel: channel)
+                .map { Result<PeerCredentials, any Error>.success($0) }
+                .recover { .failure($0) }
+                .flatMapThrowing { peer in
+                    try channel.pipeline.syncOperations.addHandler(
+                        ByteToMessageHandler(LineFrameDecoder(maxLineLength: maxLineLength))
+                    )
+                    let asyncChannel = try NIOAsyncChannel<InboundFrame, Never>(
+                        wrappingChannelSynchronously: channel,
+                        configuration: .init(backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8))
+                    )
+                    return AcceptedConnection(channel: asyncChannel, peer: peer)
+                }
+        }
+
+        switch listen {
+        case .path(let path, let mode):
+            try SocketFile.prepare(path: path)
+            let listener: NIOAsyncChannel<AcceptedConnection, Never>
+            do {
+                listener = try await bootstrap.bind(
+                    unixDomainSocketPath: path,
+                    childChannelInitializer: initializer
+                )
+            } catch {
+                throw RPCServerError("cannot bind \(path): \(error)")
+            }
+            do {
+                let identity = try SocketFile.finishBinding(path: path, mode: mode)
+                return (listener, path, identity)
+            } catch {
+                try? await listener.channel.close()
+                unlink(path)
+                throw error
+            }
+
+        case .fileDescriptor(let fd):
+            try SocketFile.checkListening(fd: fd)
+            let listener: NIOAsyncChannel<AcceptedConnection, Never>
+            do {
+                listener = try await bootstrap.bind(fd, childChannelInitializer: initializer)
+            } catch {
+                throw RPCServerError("cannot adopt socket descriptor \(fd): \(error)")
+            }
+            return (listener, listener.channel.localAddress?.pathname, nil)
+        }
+    }
+
+    // MARK: - Serving
+
+    /// Serves until `beginGracefulShutdown()` is called (then drains, see the type's documentation) or
+    /// the task is cancelled (then stops at once). Removes the socket file it created before returning.
+    public func run() async throws {
+        let listener = try state.withLock { state in
+            guard case .bound = state.phase, let listener = state.listener else {
+                throw RPCServerError("run() requires a successful bind() and may only be called once")
+            }
+            state.listener = nil
+            state.phase = .running
+            return listener
+        }
+        if state.withLock({ $0.shutdownRequested }) {
+            listener.channel.close(promise: nil)
+        }
+        defer { finish() }
+
+        let acceptError: (any Error)? = await withTaskCancellationHandler {
+            await withDiscardingTaskGroup { group in
+                var acceptError: (any Error)?
+                do {
+                    try await listener.executeThenClose { inbound in
+                        for try await connection in inbound {
+                            group.addTask { await self.serve(connection) }
+                        }
+                    }
+                } catch {
+                    acceptError = error
+                    logger.error("JSON-RPC listener failed", metadata: ["error": "\(error)"])
+                }
+
+                // The listener is closed: drain the connections.
+                beginGracefulShutdown()
+                if await !waitUntilDrained() {
+                    let remaining = closeAllConnections()
+                    logger.warning(
+                        "JSON-RPC connections still busy at the end of the shutdown grace period; closing them",
+                        metadata: ["rpc.connections": "\(remaining)"]
+                    )
+                    group.cancelAll()
+                }
+                return acceptError
+            }
+        } onCancel: {
+            beginGracefulShutdown()
+        }
+        if let acceptError { throw acceptError }
+    }
+
+    /// Stops accepting, lets requests in progress finish and be answered, then closes connections; `run()`
+    /// returns once that is done. Safe to call from anywhere, any number of times.
+    public func beginGracefulShutdown() {
+        let snapshot: (listener: (any Channel)?, connections: [ConnectionHandle])? = state.withLock { state in
+            guard !state.shutdownRequested else { return nil }
+            state.shutdownRequested = true
+            return (state.serverChannel, Array(state.connections.values))
+        }
+        guard let (listener, connections) = snapshot else { return }
+        logger.info("JSON-RPC server shutting down", metadata: ["rpc.connections": "\(connections.count)"])
+        listener?.close(promise: nil)
+        for connection in connections {
+            connection.beginDraining()
+        }
+        if connections.isEmpty { drainedContinuation.yield() }
+    }
+
+    /// True when every connection finished within the grace period; false on timeout or cancellation.
+    private func waitUntilDrained() async -> Bool {
+        if state.withLock({ $0.connections.isEmpty }) { return true }
+        let drained = self.drained
+        let grace = shutdownGracePeriod
+        return await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                for await _ in drained where self.state.withLock({ $0.connections.isEmpty }) {
+                    return true
+                }
+                return false
+            }
+            group.addTask {
+                try? await Task.sleep(for: grace)
+                return false
+            }
+            let result = await group.next() ?? false
+            group.cancelAll()
+            return result
+        }
+    }
+
+    private func closeAllConnections() -> Int {
+        let connections = state.withLock { Array($0.connections.values) }
+        for connection in connections { connection.forceClose() }
+        return connections.count
+    }
+
+    private func finish() {
+        let boundSocket = state.withLock { state in
+            state.phase = .finished
+            state.serverChannel = nil
+            return state.boundSocket
+        }
+        if let boundSocket { SocketFile.remove(boundSocket, logger: logger) }
+        drainedContinuation.finish()
+        logger.info("JSON-RPC server stopped")
+    }
+
+    // MARK: - One connection
+
+    private func register(_ connection: ConnectionHandle) {
+        let shuttingDown = state.withLock { state in
+            state.connections[connection.id] = connection
+            return state.shutdownRequested
+        }
+        if shuttingDown { connection.beginDraining() }
+    }
+
+    private func unregister(_ id: RPCConnectionID) {
+        let drained = state.withLock { state in
+            state.connections[id] = nil
+            return state.shutdownRequested && state.connections.isEmpty
+        }
+        if drained { drainedContinuation.yield() }
+    }
+
+    private func serve(_ accepted: AcceptedConnection) async {
+        let id = state.withLock { state in
+            defer { state.nextConnectionID += 1 }
+            return RPCConnectionID(rawValue: state.nextConnectionID)
+        }
+        var logger = self.logger
+        logger[metadataKey: "rpc.connection"] = "\(id)"
+        let channel = accepted.channel.channel
+        let connection = ConnectionHandle(id: id, channel: channel)
+        register(connection)
+        defer { unregister(id) }
+
+        let peer: PeerCredentials
+        switch accepted.peer {
+        case .success(let credentials):
+            peer = credentials
+        case .failure(let error):
+            logger.warning("closing JSON-RPC connection: cannot read peer credentials", metadata: ["error": "\(error)"])
+            try? await accepted.channel.executeThenClose { _, _ in }
+            return
+        }
+        logger[metadataKey: "rpc.peer"] = "\(peer)"
+        let refusal = handler.admit(peer)
+        if let refusal {
+            logger.info("JSON-RPC peer refused", metadata: ["error": "\(refusal)"])
+        } else {
+            logger.debug("JSON-RPC connection opened")
+        }
+
+        let outbox = ConnectionOutbox(channel: channel, logger: logger)
+        let context = RPCContext(
+            peer: peer,
+            connection: id,
+            notifications: RPCNotificationSink { method, params in outbox.sendNotification(method: method, params: params) }
+        )
+        let mode: JSONRPCDispatcher.Mode = refusal.map { .refuse($0) } ?? .serve
+        do {
+            try await accepted.channel.executeThenClose { inbound, _ in
+                await withDiscardingTaskGroup { group in
+                    group.addTask { await outbox.runWriter() }
+                    await readLoop(inbound, outbox: outbox, context: context, mode: mode, connection: connection, logger: logger)
+                    // Let the writer flush what is queued, then stop.
+                    outbox.finish()
+                }
+            }
+        } catch {
+            logger.debug("JSON-RPC connection ended with an error", metadata: ["error": "\(error)"])
+        }
+        outbox.finish()
+        await handler.connectionClosed(id)
+        logger.debug("JSON-RPC connection closed")
+    }
+
+    private func readLoop(
+        _ inbound: NIOAsyncChannelInboundStream<InboundFrame>,
+        outbox: ConnectionOutbox,
+        context: RPCContext,
+        mode: JSONRPCDispatcher.Mode,
+        connection: ConnectionHandle,
+        logger: Logger
+    ) async {
+        var window = outbox.makeReplyWindow()
+        do {
+            for try await frame in inbound {
+                switch frame {
+                case .tooLong:
+                    if connection.isDraining { return }
+                    logger.notice(
+                        "JSON-RPC request line too long; closing the connection",
+                        metadata: ["rpc.max_line_length": "\(maxLineLength)"]
+                    )
+                    let reply = JSONRPCDispatcher.errorResponse(.requestTooLarge(limit: maxLineLength), id: .null)
+                    if await window.acquire() { _ = outbox.enqueueReply(reply.serializedBytes()) }
+                    return
+                case .line(let line):
+                    let lineMode: JSONRPCDispatcher.Mode = connection.isDraining ? .drain : mode
+                    guard let reply = await dispatcher.process(line: line, context: context, mode: lineMode) else {
+                        continue
+                    }
+                    guard await window.acquire(), outbox.enqueueReply(reply) else { return }
+                }
+            }
+        } catch {
+            logger.debug("JSON-RPC read failed", metadata: ["error": "\(error)"])
+        }
+    }
+}
+
+// MARK: - Supporting types
+
+extension UnixSocketRPCServer {
+    private enum Phase {
+        case initial, binding, bound, running, finished
+    }
+
+    private struct State {
+        var phase: Phase = .initial
+        var listener: NIOAsyncChannel<AcceptedConnection, Never>?
+        var serverChannel: (any Channel)?
+        var socketPath: String?
+        var boundSocket: BoundSocket?
+        var shutdownRequested = false
+        var connections: [RPCConnectionID: ConnectionHandle] = [:]
+        var nextConnectionID: UInt64 = 1
+    }
+}
+
+/// What the child channel initializer hands to the accept loop.
+struct AcceptedConnection: Sendable {
+    var channel: NIOAsyncChannel<InboundFrame, Never>
+    /// A failure here closes the connection in its own task: failing the initializer instead would
+    /// surface as an error of the accept stream.
+    var peer: Result<PeerCredentials, any Error>
+}
+
+/// The server's view of a live connection, for shutdown.
+final class ConnectionHandle: Sendable {
+    let id: RPCConnectionID
+    let channel: any Channel
+    private let draining = Atomic<Bool>(false)
+
+    init(id: RPCConnectionID, channel: any Channel) {
+        self.id = id
+        self.channel = channel
+    }
+
+    var isDraining: Bool { draining.load(ordering: .acquiring) }
+
+    /// Stops reading: shutting down the input side ends the inbound stream once the lines already
+    /// decoded are consumed, while the output side stays open for the remaining replies.
+    func beginDraining() {
+        guard !draining.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        channel.close(mode: .input, promise: nil)
+    }
+
+    func forceClose() {
+        _ = draining.exchange(true, ordering: .acquiringAndReleasing)
+        channel.close(promise: nil)
+    }
+}
+
+/// One connection's single writer: replies and notifications go through one queue, each written whole
+/// with its newline, in the order they were queued.
+final class ConnectionOutbox: Sendable {
+    enum Item: Sendable {
+        case reply([UInt8])
+        case notification([UInt8])
+    }
+
+    private let channel: any Channel
+    private let logger: Logger
+    private let items: AsyncStream<Item>
+    private let itemsContinuation: AsyncStream<Item>.Continuation
+    /// One element per reply written; the read loop spends them to bound the queued replies.
+    private let credits: AsyncStream<Void>
+    private let creditsContinuation: AsyncStream<Void>.Continuation
+    private let queuedNotifications = Atomic<Int>(0)
+
+    init(channel: any Channel, logger: Logger) {
+        self.channel = channel
+        self.logger = logger
+        (items, itemsContinuation) = AsyncStream<Item>.makeStream()
+        (credits, creditsContinuation) = AsyncStream<Void>.makeStream()
+        // Once the channel is closed nothing more can be written: make `send` report it.
+        channel.closeFuture.whenComplete { [itemsContinuation] _ in itemsContinuation.finish() }
+    }
+
+    func makeReplyWindow() -> ReplyWindow {
+        ReplyWindow(credits: credits.makeAsyncIterator())
+    }
+
+    func enqueueReply(_ bytes: [UInt8]) -> Bool {
+        if case .enqueued = itemsContinuation.yield(.reply(bytes)) { return true }
+        return false
+    }
+
+    func sendNotification(method: String, params: JSON) -> Bool {
+        let queued = queuedNotifications.add(1, ordering: .relaxed).newValue
+        if queued > UnixSocketRPCServer.maxQueuedNotifications {
+            queuedNotifications.subtract(1, ordering: .relaxed)
+            logger.warning("JSON-RPC client is not reading its notifications; closing the connection")
+            itemsContinuation.finish()
+            channel.close(promise: nil)
+            return false
+        }
+        let message: JSON = ["jsonrpc": "2.0", "method": .string(method), "params": params]
+        if case .enqueued = itemsContinuation.yield(.notification(message.serializedBytes())) { return true }
+        queuedNotifications.subtract(1, ordering: .relaxed)
+        return false
+    }
+
+    /// No more items: the writer flushes what is queued and returns.
+    func finish() {
+        itemsContinuation.finish()
+    }
+
+    func runWriter() async {
+        defer {
+            itemsContinuation.finish()
+            creditsContinuation.finish()
+        }
+        for await item in items {
+            let bytes: [UInt8]
+            switch item {
+            case .reply(let b), .notification(let b): bytes = b
+            }
+            var buffer = channel.allocator.buffer(capacity: bytes.count + 1)
+            buffer.writeBytes(bytes)
+            buffer.writeInteger(UInt8(ascii: "\n"))
+            do {
+                // Completes once the bytes are handed to the kernel, so a reply queued before a close is
+                // really sent, and a client that does not read slows down only its own connection.
+                try await channel.writeAndFlush(buffer)
+            } catch {
+                logger.debug("JSON-RPC write failed", metadata: ["error": "\(error)"])
+                return
+            }
+            switch item {
+            case .reply: creditsContinuation.yield()
+            case .notification: queuedNotifications.subtract(1, ordering: .relaxed)
+            }
+        }
+    }
+}
+
+/// Bounds the replies a connection has queued but not written.
+struct ReplyWindow {
+    var credits: AsyncStream<Void>.Iterator
+    var outstanding = 0
+
+    /// Waits until one more reply may be queued; false once the writer has stopped.
+    mutating func acquire() async -> Bool {
+        while outstanding >= UnixSocketRPCServer.maxQueuedReplies {
+            guard await credits.next() != nil else { return false }
+            outstanding -= 1
+        }
+        outstanding += 1
+        return true
+    }
+}
+
+/// Identity of the socket file this server created, so it removes its own file and not a successor's.
+struct BoundSocket: Sendable {
+    var path: String
+    var device: UInt64
+    var inode: UInt64
+}
+
+/// Filesystem side of binding by path.
+enum SocketFile {
+    /// Longest path `sockaddr_un.sun_path` holds, without its terminating NUL.
+    static let maxPathLength = MemoryLayout.size(ofValue: sockaddr_un().sun_path) - 1
+
+    static func errnoText(_ code: Int32 = errno) -> String { String(cString: strerror(code)) }
+
+    /// Checks the parent directory and clears a stale socket file, refusing to touch a live server's
+    /// socket or anything that is not a socket.
+    static func prepare(path: String) throws {
+        guard !path.isEmpty else { throw RPCServerError("socket path is empty") }
+        guard path.utf8.count <= maxPathLength else {
+            throw RPCServerError(
+                "socket path \(path) is \(path.utf8.count) bytes long; Unix sockets allow at most \(maxPathLength)"
+            )
+        }
+        let parent: String
+        if let slash = path.lastIndex(of: "/") {
+            parent = slash == path.startIndex ? "/" : String(path[..<slash])
+        } else {
+            parent = "."
+        }
+        var info = stat()
+        if stat(parent, &info) != 0 {
+            throw RPCServerError("cannot bind \(path): directory \(parent): \(errnoText())")
+        }
+        guard info.st_mode & S_IFMT == S_IFDIR else {
+            throw RPCServerError("cannot bind \(path): \(parent) is not a directory")
+        }
+
+        guard lstat(path, &info) == 0 else {
+            if errno == ENOENT { return }
+            throw RPCServerError("cannot bind \(path): \(errnoText())")
+        }
+        guard info.st_mode & S_IFMT == S_IFSOCK else {
+            throw RPCServerError("cannot bind \(path): the path exists and is not a socket")
+        }
+        switch probe(path: path) {
+        case .listening:
+            throw RPCServerError("cannot bind \(path): another server is already listening on it")
+        case .stale:
+            if unlink(path) != 0, errno != ENOENT {
+                throw RPCServerError("cannot remove stale socket \(path): \(errnoText())")
+            }
+        case .unknown(let code):
+            throw RPCServerError("cannot bind \(path): cannot tell whether the existing socket is in use: \(errnoText(code))")
+        }
+    }
+
+    enum ProbeResult { case listening, stale, unknown(Int32) }
+
+    /// Connects without blocking: refused means nobody is listening (a leftover of a crashed server).
+    static func probe(path: String) -> ProbeResult {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return .unknown(errno) }
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: path.utf8)
+        }
+        let rc = withUnsafePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        if rc == 0 { return .listening }
+        switch errno {
+        case ECONNREFUSED: return .stale
+        case EAGAIN, EINPROGRESS: return .listening  // backlog full: someone is definitely there
+        case let code: return .unknown(code)
+        }
+    }
+
+    static func finishBinding(path: String, mode: UInt16) throws -> BoundSocket {
+        guard chmod(path, mode_t(mode)) == 0 else {
+            throw RPCServerError("cannot chmod \(path) to \(String(mode, radix: 8)): \(errnoText())")
+        }
+        var info = stat()
+        guard lstat(path, &info) == 0 else {
+            throw RPCServerError("cannot stat \(path) after binding: \(errnoText())")
+        }
+        return BoundSocket(path: path, device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
+    }
+
+    /// Removes the socket file if it is still the one this server bound.
+    static func remove(_ socket: BoundSocket, logger: Logger) {
+        var info = stat()
+        guard lstat(socket.path, &info) == 0 else { return }
+        guard UInt64(info.st_dev) == socket.device, UInt64(info.st_ino) == socket.inode else {
+            logger.notice("socket file was replaced; leaving it", metadata: ["rpc.socket": "\(socket.path)"])
+            return
+        }
+        if unlink(socket.path) != 0 {
+            logger.warning(
+                "cannot remove socket file",
+                metadata: ["rpc.socket": "\(socket.path)", "error": "\(errnoText())"]
+            )
+        }
+    }
+
+    /// A socket-activated descriptor must be a listening stream socket.
+    static func checkListening(fd: Int32) throws {
+        var value: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        guard getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &value, &length) == 0 else {
+            throw RPCServerError("descriptor \(fd) is not a usable socket: \(errnoText())")
+        }
+        guard value != 0 else { throw RPCServerError("socket descriptor \(fd) is not listening") }
+        length = socklen_t(MemoryLayout<Int32>.size)
+        guard getsockopt(fd, SOL_SOCKET, SO_TYPE, &value, &length) == 0 else {
+            throw RPCServerError("descriptor \(fd) is not a usable socket: \(errnoText())")
+        }
+        guard value == Int32(SOCK_STREAM.rawValue) else {
+            throw RPCServerError("socket descriptor \(fd) is not a stream socket")
+        }
+    }
+}

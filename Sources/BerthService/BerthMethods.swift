@@ -1,0 +1,121 @@
+import BerthCore
+import BerthJSON
+import BerthRPC
+import BerthStore
+import Synchronization
+
+/// The contract's methods behind the socket: checks the caller's role, then routes each call to
+/// the scheduler actor, the store (reads that need no actor), or itself (discovery, health).
+public final class BerthMethods: RPCHandler {
+    let scheduler: Scheduler
+    let queries: StoreQueries
+    let broadcaster: EventBroadcaster
+    let roles: Mutex<RoleMap>
+    let clockMode: BerthClock.Mode
+    let startedAt: ContinuousClock.Instant
+    let version: String
+    let adapterHealth: @Sendable () -> Bool
+    let draining = Atomic<Bool>(false)
+
+    public init(
+        scheduler: Scheduler, store: BerthStore, broadcaster: EventBroadcaster, roles: RoleMap, version: String,
+        adapterHealthy: @escaping @Sendable () -> Bool = { true }
+    ) {
+        self.scheduler = scheduler
+        self.queries = StoreQueries(store: store)
+        self.broadcaster = broadcaster
+        self.roles = Mutex(roles)
+        self.clockMode = scheduler.clock.mode
+        self.startedAt = .now
+        self.version = version
+        self.adapterHealth = adapterHealthy
+    }
+
+    /// Replaces the role table (SIGHUP reload).
+    public func updateRoles(_ map: RoleMap) { roles.withLock { $0 = map } }
+
+    /// From now on, mutating calls answer `unavailable` (graceful stop in progress).
+    public func beginDraining() { draining.store(true, ordering: .relaxed) }
+
+    public func admit(_ peer: PeerCredentials) -> RPCError? {
+        if roles.withLock({ $0.role(for: peer) }) == nil {
+            return RPCError(
+                code: BerthError.Code.forbidden.rawValue,
+                message: "uid \(peer.uid) (gid \(peer.gid)) has no Berth role; ask an operator to map its user or group",
+                data: ["reason": "forbidden"])
+        }
+        return nil
+    }
+
+    static let knownMethods: Set<String> = [
+        "rpc.discover", "system.health", "clock.now", "clock.set", "clock.advance",
+        "host.create", "host.get", "host.list", "host.update", "host.delete",
+        "lease.create", "lease.get", "lease.list", "lease.update", "lease.delete",
+        "availability.find", "calendar.get", "events.list", "events.subscribe", "actions.list",
+    ]
+
+    public func handle(method: String, params: JSON?, context: RPCContext) async throws(RPCError) -> JSON {
+        guard BerthMethods.knownMethods.contains(method), !(method.hasPrefix("clock.") && clockMode != .manual) else {
+            throw RPCError.methodNotFound(method)
+        }
+        guard let role = roles.withLock({ $0.role(for: context.peer) }) else {
+            throw BerthMethods.rpcError(BerthError(.forbidden, "caller has no Berth role"))
+        }
+        guard MethodPermissions.allowed(method).contains(role) else {
+            throw BerthMethods.rpcError(BerthError(.forbidden, "role '\(role.rawValue)' may not call \(method)"))
+        }
+        do throws(BerthError) {
+            if draining.load(ordering: .relaxed), Scheduler.mutatingMethods.contains(method) || method.hasPrefix("clock.") {
+                throw BerthError(.unavailable, "berthd is shutting down; retry against the restarted daemon")
+            }
+            switch method {
+            case "rpc.discover":
+                try BerthMethods.noParams(params)
+                return try BerthMethods.openRPCDocument()
+            case "system.health":
+                try BerthMethods.noParams(params)
+                let uptime = ContinuousClock.now - startedAt
+                return [
+                    "status": "ok", "version": .string(version), "uptime_s": .int(uptime.components.seconds),
+                    "storage": "ok", "adapter": adapterHealth() ? "ok" : "degraded",
+                    "clock": .string(clockMode.rawValue),
+                ]
+            case "events.list": return try queries.eventsList(params)
+            case "actions.list": return try queries.actionsList(params)
+            case "events.subscribe":
+                var r = ParamReader(params)
+                let types = r.stringArray("types") ?? []
+                try r.finish()
+                let id = broadcaster.subscribe(connection: context.connection, sink: context.notifications, patterns: types)
+                return ["subscription": .string(id)]
+            default:
+                return try await scheduler.call(method, params)
+            }
+        } catch {
+            throw BerthMethods.rpcError(error)
+        }
+    }
+
+    public func connectionClosed(_ connection: RPCConnectionID) async {
+        broadcaster.connectionClosed(connection)
+    }
+
+    static func noParams(_ params: JSON?) throws(BerthError) {
+        var r = ParamReader(params)
+        try r.finish()
+    }
+
+    public static func rpcError(_ e: BerthError) -> RPCError {
+        RPCError(code: e.code.rawValue, message: e.message, data: e.dataJSON)
+    }
+
+    static let parsedDocument: Result<JSON, BerthError> = {
+        do throws(JSONParseError) {
+            return .success(try JSONParser.parse(openRPCDocumentText))
+        } catch {
+            return .failure(BerthError(.internalError, "embedded OpenRPC document is invalid: \(error)"))
+        }
+    }()
+
+    static func openRPCDocument() throws(BerthError) -> JSON { try parsedDocument.get() }
+}

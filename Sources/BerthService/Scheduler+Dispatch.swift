@@ -1,0 +1,57 @@
+import BerthCore
+import BerthJSON
+
+extension Scheduler {
+    /// Methods that change state and so honour `idempotency_key`.
+    static let mutatingMethods: Set<String> = [
+        "host.create", "host.update", "host.delete", "lease.create", "lease.update", "lease.delete",
+    ]
+
+    /// Runs one scheduler method. Replay of an idempotent call is checked here, inside the actor,
+    /// so two concurrent retries with the same key cannot both act.
+    public func call(_ method: String, _ params: JSON?) throws(BerthError) -> JSON {
+        var idem: IdempotencyContext? = nil
+        if Scheduler.mutatingMethods.contains(method) {
+            if let v = params?["idempotency_key"], !v.isNull {
+                guard let s = v.stringValue, !s.isEmpty, s.utf8.count <= 255 else {
+                    throw .invalidParam("idempotency_key", "expected a non-empty string of at most 255 bytes")
+                }
+                _ = s
+                idem = IdempotencyContext(method: method, params: params)
+                // A dry run is never recorded: it acts on nothing.
+                if params?["dry_run"]?.boolValue == true { idem = nil }
+                if let replay = try idem?.replay(from: store) { return replay }
+            }
+        }
+        switch method {
+        case "host.create": return try hostCreate(params, idempotency: idem)
+        case "host.get": return try hostGet(params)
+        case "host.list": return try hostList(params)
+        case "host.update": return try hostUpdate(params, idempotency: idem)
+        case "host.delete": return try hostDelete(params, idempotency: idem)
+        case "lease.create": return try leaseCreate(params, idempotency: idem)
+        case "lease.get": return try leaseGet(params)
+        case "lease.list": return try leaseList(params)
+        case "lease.update": return try leaseUpdate(params, idempotency: idem)
+        case "lease.delete": return try leaseDelete(params, idempotency: idem)
+        case "availability.find": return try availabilityFind(params)
+        case "calendar.get": return try calendarGet(params)
+        case "clock.now":
+            var r = ParamReader(params)
+            try r.finish()
+            return ["now": .string(clock.now().rfc3339)]
+        case "clock.set":
+            var r = ParamReader(params)
+            let t = r.timestamp("now", required: true)
+            try r.finish()
+            return ["now": .string(try setClock(t!).rfc3339)]
+        case "clock.advance":
+            var r = ParamReader(params)
+            let s = r.int("seconds", required: true, min: 0, max: 100 * 366 * 86_400)
+            try r.finish()
+            return ["now": .string(try setClock(clock.now() + s!).rfc3339)]
+        default:
+            throw BerthError(.internalError, "method \(method) is not a scheduler method")
+        }
+    }
+}

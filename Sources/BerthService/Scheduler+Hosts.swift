@@ -1,0 +1,180 @@
+import BerthCore
+import BerthJSON
+import BerthStore
+
+extension Scheduler {
+    static func validHostName(_ s: String) -> Bool {
+        let b = Array(s.utf8)
+        guard let first = b.first, b.count <= 63 else { return false }
+        func alnum(_ c: UInt8) -> Bool { (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) }
+        guard alnum(first) else { return false }
+        return b.allSatisfy { alnum($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") }
+    }
+
+    /// Reads the host fields shared by create and update; nil values mean "not given".
+    static func readHostFields(_ r: inout ParamReader, creating: Bool) -> (
+        vcpus: Int64?, memory: Int64?, disk: Int64?, gpus: [GPUSpec]?, properties: [String: JSON]?, state: HostState?,
+        reservable: Bool?
+    ) {
+        let vcpus = r.int("vcpus", required: creating, min: 1, max: 1_000_000)
+        let memory = r.int("memory_mb", required: creating, min: 1)
+        let disk = r.int("disk_gb", required: creating, min: 0)
+        var gpus: [GPUSpec]? = nil
+        if let list = r.array("gpus") {
+            var out: [GPUSpec] = []
+            for (i, g) in list.enumerated() {
+                var gr = ParamReader(g, path: "\(r.fieldPath("gpus"))[\(i)]")
+                if let model = gr.string("model", required: true) { out.append(GPUSpec(model: model)) }
+                gr.rejectUnknown()
+                r.merge(gr.errors)
+            }
+            gpus = out
+        }
+        var properties: [String: JSON]? = nil
+        if let p = r.raw("properties") {
+            if let o = p.objectValue {
+                for (k, v) in o.sorted(by: { $0.key < $1.key }) {
+                    switch v {
+                    case .string, .int, .double, .bool: continue
+                    default: r.fail(path: "\(r.fieldPath("properties")).\(k)", "must be a string, number or boolean")
+                    }
+                }
+                properties = o
+            } else {
+                r.fail("properties", "expected an object, got \(p.typeName)")
+            }
+        }
+        let state = r.enumValue("state", HostState.self)
+        let reservable = r.bool("reservable")
+        return (vcpus, memory, disk, gpus, properties, state, reservable)
+    }
+
+    func hostCreate(_ params: JSON?, idempotency: IdempotencyContext?) throws(BerthError) -> JSON {
+        var r = ParamReader(params)
+        let name = r.string("name", required: true, maxLength: 63)
+        if let name, !Scheduler.validHostName(name) {
+            r.fail("name", "must start with a letter or digit and contain only letters, digits, '.', '_' and '-'")
+        }
+        let f = Scheduler.readHostFields(&r, creating: true)
+        _ = r.raw("idempotency_key")
+        try r.finish()
+        guard let name, let vcpus = f.vcpus, let memory = f.memory, let disk = f.disk else {
+            throw .invalidParam("params", "incomplete host")
+        }
+        if hosts[name] != nil { throw .conflict("a host named '\(name)' already exists") }
+        let now = clock.now()
+        let host = Host(
+            name: name, vcpus: vcpus, memoryMB: memory, diskGB: disk, gpus: f.gpus ?? [], properties: f.properties ?? [:],
+            state: f.state ?? .up, reservable: f.reservable ?? true, createdAt: now, updatedAt: now)
+        var c = Change()
+        c.mutation.hosts = [host]
+        event("host.created", at: now, host: name, into: &c)
+        let result = host.json
+        idempotency?.record(result: result, at: now, into: &c.mutation)
+        try apply(c)
+        setHost(host)
+        return result
+    }
+
+    func setHost(_ host: Host) {
+        hosts[host.name] = host
+        sortedHosts = hosts.values.sorted { $0.name < $1.name }
+    }
+
+    func requireHost(_ name: String) throws(BerthError) -> Host {
+        guard let h = hosts[name] else { throw .notFound("no host named '\(name)'") }
+        return h
+    }
+
+    func hostGet(_ params: JSON?) throws(BerthError) -> JSON {
+        var r = ParamReader(params)
+        let name = r.string("name", required: true)
+        try r.finish()
+        return try requireHost(name!).json
+    }
+
+    func hostList(_ params: JSON?) throws(BerthError) -> JSON {
+        var r = ParamReader(params)
+        var filter = PropertyFilter.all
+        if let p = r.raw("properties") {
+            do throws(BerthError) {
+                filter = try PropertyFilter(json: p, path: "properties")
+            } catch {
+                r.merge(error.fieldErrors)
+            }
+        }
+        try r.finish()
+        return ["items": .array(sortedHosts.filter { filter.matches($0) }.map(\.json)), "next_cursor": .null]
+    }
+
+    func hostUpdate(_ params: JSON?, idempotency: IdempotencyContext?) throws(BerthError) -> JSON {
+        var r = ParamReader(params)
+        let name = r.string("name", required: true)
+        let f = Scheduler.readHostFields(&r, creating: false)
+        _ = r.raw("idempotency_key")
+        try r.finish()
+        var host = try requireHost(name!)
+        let before = host
+        if let v = f.vcpus { host.vcpus = v }
+        if let v = f.memory { host.memoryMB = v }
+        if let v = f.disk { host.diskGB = v }
+        if let v = f.gpus { host.gpus = v }
+        if let v = f.properties { host.properties = v }
+        if let v = f.state { host.state = v }
+        if let v = f.reservable { host.reservable = v }
+        let now = clock.now()
+        host.updatedAt = now
+        var c = Change()
+        c.mutation.hosts = [host]
+        event("host.updated", at: now, host: host.name, into: &c)
+        if before.state != host.state {
+            event(host.state == .up ? "host.up" : "host.down", at: now, host: host.name, data: ["state": .string(host.state.rawValue)], into: &c)
+            if host.state != .up {
+                // Leases holding this host now or later can no longer be honoured as placed.
+                let affected = Set(
+                    calendar.entries(host: host.name, overlapping: Interval(start: now.seconds, end: Timestamp.distantFuture.seconds))
+                        .map(\.payload.leaseID))
+                for id in affected.sorted() {
+                    guard var l = leases[id], l.status == .pending || l.status == .active else { continue }
+                    l.degraded = true
+                    l.degradedReason = "host \(host.name) is \(host.state.rawValue)"
+                    l.updatedAt = now
+                    c.leaseUpdates.append(l)
+                    event("lease.updated", at: now, lease: l, data: ["degraded_reason": JSON(l.degradedReason)], into: &c)
+                }
+            }
+        }
+        let result = host.json
+        idempotency?.record(result: result, at: now, into: &c.mutation)
+        try apply(c)
+        setHost(host)
+        return result
+    }
+
+    func hostDelete(_ params: JSON?, idempotency: IdempotencyContext?) throws(BerthError) -> JSON {
+        var r = ParamReader(params)
+        let name = r.string("name", required: true)
+        _ = r.raw("idempotency_key")
+        try r.finish()
+        let host = try requireHost(name!)
+        let now = clock.now()
+        let holding = calendar.entries(
+            host: host.name, overlapping: Interval(start: now.seconds, end: Timestamp.distantFuture.seconds))
+        if !holding.isEmpty {
+            let ids = Set(holding.map(\.payload.leaseID)).sorted()
+            throw BerthError(
+                .conflict,
+                "host '\(host.name)' holds current or future allocations of \(ids.count) lease\(ids.count == 1 ? "" : "s") (\(ids.prefix(5).joined(separator: ", ")))",
+                data: ["lease_ids": .array(ids.map { .string($0) })])
+        }
+        var c = Change()
+        c.mutation.deletedHosts = [host.name]
+        event("host.deleted", at: now, host: host.name, into: &c)
+        let result: JSON = .object([:])
+        idempotency?.record(result: result, at: now, into: &c.mutation)
+        try apply(c)
+        hosts[host.name] = nil
+        sortedHosts = hosts.values.sorted { $0.name < $1.name }
+        return result
+    }
+}

@@ -1,0 +1,229 @@
+import BerthCore
+import BerthJSON
+import BerthStore
+import HeapModule
+import Logging
+
+/// Settings the scheduler enforces (from the daemon's config file).
+public struct SchedulerPolicy: Sendable {
+    /// Longest lease allowed (`policy_violation`, rule `max_lease_duration`); nil for no limit.
+    public var maxLeaseDuration: Int64?
+    /// How far ahead `earliest_start` and `availability.find` look by default.
+    public var searchHorizon: Int64
+    /// How far in the past a `start` may be and still be taken as "now" (client clock skew).
+    public var startGrace: Int64
+
+    public init(maxLeaseDuration: Int64? = nil, searchHorizon: Int64 = 366 * 86_400, startGrace: Int64 = 60) {
+        self.maxLeaseDuration = maxLeaseDuration
+        self.searchHorizon = searchHorizon
+        self.startGrace = startGrace
+    }
+}
+
+/// One lifecycle moment of one lease, due at `at`.
+struct LeaseTimer: Comparable {
+    enum Kind: Int { case end = 0, beforeEnd = 1, start = 2 }  // at the same instant, ends free capacity first
+    var at: Timestamp
+    var kind: Kind
+    var leaseID: String
+
+    static func < (a: LeaseTimer, b: LeaseTimer) -> Bool {
+        (a.at, a.kind.rawValue, a.leaseID) < (b.at, b.kind.rawValue, b.leaseID)
+    }
+}
+
+/// The single owner of Berth's mutable state: hosts, leases, the calendar and the timer queue.
+///
+/// Every command runs to completion inside the actor (no suspension between check and commit),
+/// so two requests can never both see the same capacity free. A command first plans against
+/// memory, then commits to SQLite, and only then applies to memory and publishes events: memory
+/// never holds what the disk does not.
+public actor Scheduler {
+    let store: BerthStore
+    public nonisolated let clock: BerthClock
+    let policy: SchedulerPolicy
+    let broadcaster: EventBroadcaster
+    let logger: Logger
+    /// Called after a commit that enqueued actions, to wake the delivery worker.
+    let actionsEnqueued: @Sendable () -> Void
+
+    var hosts: [String: Host] = [:]
+    var sortedHosts: [Host] = []
+    var leases: [String: Lease] = [:]
+    /// Leases in listing order (created_at, id), for stable cursors.
+    var leaseOrder: [(Timestamp, String)] = []
+    var calendar = LeaseCalendar()
+    var timers = Heap<LeaseTimer>()
+    var lastEventSeq: Int64 = 0
+
+    public init(
+        store: BerthStore, clock: BerthClock, policy: SchedulerPolicy = SchedulerPolicy(),
+        broadcaster: EventBroadcaster = EventBroadcaster(), logger: Logger,
+        actionsEnqueued: @escaping @Sendable () -> Void = {}
+    ) throws(BerthError) {
+        self.store = store
+        self.clock = clock
+        self.policy = policy
+        self.broadcaster = broadcaster
+        self.logger = logger
+        self.actionsEnqueued = actionsEnqueued
+        let snap = try store.loadSnapshot()
+        for h in snap.hosts { hosts[h.name] = h }
+        sortedHosts = snap.hosts.sorted { $0.name < $1.name }
+        for l in snap.leases {
+            leases[l.id] = l
+            leaseOrder.append((l.createdAt, l.id))
+            calendar.add(l)
+            for t in Scheduler.timers(for: l) { timers.insert(t) }
+        }
+        leaseOrder.sort { $0 < $1 }
+        lastEventSeq = snap.lastEventSeq
+        if clock.mode == .manual, let saved = snap.meta["manual_clock"].flatMap(Int64.init) {
+            clock.set(Timestamp(seconds: saved))
+        }
+    }
+
+    public var now: Timestamp { clock.now() }
+
+    public var leaseCount: Int { leases.count }
+    public var hostCount: Int { hosts.count }
+
+    /// The timers a lease still owes, given its state.
+    static func timers(for l: Lease) -> [LeaseTimer] {
+        switch l.status {
+        case .pending:
+            var out = [LeaseTimer(at: l.start, kind: .start, leaseID: l.id), LeaseTimer(at: l.end, kind: .end, leaseID: l.id)]
+            if let b = l.beforeEndAt { out.append(LeaseTimer(at: b, kind: .beforeEnd, leaseID: l.id)) }
+            return out
+        case .active:
+            var out = [LeaseTimer(at: l.end, kind: .end, leaseID: l.id)]
+            if let b = l.beforeEndAt, !l.beforeEndFired { out.append(LeaseTimer(at: b, kind: .beforeEnd, leaseID: l.id)) }
+            return out
+        default:
+            return []
+        }
+    }
+
+    // MARK: - Committing
+
+    /// Builds one transaction's worth of change; event sequence numbers are assigned here, in memory,
+    /// because the actor is the only writer.
+    struct Change {
+        var mutation = BerthStore.Mutation()
+        var leaseUpdates: [Lease] = []
+        var removedFromCalendar: [Lease] = []
+        var addedToCalendar: [Lease] = []
+    }
+
+    func event(_ type: String, at: Timestamp, lease: Lease? = nil, host: String? = nil, data: [String: JSON] = [:], into c: inout Change) {
+        var e = LifecycleEvent(type: type, at: at, leaseID: lease?.id, projectID: lease?.projectID, host: host, data: data)
+        e.seq = lastEventSeq + Int64(c.mutation.events.count) + 1
+        c.mutation.events.append(e)
+    }
+
+    func action(_ kind: String, lease: Lease, at: Timestamp, into c: inout Change) {
+        let hostsHeld = lease.reservations.flatMap { $0.allocations.map(\.host) }
+        let a = OutboxAction(
+            id: UUIDString.random(), kind: kind, target: "lease/\(lease.id)", leaseID: lease.id, createdAt: at,
+            payload: [
+                "lease_id": .string(lease.id), "project_id": .string(lease.projectID), "name": .string(lease.name),
+                "hosts": .array(hostsHeld.map { .string($0) }), "start": .string(lease.start.rfc3339),
+                "end": .string(lease.end.rfc3339),
+            ])
+        c.mutation.actions.append(a)
+    }
+
+    /// Commits a change, then applies it to memory and publishes its events.
+    func apply(_ c: Change) throws(BerthError) {
+        var m = c.mutation
+        m.leases = c.leaseUpdates
+        if clock.mode == .manual { m.meta["manual_clock"] = String(clock.now().seconds) }
+        try store.commit(m)
+        for l in c.removedFromCalendar { calendar.remove(l) }
+        for l in c.leaseUpdates {
+            if leases[l.id] == nil { insertOrdered(l) }
+            leases[l.id] = l
+        }
+        for l in c.addedToCalendar { calendar.add(l) }
+        lastEventSeq += Int64(m.events.count)
+        broadcaster.publish(m.events)
+        if !m.actions.isEmpty { actionsEnqueued() }
+    }
+
+    private func insertOrdered(_ l: Lease) {
+        let key = (l.createdAt, l.id)
+        var lo = 0, hi = leaseOrder.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if leaseOrder[mid] < key { lo = mid + 1 } else { hi = mid }
+        }
+        leaseOrder.insert(key, at: lo)
+    }
+
+    // MARK: - Time
+
+    /// Fires every timer due at or before `now`, in time order, one transaction per transition.
+    public func processDue() {
+        let now = clock.now()
+        while let t = timers.min, t.at <= now {
+            _ = timers.removeMin()
+            do {
+                try fire(t)
+            } catch {
+                // Storage refused the transition: put it back and retry on the next tick.
+                timers.insert(t)
+                logger.error("lifecycle transition failed", metadata: ["lease.id": "\(t.leaseID)", "error": "\(error)"])
+                return
+            }
+        }
+    }
+
+    /// The next instant a timer is due (the system-clock ticker sleeps until then).
+    public func nextDue() -> Timestamp? { timers.min?.at }
+
+    /// Timers are never removed eagerly; a popped timer that no longer matches its lease is ignored.
+    func fire(_ t: LeaseTimer) throws(BerthError) {
+        guard var l = leases[t.leaseID] else { return }
+        var c = Change()
+        switch t.kind {
+        case .start:
+            guard l.status == .pending, l.start == t.at else { return }
+            l.status = .active
+            for i in l.reservations.indices where l.reservations[i].status == .pending { l.reservations[i].status = .active }
+            l.updatedAt = t.at
+            event("lease.started", at: t.at, lease: l, into: &c)
+            action("lease.start", lease: l, at: t.at, into: &c)
+        case .beforeEnd:
+            guard l.status == .active || l.status == .pending, !l.beforeEndFired, l.beforeEndAt == t.at else { return }
+            if l.status == .pending { return }  // the start timer has not fired yet; it re-arms this one
+            l.beforeEndFired = true
+            l.updatedAt = t.at
+            event("lease.before_end", at: t.at, lease: l, data: ["end": .string(l.end.rfc3339)], into: &c)
+        case .end:
+            guard l.status == .active || l.status == .pending, l.end == t.at else { return }
+            let wasActive = l.status == .active
+            l.status = .ended
+            for i in l.reservations.indices { l.reservations[i].status = .ended }
+            l.updatedAt = t.at
+            event("lease.ended", at: t.at, lease: l, into: &c)
+            if wasActive { action("lease.end", lease: l, at: t.at, into: &c) }
+        }
+        c.leaseUpdates = [l]
+        try apply(c)
+    }
+
+    func scheduleTimers(for l: Lease) {
+        for t in Scheduler.timers(for: l) { timers.insert(t) }
+    }
+
+    /// Moves a manual clock and processes everything due up to the new time before returning.
+    public func setClock(_ t: Timestamp) throws(BerthError) -> Timestamp {
+        guard clock.mode == .manual else { throw BerthError(.conflict, "the clock is not manual") }
+        clock.set(t)
+        processDue()
+        var m = BerthStore.Mutation()
+        m.meta["manual_clock"] = String(t.seconds)
+        try store.commit(m)
+        return clock.now()
+    }
+}

@@ -1,0 +1,343 @@
+import BerthCore
+import BerthJSON
+import GRDB
+
+/// Durable state in SQLite: WAL journal, `synchronous=FULL`, versioned migrations.
+///
+/// Every mutation is one transaction, committed before the caller replies, so an acknowledged
+/// change survives a crash. Leases and hosts are stored as JSON documents beside the columns the
+/// queries need; the in-memory model is rebuilt from them at start.
+public final class BerthStore: Sendable {
+    public let path: String
+    private let pool: DatabasePool
+
+    /// Opens (creating if needed) `<directory>/berth.sqlite` and migrates it.
+    public init(directory: String) throws(BerthError) {
+        path = directory.hasSuffix("/") ? directory + "berth.sqlite" : directory + "/berth.sqlite"
+        var config = Configuration()
+        config.label = "berth"
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+            try db.execute(sql: "PRAGMA foreign_keys = ON")
+        }
+        do {
+            pool = try DatabasePool(path: path, configuration: config)
+            try BerthStore.migrator.migrate(pool)
+            let mode = try pool.read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") }
+            guard mode?.lowercased() == "wal" else {
+                throw BerthError(.unavailable, "database at \(path) is not in WAL mode (\(mode ?? "?"))")
+            }
+        } catch let e as BerthError {
+            throw e
+        } catch {
+            throw BerthError(.unavailable, "cannot open database at \(path): \(error)")
+        }
+    }
+
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE host (name TEXT PRIMARY KEY, body TEXT NOT NULL);
+                    CREATE TABLE lease (
+                        id TEXT PRIMARY KEY, project_id TEXT NOT NULL, status TEXT NOT NULL,
+                        start INTEGER NOT NULL, "end" INTEGER NOT NULL, created_at INTEGER NOT NULL, body TEXT NOT NULL);
+                    CREATE INDEX lease_project ON lease(project_id, created_at);
+                    CREATE TABLE event (
+                        seq INTEGER PRIMARY KEY, type TEXT NOT NULL, at INTEGER NOT NULL, lease_id TEXT, body TEXT NOT NULL);
+                    CREATE TABLE action (
+                        seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
+                        target TEXT NOT NULL, lease_id TEXT, status TEXT NOT NULL, attempts INTEGER NOT NULL,
+                        last_error TEXT, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+                        due_at INTEGER NOT NULL, payload TEXT NOT NULL);
+                    CREATE INDEX action_status ON action(status, due_at);
+                    CREATE INDEX action_lease ON action(lease_id);
+                    CREATE TABLE idempotency (
+                        method TEXT NOT NULL, key TEXT NOT NULL, params TEXT NOT NULL, result TEXT NOT NULL,
+                        created_at INTEGER NOT NULL, PRIMARY KEY (method, key));
+                    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                    """)
+        }
+        return m
+    }
+
+    /// Everything the scheduler needs in memory at start.
+    public struct Snapshot: Sendable {
+        public var hosts: [Host] = []
+        public var leases: [Lease] = []
+        public var lastEventSeq: Int64 = 0
+        public var meta: [String: String] = [:]
+    }
+
+    public func loadSnapshot() throws(BerthError) -> Snapshot {
+        try read { db in
+            var s = Snapshot()
+            for row in try Row.fetchAll(db, sql: "SELECT name, body FROM host ORDER BY name") {
+                let body: String = row["body"]
+                guard let h = try? JSONParser.parse(body), let host = Host(json: h) else {
+                    throw BerthError(.internalError, "stored host \(row["name"] as String? ?? "?") is unreadable")
+                }
+                s.hosts.append(host)
+            }
+            for row in try Row.fetchAll(db, sql: "SELECT id, body FROM lease ORDER BY created_at, id") {
+                let body: String = row["body"]
+                guard let j = try? JSONParser.parse(body), let lease = Lease(json: j) else {
+                    throw BerthError(.internalError, "stored lease \(row["id"] as String? ?? "?") is unreadable")
+                }
+                s.leases.append(lease)
+            }
+            s.lastEventSeq = try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM event") ?? 0
+            for row in try Row.fetchAll(db, sql: "SELECT key, value FROM meta") {
+                s.meta[row["key"]] = row["value"]
+            }
+            return s
+        }
+    }
+
+    /// One atomic change: everything in it is on disk when `commit` returns, or nothing is.
+    public struct Mutation: Sendable {
+        public var hosts: [Host] = []
+        public var deletedHosts: [String] = []
+        public var leases: [Lease] = []
+        public var events: [LifecycleEvent] = []
+        public var actions: [OutboxAction] = []
+        public var idempotency: IdempotencyRecord?
+        public var meta: [String: String] = [:]
+        public init() {}
+        public var isEmpty: Bool {
+            hosts.isEmpty && deletedHosts.isEmpty && leases.isEmpty && events.isEmpty && actions.isEmpty
+                && idempotency == nil && meta.isEmpty
+        }
+    }
+
+    public struct IdempotencyRecord: Sendable {
+        public var method: String
+        public var key: String
+        public var params: String
+        public var result: String
+        public var createdAt: Timestamp
+        public init(method: String, key: String, params: String, result: String, createdAt: Timestamp) {
+            self.method = method
+            self.key = key
+            self.params = params
+            self.result = result
+            self.createdAt = createdAt
+        }
+    }
+
+    public func commit(_ m: Mutation) throws(BerthError) {
+        if m.isEmpty { return }
+        try write { db in
+            for h in m.hosts {
+                try db.execute(
+                    sql: "INSERT INTO host (name, body) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET body = excluded.body",
+                    arguments: [h.name, h.json.serialized()])
+            }
+            for name in m.deletedHosts {
+                try db.execute(sql: "DELETE FROM host WHERE name = ?", arguments: [name])
+            }
+            for l in m.leases {
+                try db.execute(
+                    sql: """
+                        INSERT INTO lease (id, project_id, status, start, "end", created_at, body) VALUES (?, ?, ?, ?, ?, ?, ?)
+                        ON CONFLICT(id) DO UPDATE SET status = excluded.status, start = excluded.start,
+                            "end" = excluded."end", body = excluded.body
+                        """,
+                    arguments: [
+                        l.id, l.projectID, l.status.rawValue, l.start.seconds, l.end.seconds, l.createdAt.seconds,
+                        l.json(internal: true).serialized(),
+                    ])
+            }
+            for e in m.events {
+                try db.execute(
+                    sql: "INSERT INTO event (seq, type, at, lease_id, body) VALUES (?, ?, ?, ?, ?)",
+                    arguments: [e.seq, e.type, e.at.seconds, e.leaseID, e.json.serialized()])
+            }
+            for a in m.actions {
+                try db.execute(
+                    sql: """
+                        INSERT INTO action (id, kind, target, lease_id, status, attempts, last_error, created_at,
+                            updated_at, due_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        ON CONFLICT(id) DO UPDATE SET status = excluded.status, attempts = excluded.attempts,
+                            last_error = excluded.last_error, updated_at = excluded.updated_at, due_at = excluded.due_at
+                        """,
+                    arguments: [
+                        a.id, a.kind, a.target, a.leaseID, a.status.rawValue, a.attempts, a.lastError,
+                        a.createdAt.seconds, a.updatedAt.seconds, a.dueAt.seconds, JSON.object(a.payload).serialized(),
+                    ])
+            }
+            if let r = m.idempotency {
+                try db.execute(
+                    sql: "INSERT INTO idempotency (method, key, params, result, created_at) VALUES (?, ?, ?, ?, ?)",
+                    arguments: [r.method, r.key, r.params, r.result, r.createdAt.seconds])
+            }
+            for (k, v) in m.meta {
+                try db.execute(
+                    sql: "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    arguments: [k, v])
+            }
+        }
+    }
+
+    public func idempotencyRecord(method: String, key: String) throws(BerthError) -> IdempotencyRecord? {
+        try read { db in
+            guard let row = try Row.fetchOne(
+                db, sql: "SELECT params, result, created_at FROM idempotency WHERE method = ? AND key = ?",
+                arguments: [method, key])
+            else { return nil }
+            return IdempotencyRecord(
+                method: method, key: key, params: row["params"], result: row["result"],
+                createdAt: Timestamp(seconds: row["created_at"]))
+        }
+    }
+
+    /// Events after `afterSeq` in order; `types` are patterns such as `lease.*`.
+    public func events(afterSeq: Int64, limit: Int, types: [String]) throws(BerthError) -> [LifecycleEvent] {
+        try read { db in
+            var sql = "SELECT body FROM event WHERE seq > ?"
+            var args: [any DatabaseValueConvertible] = [afterSeq]
+            if !types.isEmpty {
+                var clauses: [String] = []
+                for t in types {
+                    if t == "*" {
+                        clauses.append("1")
+                    } else if t.hasSuffix(".*") {
+                        clauses.append("substr(type, 1, ?) = ?")
+                        let prefix = String(t.dropLast(1))
+                        args.append(prefix.utf8.count)
+                        args.append(prefix)
+                    } else {
+                        clauses.append("type = ?")
+                        args.append(t)
+                    }
+                }
+                sql += " AND (" + clauses.joined(separator: " OR ") + ")"
+            }
+            sql += " ORDER BY seq LIMIT ?"
+            args.append(limit)
+            return try String.fetchAll(db, sql: sql, arguments: StatementArguments(args)).compactMap { body in
+                guard let j = try? JSONParser.parse(body) else { return nil }
+                return LifecycleEvent(json: j)
+            }
+        }
+    }
+
+    public func actions(status: ActionStatus?, leaseID: String?, afterSeq: Int64, limit: Int) throws(BerthError)
+        -> [(seq: Int64, action: OutboxAction)]
+    {
+        try read { db in
+            var sql = "SELECT * FROM action WHERE seq > ?"
+            var args: [any DatabaseValueConvertible] = [afterSeq]
+            if let status {
+                sql += " AND status = ?"
+                args.append(status.rawValue)
+            }
+            if let leaseID {
+                sql += " AND lease_id = ?"
+                args.append(leaseID)
+            }
+            sql += " ORDER BY seq LIMIT ?"
+            args.append(limit)
+            return try Row.fetchAll(db, sql: sql, arguments: StatementArguments(args)).map { row in
+                (row["seq"], BerthStore.action(from: row))
+            }
+        }
+    }
+
+    /// Actions a delivery worker should attempt now (pending and due, or left running by a crash).
+    public func deliverableActions(now: Timestamp, limit: Int) throws(BerthError) -> [OutboxAction] {
+        try read { db in
+            try Row.fetchAll(
+                db,
+                sql: "SELECT * FROM action WHERE status IN ('pending', 'running') AND due_at <= ? ORDER BY seq LIMIT ?",
+                arguments: [now.seconds, limit]
+            ).map(BerthStore.action(from:))
+        }
+    }
+
+    /// The earliest due time of a pending action, so the worker knows when to wake.
+    public func nextActionDue() throws(BerthError) -> Timestamp? {
+        try read { db in
+            try Int64.fetchOne(db, sql: "SELECT MIN(due_at) FROM action WHERE status IN ('pending', 'running')")
+                .map(Timestamp.init(seconds:))
+        }
+    }
+
+    /// Updates an action's delivery state (status, attempts, error, next due time).
+    public func updateAction(_ a: OutboxAction, events: [LifecycleEvent] = []) throws(BerthError) {
+        var m = Mutation()
+        m.actions = [a]
+        m.events = events
+        try commit(m)
+    }
+
+    static func action(from row: Row) -> OutboxAction {
+        let payloadText: String = row["payload"]
+        var a = OutboxAction(
+            id: row["id"], kind: row["kind"], target: row["target"], leaseID: row["lease_id"],
+            createdAt: Timestamp(seconds: row["created_at"]),
+            payload: (try? JSONParser.parse(payloadText))?.objectValue ?? [:])
+        a.status = ActionStatus(rawValue: row["status"]) ?? .pending
+        a.attempts = row["attempts"]
+        a.lastError = row["last_error"]
+        a.updatedAt = Timestamp(seconds: row["updated_at"])
+        a.dueAt = Timestamp(seconds: row["due_at"])
+        return a
+    }
+
+    /// A consistent online copy of the database (SQLite backup API), e.g. for operators' backups.
+    public func backup(to path: String) throws(BerthError) {
+        do {
+            let target = try DatabaseQueue(path: path)
+            try pool.backup(to: target)
+        } catch {
+            throw BerthError(.unavailable, "backup to \(path) failed: \(error)")
+        }
+    }
+
+    private func read<T>(_ body: (Database) throws -> T) throws(BerthError) -> T {
+        do {
+            return try pool.read(body)
+        } catch let e as BerthError {
+            throw e
+        } catch {
+            throw BerthStore.map(error)
+        }
+    }
+
+    private func write<T>(_ body: (Database) throws -> T) throws(BerthError) -> T {
+        do {
+            return try pool.write(body)
+        } catch let e as BerthError {
+            throw e
+        } catch {
+            throw BerthStore.map(error)
+        }
+    }
+
+    /// Disk full, read-only or I/O trouble means "unavailable" (retry later); the rest is a bug.
+    static func map(_ error: any Error) -> BerthError {
+        if let e = error as? DatabaseError {
+            switch e.resultCode {
+            case .SQLITE_FULL, .SQLITE_READONLY, .SQLITE_IOERR, .SQLITE_BUSY, .SQLITE_LOCKED, .SQLITE_CANTOPEN:
+                return BerthError(.unavailable, "storage unavailable: \(e.message ?? "\(e.resultCode)")")
+            default:
+                return BerthError(.internalError, "storage error: \(e.message ?? "\(e.resultCode)")")
+            }
+        }
+        return BerthError(.internalError, "storage error: \(error)")
+    }
+}
+
+extension LifecycleEvent {
+    public init?(json: JSON) {
+        guard let seq = json["seq"]?.intValue, let type = json["type"]?.stringValue,
+            let at = json["at"]?.stringValue.flatMap(Timestamp.init(rfc3339:))
+        else { return nil }
+        self.init(
+            seq: seq, type: type, at: at, leaseID: json["lease_id"]?.stringValue,
+            projectID: json["project_id"]?.stringValue, host: json["host"]?.stringValue,
+            actionID: json["action_id"]?.stringValue, data: json["data"]?.objectValue ?? [:])
+    }
+}

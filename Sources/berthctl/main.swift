@@ -1,0 +1,2 @@
+import BerthCtl
+BerthCtlMain.main()

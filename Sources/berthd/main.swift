@@ -1,0 +1,3 @@
+import BerthDaemon
+
+await BerthdMain.main()
