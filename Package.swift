@@ -73,6 +73,7 @@ let package = Package(
             dependencies: [
                 "BerthCore", "BerthJSON", "BerthStore", "BerthService", "BerthRPC", "BerthSystemd",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -61,6 +61,9 @@ public final class BerthConnection {
     }
 
     /// Calls `method` and returns the whole response object (`jsonrpc`, `id`, `result` or `error`).
+    ///
+    /// An error reply with `"id": null` is taken as the answer (the daemon could not read the request's id);
+    /// so after `send(rawLine:)`, read that line's reply with `readMessage()` before calling again.
     public func callRaw(_ method: String, _ params: JSON?) throws -> JSON {
         let id = nextID
         nextID += 1
@@ -102,22 +105,20 @@ public final class BerthConnection {
 
         var replies = [JSON?](repeating: nil, count: calls.count)
         var outstanding = calls.count
-        var lowest = 0  // lowest index that may still be unanswered
         while outstanding > 0 {
             guard let message = try readMessage() else {
                 throw BerthClientError.io("berthd closed the connection with \(outstanding) replies outstanding")
             }
             if try stashIfNotification(message) { continue }
             let index: Int
-            switch message["id"] {
-            case .int(let id)? where id >= firstID && id < firstID + Int64(calls.count):
+            if case .int(let id)? = message["id"], id >= firstID, id < firstID + Int64(calls.count) {
                 index = Int(id - firstID)
-            case .null? where message["error"] != nil:
-                // The server could not read a request's id: replies come in order, so it is the oldest.
-                while lowest < replies.count, replies[lowest] != nil { lowest += 1 }
-                guard lowest < replies.count else { fallthrough }
-                index = lowest
-            default:
+            } else if message["id"] == .null, message["error"] != nil,
+                let oldest = replies.firstIndex(where: { $0 == nil })
+            {
+                // The server could not read a request's id; replies come in order, so it is the oldest open one.
+                index = oldest
+            } else {
                 throw BerthClientError.protocolViolation(
                     "unexpected reply id \(message["id"]?.serialized() ?? "none") in a pipeline")
             }

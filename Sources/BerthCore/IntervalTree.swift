@@ -37,9 +37,9 @@ public struct Interval: Sendable, Hashable, Comparable, CustomStringConvertible 
 ///
 /// Nodes live in one `ContiguousArray` and refer to each other by `Int32` index rather than by
 /// class references: copying the tree is O(1), mutation copies the array only when it is shared
-/// (copy-on-write), so the tree has value semantics and is `Sendable` without locks. The array is
-/// kept dense (a removed node's slot is refilled by the last node), so no stale payloads are retained
-/// and `nodes.count == count` always.
+/// (copy-on-write), so the tree has value semantics and is `Sendable` without locks. Instead of a
+/// free list, the array is kept dense (a removed node's slot is refilled by the last node, one extra
+/// O(log n) descent): a free slot would keep its stale payload alive, and `nodes.count == count`.
 ///
 /// Entries are ordered by `(start, end, insertion sequence)`; the sequence number makes every key
 /// unique, which keeps duplicate handling and node lookup simple and makes equal intervals come
@@ -251,7 +251,6 @@ public struct IntervalTree<Payload: Hashable & Sendable>: Sendable {
             }
         }
         nodes.removeLast()
-        if nodes.isEmpty { root = Self.none }
     }
 
     // MARK: - Queries
@@ -354,7 +353,7 @@ public struct IntervalTree<Payload: Hashable & Sendable>: Sendable {
         while true {
             guard Self.fits(s, length, notAfterEnd) else { return nil }
             // s <= notAfterEnd - length < Int64.max, so s + 1 cannot overflow.
-            if let reach = maxEnd(ofEntriesStartingBefore: s), reach > s {
+            if let reach = maxEnd(ofEntriesStartingBefore: s + 1), reach > s {
                 s = reach
                 continue
             }

@@ -19,20 +19,21 @@ struct EventsList: ParsableCommand {
     @Option(help: ArgumentHelp("At most this many events.", valueName: "n")) var limit: Int?
     @Option(name: .customLong("type"), help: ArgumentHelp("Only these types, e.g. 'lease.*' (repeatable).", valueName: "type"))
     var types: [String] = []
+    @Flag(help: "Follow next_cursor and list every page.") var all = false
 
     func run() throws {
         var params: JSON = [:]
         params.set("after_seq", afterSeq.json)
         params.set("limit", limit.json)
         if !types.isEmpty { params.set("types", .array(types.map { .string($0) })) }
-        let result = try global.call("events.list", params)
+        let result = try global.callList("events.list", params, all: all, cursorParam: "after_seq")
         global.emit(result) { r in
             Output.printTable(["SEQ", "TYPE", "AT", "DETAILS"], Views.items(r), noun: "events") { e in
                 let rest = e.objectValue?.filter { !["seq", "type", "at"].contains($0.key) } ?? [:]
                 return [Output.text(e["seq"]), Output.text(e["type"]), Output.text(e["at"]),
                         rest.isEmpty ? "" : Output.inline(rest, separator: " ")]
             }
-            Output.noteCursor(r)
+            Output.noteCursor(r, option: "--after-seq")
         }
     }
 }
@@ -82,7 +83,7 @@ struct Amount: ExpressibleByArgument, Sendable {
     init?(argument: String) {
         if let i = Int64(argument) {
             value = .int(i)
-        } else if let d = Double(argument), d.isFinite, argument.allSatisfy({ $0.isNumber || $0 == "." || $0 == "-" || $0 == "e" || $0 == "E" || $0 == "+" }) {
+        } else if let d = Double(argument), d.isFinite {
             value = .double(d)
         } else {
             return nil
@@ -230,17 +231,26 @@ struct PreemptibleList: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "list", abstract: "List preemptibles (preemptible.list).")
     @OptionGroup var global: GlobalOptions
     @Option(help: ArgumentHelp("Only this project's.", valueName: "project_id")) var project: String?
-    @Option(help: ArgumentHelp("Only with this status.", valueName: "status")) var status: String?
+    @Option(help: ArgumentHelp("Only those on this host.", valueName: "name")) var host: String?
+    @Option(help: ArgumentHelp("pending, running, preempting, preempted or ended.", valueName: "status"))
+    var status: String?
+    @Option(help: ArgumentHelp("Continue from a previous page.", valueName: "cursor")) var cursor: String?
+    @Option(help: ArgumentHelp("Page size.", valueName: "n")) var limit: Int?
+    @Flag(help: "Follow next_cursor and list every page.") var all = false
 
     func run() throws {
         var params: JSON = [:]
         params.set("project_id", project.json)
+        params.set("host", host.json)
         params.set("status", status.json)
-        let result = try global.call("preemptible.list", params)
+        params.set("cursor", cursor.json)
+        params.set("limit", limit.json)
+        let result = try global.callList("preemptible.list", params, all: all)
         global.emit(result) { r in
-            Output.printTable(["ID", "PROJECT", "HOST", "STATUS", "GUARANTEED_UNTIL"], Views.items(r), noun: "preemptibles") {
+            let headers = ["ID", "PROJECT", "HOST", "STATUS", "GUARANTEED_UNTIL", "PREEMPT_AT"]
+            Output.printTable(headers, Views.items(r), noun: "preemptibles") {
                 [Output.text($0["id"]), Output.text($0["project_id"]), Output.text($0["host"]),
-                 Output.text($0["status"]), Output.text($0["guaranteed_until"])]
+                 Output.text($0["status"]), Output.text($0["guaranteed_until"]), Output.text($0["preempt_at"])]
             }
             Output.noteCursor(r)
         }
@@ -258,8 +268,11 @@ struct PreemptibleDelete: ParsableCommand {
         idempotency.apply(to: &params)
         let result = try global.call("preemptible.delete", params)
         global.emit(result) { r in
-            Output.out("deleted preemptible \(id)")
-            if let o = r.objectValue, !o.isEmpty { for l in Output.block(r) { Output.out(l) } }
+            if let o = r.objectValue, !o.isEmpty {
+                for l in Output.block(r, order: Views.preemptibleOrder) { Output.out(l) }
+            } else {
+                Output.out("deleted preemptible \(id)")
+            }
         }
     }
 }

@@ -45,8 +45,9 @@ struct GlobalOptions: ParsableArguments {
         }
     }
 
-    /// Calls a paged list method; with `all`, follows `next_cursor` and returns every item in one result.
-    func callList(_ method: String, _ params: JSON, all: Bool) throws -> JSON {
+    /// Calls a paged list method; with `all`, follows `next_cursor` (passed back as `cursorParam`) and
+    /// returns every item in one result.
+    func callList(_ method: String, _ params: JSON, all: Bool, cursorParam: String = "cursor") throws -> JSON {
         guard all else { return try call(method, params) }
         let connection = try connect()
         defer { connection.close() }
@@ -56,7 +57,7 @@ struct GlobalOptions: ParsableArguments {
             let page = try connection.call(method, p)
             items += page["items"]?.arrayValue ?? []
             guard let cursor = page["next_cursor"], !cursor.isNull else { break }
-            p.set("cursor", cursor)
+            p.set(cursorParam, cursor)
         }
         return ["items": .array(items), "next_cursor": .null]
     }

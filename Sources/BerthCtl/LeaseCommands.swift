@@ -29,6 +29,12 @@ func daemonNow(_ connection: BerthConnection) throws -> Int64 {
     }
 }
 
+func checkStartForDuration(_ start: String) throws {
+    if start != "now" && RFC3339.parse(start) == nil {
+        throw ValidationError("--start must be 'now' or an RFC 3339 time (2030-01-01T10:00:00Z) to use --duration")
+    }
+}
+
 /// `end` for `--duration`: `start` plus the duration, `start` being `now` or RFC 3339.
 func endFor(start: String, duration: Int64, connection: BerthConnection) throws -> String {
     let base: Int64
@@ -54,10 +60,15 @@ struct LeaseCreate: ParsableCommand {
         commandName: "create",
         abstract: "Reserve resources for a time window (lease.create).",
         discussion: """
+            Give the resources either as one reservation with options (--hosts, --hosts-min/--hosts-max, \
+            --gpu with --count, or --vcpus/--memory-mb/--disk-gb with --count) or as --reservations JSON.
+
             Examples:
-              berthctl lease create --name train --project p1 --start now --duration 2h --hosts 2
-              berthctl lease create --name mig --project p1 --start 2030-01-01T10:00:00Z \
-            --end 2030-01-01T12:00:00Z --gpu 1g.5gb --count 3 --gpu-model A100-40GB
+              berthctl lease create --name train --project p1 \\
+                --duration 2h --hosts 2 --property rack=r1
+              berthctl lease create --name mig --project p1 \\
+                --start 2030-01-01T10:00:00Z --end 2030-01-01T12:00:00Z \\
+                --gpu 1g.5gb --count 3 --gpu-model A100-40GB
             """)
     @OptionGroup var global: GlobalOptions
 
@@ -78,6 +89,7 @@ struct LeaseCreate: ParsableCommand {
     func validate() throws {
         if (end == nil) == (duration == nil) { throw ValidationError("give exactly one of --end and --duration") }
         if !reservation.isGiven { throw ValidationError("which resources? \(ReservationOptions.hint)") }
+        if duration != nil { try checkStartForDuration(start) }
     }
 
     func run() throws {
@@ -158,6 +170,7 @@ struct LeaseUpdate: ParsableCommand {
 
     func validate() throws {
         if end != nil && duration != nil { throw ValidationError("give either --end or --duration, not both") }
+        if duration != nil, let start { try checkStartForDuration(start) }
         if name == nil && start == nil && end == nil && duration == nil && beforeEnd == nil && !reservation.isGiven {
             throw ValidationError("nothing to change: give at least one of --name, --start, --end, --duration, "
                 + "--before-end or reservation options")

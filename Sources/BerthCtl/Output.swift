@@ -97,9 +97,9 @@ enum Output {
     }
 
     /// Tells where the next page starts when a list was cut short.
-    static func noteCursor(_ result: JSON) {
+    static func noteCursor(_ result: JSON, option: String = "--cursor") {
         if let cursor = result["next_cursor"], !cursor.isNull {
-            err("more results: repeat with --cursor \(text(cursor)) (or use --all)")
+            err("more results: repeat with \(option) \(text(cursor)) (or use --all)")
         }
     }
 

@@ -82,7 +82,7 @@ struct ReservationOptions: ParsableArguments {
         guard anyShorthand else { return }
         let k = kinds
         if k.count > 1 {
-            throw ValidationError("one reservation kind at a time (use --reservations JSON for several); \(Self.hint)")
+            throw ValidationError("one reservation kind at a time; use --reservations JSON for several")
         }
         guard let kind = k.first else { throw ValidationError("which resources? \(Self.hint)") }
         if !properties.isEmpty && propertiesExpr != nil {

@@ -78,18 +78,23 @@ struct ActionsList: ParsableCommand {
     @Option(help: ArgumentHelp("pending, running, done or failed.", valueName: "status")) var status: String?
     @Option(name: .customLong("lease"), help: ArgumentHelp("Only this lease's actions.", valueName: "lease_id"))
     var leaseID: String?
+    @Option(help: ArgumentHelp("Continue from a previous page.", valueName: "cursor")) var cursor: String?
+    @Option(help: ArgumentHelp("Page size.", valueName: "n")) var limit: Int?
+    @Flag(help: "Follow next_cursor and list every page.") var all = false
 
     func run() throws {
         var params: JSON = [:]
         params.set("status", status.json)
         params.set("lease_id", leaseID.json)
-        let result = try global.call("actions.list", params)
+        params.set("cursor", cursor.json)
+        params.set("limit", limit.json)
+        let result = try global.callList("actions.list", params, all: all)
         global.emit(result) { r in
             let items = Views.items(r)
             if items.isEmpty {
                 Output.err("no actions found")
             } else {
-                let preferred = ["id", "kind", "target", "status", "attempts", "last_error", "lease_id"]
+                let preferred = ["id", "kind", "target", "status", "attempts", "due_at", "last_error"]
                 for l in Views.autoTable(items, preferred: preferred, onlyPreferred: true) { Output.out(l) }
             }
             Output.noteCursor(r)

@@ -106,8 +106,12 @@ enum Views {
         var rows: [[String]] = []
         for (name, h) in entries {
             let allocations = h["allocations"]?.arrayValue ?? h.arrayValue ?? []
+            if allocations.isEmpty && (h["preemptibles"]?.arrayValue ?? []).isEmpty {
+                rows.append([name, "-", "free", "-", "-"])
+            }
             for a in allocations {
-                let lease = a["lease"] ?? a["lease_id"]
+                // Lease allocations carry lease_id; preemptibles carry preemptible_id and a null lease_id.
+                let lease = [a["lease_id"], a["lease"], a["preemptible_id"]].first { $0 != nil && $0 != .null } ?? nil
                 var kind = Output.text(a["kind"])
                 if let gpu = a["gpu"] {
                     kind += " (gpu \(Output.text(gpu))" + (a["profile"].map { " " + Output.text($0) } ?? "") + ")"

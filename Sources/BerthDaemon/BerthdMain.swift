@@ -44,6 +44,22 @@ public struct BerthdMain: AsyncParsableCommand {
 
     public init() {}
 
+    /// Entry point for `main.swift`: parses the command line and runs the daemon. (Calling the
+    /// inherited `main()` from top-level code can pick ArgumentParser's synchronous overload.)
+    public static func start() async {
+        do {
+            let command = try parseAsRoot()
+            guard let daemon = command as? BerthdMain else {
+                var sync = command
+                try sync.run()
+                return
+            }
+            try await daemon.run()
+        } catch {
+            exit(withError: error)
+        }
+    }
+
     public func run() async throws {
         var cfg = DaemonConfig()
         if let path = config {
@@ -81,7 +97,7 @@ public struct BerthdMain: AsyncParsableCommand {
 
     static func fail(_ message: String) -> Never {
         FileHandleStderr.write("berthd: \(message)\n")
-        exit(1)
+        Glibc.exit(1)
     }
 }
 
@@ -140,7 +156,8 @@ struct Daemon {
             }
         }
         let (roleMap, warnings) = config.roleMap()
-        for w in warnings { logger.warning("config: \(w)") }
+        // The built-in defaults name groups that may not exist yet; only a config file's own roles warn.
+        if configPath != nil { for w in warnings { logger.warning("config: \(w)") } }
         let adapter = SimulatedCloud()
         let methods = BerthMethods(
             scheduler: scheduler, store: store, broadcaster: broadcaster, roles: roleMap, version: berthVersion,

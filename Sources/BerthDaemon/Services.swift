@@ -4,6 +4,7 @@ import BerthService
 import BerthSystemd
 import Logging
 import ServiceLifecycle
+import UnixSignals
 
 /// Serves the socket until graceful shutdown, then drains in-flight requests.
 struct RPCServerService: Service {

@@ -112,11 +112,15 @@ public struct JSONRPCDispatcher: Sendable {
             }
         }
 
+        // (No `id == nil ? nil : ...` here: JSON is ExpressibleByNilLiteral, so that `nil` would become
+        // JSON.null and a notification would be answered with "null".)
         switch mode {
         case .refuse(let error):
-            return id == nil ? nil : Self.errorResponse(error, id: replyID)
+            guard let id else { return nil }
+            return Self.errorResponse(error, id: id)
         case .drain:
-            return id == nil ? nil : Self.errorResponse(.shuttingDown, id: replyID)
+            guard let id else { return nil }
+            return Self.errorResponse(.shuttingDown, id: id)
         case .serve:
             do {
                 let result = try await handler.handle(method: method, params: params, context: context)

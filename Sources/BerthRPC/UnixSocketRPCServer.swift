@@ -201,6 +201,8 @@ public final class UnixSocketRPCServer: Sendable {
                             group.addTask { await self.serve(connection) }
                         }
                     }
+                } catch is CancellationError {
+                    // Cancelled: a hard stop, not a failure.
                 } catch {
                     acceptError = error
                     logger.error("JSON-RPC listener failed", metadata: ["error": "\(error)"])
@@ -210,10 +212,14 @@ public final class UnixSocketRPCServer: Sendable {
                 beginGracefulShutdown()
                 if await !waitUntilDrained() {
                     let remaining = closeAllConnections()
-                    logger.warning(
-                        "JSON-RPC connections still busy at the end of the shutdown grace period; closing them",
-                        metadata: ["rpc.connections": "\(remaining)"]
-                    )
+                    if Task.isCancelled {
+                        logger.notice("JSON-RPC server cancelled; closing connections", metadata: ["rpc.connections": "\(remaining)"])
+                    } else {
+                        logger.warning(
+                            "JSON-RPC connections still busy at the end of the shutdown grace period; closing them",
+                            metadata: ["rpc.connections": "\(remaining)"]
+                        )
+                    }
                     group.cancelAll()
                 }
                 return acceptError
@@ -359,7 +365,6 @@ public final class UnixSocketRPCServer: Sendable {
         connection: ConnectionHandle,
         logger: Logger
     ) async {
-        var window = outbox.makeReplyWindow()
         do {
             for try await frame in inbound {
                 switch frame {
@@ -370,14 +375,14 @@ public final class UnixSocketRPCServer: Sendable {
                         metadata: ["rpc.max_line_length": "\(maxLineLength)"]
                     )
                     let reply = JSONRPCDispatcher.errorResponse(.requestTooLarge(limit: maxLineLength), id: .null)
-                    if await window.acquire() { _ = outbox.enqueueReply(reply.serializedBytes()) }
+                    _ = await outbox.sendReply(reply.serializedBytes())
                     return
                 case .line(let line):
                     let lineMode: JSONRPCDispatcher.Mode = connection.isDraining ? .drain : mode
                     guard let reply = await dispatcher.process(line: line, context: context, mode: lineMode) else {
                         continue
                     }
-                    guard await window.acquire(), outbox.enqueueReply(reply) else { return }
+                    guard await outbox.sendReply(reply) else { return }
                 }
             }
         } catch {
@@ -447,29 +452,45 @@ final class ConnectionOutbox: Sendable {
         case notification([UInt8])
     }
 
+    /// Replies queued but not yet written, and the read loop when it waits for room.
+    private struct ReplyWindow {
+        var queued = 0
+        var writerStopped = false
+        var waiter: CheckedContinuation<Bool, Never>?
+    }
+
     private let channel: any Channel
     private let logger: Logger
     private let items: AsyncStream<Item>
     private let itemsContinuation: AsyncStream<Item>.Continuation
-    /// One element per reply written; the read loop spends them to bound the queued replies.
-    private let credits: AsyncStream<Void>
-    private let creditsContinuation: AsyncStream<Void>.Continuation
+    private let window = Mutex(ReplyWindow())
     private let queuedNotifications = Atomic<Int>(0)
 
     init(channel: any Channel, logger: Logger) {
         self.channel = channel
         self.logger = logger
         (items, itemsContinuation) = AsyncStream<Item>.makeStream()
-        (credits, creditsContinuation) = AsyncStream<Void>.makeStream()
         // Once the channel is closed nothing more can be written: make `send` report it.
         channel.closeFuture.whenComplete { [itemsContinuation] _ in itemsContinuation.finish() }
     }
 
-    func makeReplyWindow() -> ReplyWindow {
-        ReplyWindow(credits: credits.makeAsyncIterator())
-    }
-
-    func enqueueReply(_ bytes: [UInt8]) -> Bool {
+    /// Queues a reply, first waiting while `maxQueuedReplies` are already waiting to be written (a
+    /// client that pipelines requests but does not read replies stalls only its own read loop).
+    /// Returns false once the writer has stopped: the connection is unusable.
+    func sendReply(_ bytes: [UInt8]) async -> Bool {
+        let admitted = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            let immediate: Bool? = window.withLock { window in
+                if window.writerStopped { return false }
+                if window.queued < UnixSocketRPCServer.maxQueuedReplies {
+                    window.queued += 1
+                    return true
+                }
+                window.waiter = continuation
+                return nil
+            }
+            if let immediate { continuation.resume(returning: immediate) }
+        }
+        guard admitted else { return false }
         if case .enqueued = itemsContinuation.yield(.reply(bytes)) { return true }
         return false
     }
@@ -494,10 +515,18 @@ final class ConnectionOutbox: Sendable {
         itemsContinuation.finish()
     }
 
+    /// Writes queued items until the queue is finished or a write fails. The read loop's waiter is
+    /// always released when this returns, and the writer always returns: on cancellation the stream
+    /// ends, and a write stuck on a client that does not read fails when the channel is closed.
     func runWriter() async {
         defer {
             itemsContinuation.finish()
-            creditsContinuation.finish()
+            let waiter = window.withLock { window in
+                window.writerStopped = true
+                defer { window.waiter = nil }
+                return window.waiter
+            }
+            waiter?.resume(returning: false)
         }
         for await item in items {
             let bytes: [UInt8]
@@ -516,26 +545,19 @@ final class ConnectionOutbox: Sendable {
                 return
             }
             switch item {
-            case .reply: creditsContinuation.yield()
-            case .notification: queuedNotifications.subtract(1, ordering: .relaxed)
+            case .reply:
+                let waiter = window.withLock { window in
+                    window.queued -= 1
+                    guard let waiter = window.waiter else { return CheckedContinuation<Bool, Never>?.none }
+                    window.waiter = nil
+                    window.queued += 1
+                    return waiter
+                }
+                waiter?.resume(returning: true)
+            case .notification:
+                queuedNotifications.subtract(1, ordering: .relaxed)
             }
         }
-    }
-}
-
-/// Bounds the replies a connection has queued but not written.
-struct ReplyWindow {
-    var credits: AsyncStream<Void>.Iterator
-    var outstanding = 0
-
-    /// Waits until one more reply may be queued; false once the writer has stopped.
-    mutating func acquire() async -> Bool {
-        while outstanding >= UnixSocketRPCServer.maxQueuedReplies {
-            guard await credits.next() != nil else { return false }
-            outstanding -= 1
-        }
-        outstanding += 1
-        return true
     }
 }
 

@@ -201,8 +201,18 @@ extension Scheduler {
         var plan: [(id: String, request: ReservationRequest, keep: [String], existing: Reservation?)] = []
         if let requests {
             var used: Set<String> = []
+            // Without ids, entries match the lease's reservations by position; with ids, by id
+            // (entries without one are then new reservations). Unmatched reservations are removed.
+            let byPosition = requests.allSatisfy { $0.id == nil }
             for (i, item) in requests.enumerated() {
-                if let rid = item.id {
+                if byPosition {
+                    if i < old.reservations.count {
+                        let existing = old.reservations[i]
+                        plan.append((existing.id, item.request, existing.allocations.map(\.host), existing))
+                    } else {
+                        plan.append((UUIDString.random(), item.request, [], nil))
+                    }
+                } else if let rid = item.id {
                     guard let existing = old.reservations.first(where: { $0.id == rid }) else {
                         errors.fail(path: "reservations[\(i)].id", "no reservation '\(rid)' in lease \(old.id)")
                         continue

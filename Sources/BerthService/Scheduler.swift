@@ -219,6 +219,10 @@ public actor Scheduler {
     /// Moves a manual clock and processes everything due up to the new time before returning.
     public func setClock(_ t: Timestamp) throws(BerthError) -> Timestamp {
         guard clock.mode == .manual else { throw BerthError(.conflict, "the clock is not manual") }
+        let current = clock.now()
+        if t < current {
+            throw BerthError(.conflict, "the clock cannot move backwards (now \(current), asked for \(t))")
+        }
         clock.set(t)
         processDue()
         var m = BerthStore.Mutation()

@@ -1,3 +1,3 @@
 import BerthDaemon
 
-await BerthdMain.main()
+await BerthdMain.start()

@@ -1,0 +1,69 @@
+import BerthCore
+import BerthJSON
+import Testing
+
+@testable import BerthStore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+func tempDir() -> String {
+    var template = Array("/tmp/berth-store-XXXXXX".utf8CString)
+    let p = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+    return String(cString: p!)
+}
+
+@Suite struct BerthStoreTests {
+    @Test func opensInWALModeAndRoundTripsAMutation() throws {
+        let dir = tempDir()
+        let store = try BerthStore(directory: dir)
+        let t = Timestamp(seconds: 1_900_000_000)
+        var m = BerthStore.Mutation()
+        m.hosts = [Host(name: "h1", vcpus: 4, memoryMB: 100, diskGB: 1, properties: ["rack": "r1"], createdAt: t, updatedAt: t)]
+        var lease = Lease(
+            id: UUIDString.random(), name: "x", projectID: "p", userID: "u", start: t, end: t + 60, beforeEndSeconds: 10,
+            status: .pending,
+            reservations: [Reservation(id: UUIDString.random(), request: ReservationRequest(hostsMin: 1, max: 2), status: .pending, allocations: [Allocation(host: "h1")])],
+            createdAt: t)
+        lease.beforeEndFired = true
+        m.leases = [lease]
+        m.events = [LifecycleEvent(seq: 1, type: "lease.created", at: t, leaseID: lease.id)]
+        m.meta = ["manual_clock": "42"]
+        try store.commit(m)
+
+        // A second, independent connection sees exactly what was committed.
+        let snap = try BerthStore(directory: dir).loadSnapshot()
+        #expect(snap.hosts == m.hosts)
+        #expect(snap.leases == [lease])
+        #expect(snap.lastEventSeq == 1)
+        #expect(snap.meta["manual_clock"] == "42")
+    }
+
+    @Test func filtersEventsByPattern() throws {
+        let store = try BerthStore(directory: tempDir())
+        var m = BerthStore.Mutation()
+        let t = Timestamp(seconds: 0)
+        m.events = [
+            LifecycleEvent(seq: 1, type: "lease.created", at: t), LifecycleEvent(seq: 2, type: "host.down", at: t),
+            LifecycleEvent(seq: 3, type: "lease.ended", at: t), LifecycleEvent(seq: 4, type: "leasex", at: t),
+        ]
+        try store.commit(m)
+        #expect(try store.events(afterSeq: 0, limit: 10, types: ["lease.*"]).map(\.seq) == [1, 3])
+        #expect(try store.events(afterSeq: 1, limit: 10, types: []).map(\.seq) == [2, 3, 4])
+        #expect(try store.events(afterSeq: 0, limit: 2, types: ["host.down", "lease.ended"]).map(\.seq) == [2, 3])
+    }
+
+    @Test func aFailedTransactionLeavesNothingBehind() throws {
+        let store = try BerthStore(directory: tempDir())
+        var m = BerthStore.Mutation()
+        let t = Timestamp(seconds: 0)
+        m.events = [LifecycleEvent(seq: 1, type: "a", at: t)]
+        try store.commit(m)
+        var bad = BerthStore.Mutation()
+        bad.hosts = [Host(name: "h9", vcpus: 1, memoryMB: 1, diskGB: 1, createdAt: t, updatedAt: t)]
+        bad.events = [LifecycleEvent(seq: 1, type: "duplicate seq", at: t)]  // violates the primary key
+        #expect(throws: BerthError.self) { try store.commit(bad) }
+        #expect(try store.loadSnapshot().hosts.isEmpty)
+    }
+}

@@ -1,0 +1,64 @@
+"""Fixtures for Berth's integration tests.
+
+- `daemon`: a `berthtest.Berthd` controller, not yet started: `daemon.start(args=[], config=None,
+  uid=None, gid=None)`, `daemon.restart()`, `daemon.kill()` (SIGKILL), `daemon.terminate()`
+  (SIGTERM, returns the exit code), `daemon.client()`. Each test gets its own socket, state
+  directory (under tmp_path) and NOTIFY_SOCKET, so tests can run in parallel.
+- `berthd`: `daemon` already started with the defaults (`--clock manual --now 2030-01-01T00:00:00Z`).
+- `rpc`: an admin (root) client connected to `berthd`.
+
+When a test fails, every berthd log it produced is printed with the failure.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+
+import pytest
+
+from berthtest import Berthd
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
+@pytest.fixture
+def daemon(request, tmp_path):
+    d = Berthd(tmp_path)
+    yield d
+    d.cleanup()
+    failed = any(getattr(request.node, "rep_" + w, None) is not None and getattr(request.node, "rep_" + w).failed
+                 for w in ("setup", "call"))
+    if failed:
+        # Shown under "Captured stdout teardown" of the failing test.
+        print(d.all_logs())
+
+
+@pytest.fixture
+def berthd(daemon):
+    return daemon.start()
+
+
+@pytest.fixture
+def rpc(berthd):
+    return berthd.client()
+
+
+@pytest.fixture
+def nofile_limit():
+    """Raises this process's soft RLIMIT_NOFILE for tests that open many connections."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 4096 if hard == resource.RLIM_INFINITY else min(hard, 4096)
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    yield want
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def running_as_root() -> bool:
+    return os.geteuid() == 0
