@@ -62,8 +62,11 @@ verify-units:
 	systemd-analyze verify $$tmp/berthd.service $$tmp/berthd.socket && echo "systemd units verify: ok"; \
 	rc=$$?; rm -rf $$tmp; exit $$rc
 
+## Release build; allocator in process and lease.create over the socket against a real berthd.
 bench: deps
-	cd Benchmarks && $(SWIFT) run -c release berth-bench
+	$(SWIFT) build -c release --product berthd
+	$(SWIFT) build -c release --product berth-bench
+	.build/release/berth-bench --berthd .build/release/berthd --output bench-results.json
 
 install:
 	$(SWIFT) build -c release

@@ -107,10 +107,11 @@ EVENT_TYPES = [
     "lease.created", "lease.updated", "lease.started", "lease.before_end", "lease.ended", "lease.deleted",
     "preemption.scheduled", "preemption.executed",
     "preemptible.created", "preemptible.ended",
-    "host.down", "host.up",
+    "host.created", "host.updated", "host.deleted", "host.down", "host.up",
     "action.failed",
 ]
-ACTION_KINDS = ["lease.start", "lease.end", "preemptible.preempt", "preemptible.start", "preemptible.end"]
+ACTION_KINDS = ["lease.start", "lease.update", "lease.end", "preemptible.preempt", "preemptible.start",
+                "preemptible.end"]
 ACTION_STATUSES = ["pending", "running", "done", "failed"]
 
 # Regular expressions use only [0-9]-style classes so they mean the same in ECMA-262, Python and ICU.
@@ -132,7 +133,7 @@ ERRORS = {
     "ParseError": (-32700, "parse_error", "Parse error", "The line is not valid JSON. The connection stays usable."),
     "InvalidRequest": (-32600, "invalid_request", "Invalid Request",
                        "Not a valid JSON-RPC 2.0 request (also: empty batch, or a line over the size limit, "
-                       "after which the connection is closed)."),
+                       "after which the connection is closed; that one has data.reason request_too_large)."),
     "MethodNotFound": (-32601, "method_not_found", "Method not found",
                        "Unknown method (clock.* outside manual-clock mode too)."),
     "InvalidParams": (-32602, "invalid_params", "Invalid params",
@@ -152,6 +153,11 @@ ERRORS = {
     "Unavailable": (-32007, "unavailable", "Unavailable", "Daemon shutting down or storage read-only."),
     "PolicyViolation": (-32008, "policy_violation", "Policy violation",
                         "A configured policy forbids the request (e.g. lease longer than the maximum); data.rule."),
+}
+# Codes that have a more specific reason besides their own: code -> [(reason, description)].
+EXTRA_REASONS = {
+    -32600: [("request_too_large", "The request line is longer than the configured limit (data.limit, in bytes); "
+                                   "the connection is closed after this reply.")],
 }
 STANDARD_ERRORS = ["ParseError", "InvalidRequest", "MethodNotFound", "InvalidParams", "InternalError"]
 APP_ERRORS = [k for k in ERRORS if k not in STANDARD_ERRORS]
@@ -304,6 +310,25 @@ component("ReservationRequest", {
     "description": "One reservation in a lease request, discriminated by `kind`.",
     "oneOf": [ref("ReservationRequestHost"), ref("ReservationRequestGpu"), ref("ReservationRequestInstance")]})
 
+
+def _with_reservation_id(name: str) -> dict:
+    """A ReservationRequest variant that may also name an existing reservation by `id` (lease.update)."""
+    schema = copy.deepcopy(COMPONENTS[name])
+    schema["properties"] = {
+        "id": desc(ref("Id"), "An existing reservation of the lease (its allocations are kept where they still "
+                              "fit); without it the entry is a new reservation."),
+        **schema["properties"]}
+    schema["description"] = schema["description"] + " May name an existing reservation by `id`."
+    return schema
+
+
+for _kind in ("Host", "Gpu", "Instance"):
+    component(f"ReservationUpdate{_kind}", _with_reservation_id(f"ReservationRequest{_kind}"))
+component("ReservationUpdate", {
+    "description": "One entry of lease.update's `reservations`: a reservation request, optionally naming an "
+                   "existing reservation of the lease by `id`.",
+    "oneOf": [ref("ReservationUpdateHost"), ref("ReservationUpdateGpu"), ref("ReservationUpdateInstance")]})
+
 # --- allocations and reservations (results) ---------------------------------------------------
 
 component("HostAllocation", obj({"host": ref("HostName")}, ["host"], description="A whole host."))
@@ -383,6 +408,7 @@ component("AvailabilityWindow", obj({"start": ref("TimestampUTC"), "end": ref("T
 component("CalendarAllocation", obj({
     "lease_id": nullable(ref("Uuid")),
     "reservation_id": nullable(ref("Uuid")),
+    "lease_name": desc(nullable(NONEMPTY), "The lease's name (null for a preemptible)."),
     "project_id": ref("ProjectId"),
     "kind": enum("host", "gpu", "instance", "preemptible"),
     "start": ref("TimestampUTC"),
@@ -480,15 +506,21 @@ component("Action", obj({
     "created_at": ref("TimestampUTC"),
     "updated_at": ref("TimestampUTC"),
     "due_at": ref("TimestampUTC"),
-}, ["id", "kind", "target", "lease_id", "status", "attempts", "last_error", "created_at", "updated_at", "due_at"],
+    "payload": desc({"type": "object"}, "What the adapter needs to act (lease_id, project_id, name, hosts, start, "
+                                        "end for lease actions), frozen when the action was enqueued."),
+}, ["id", "kind", "target", "lease_id", "status", "attempts", "last_error", "created_at", "updated_at", "due_at",
+    "payload"],
     description="An outbound action to the cloud, delivered at least once through the outbox."))
 
 # --- errors ----------------------------------------------------------------------------------
 
 component("ErrorReason", enum(
     *[ERRORS[k][1] for k in APP_ERRORS + STANDARD_ERRORS],
-    description="Machine-readable error reason, one per code. "
-                + " ".join(f"{ERRORS[k][0]} {ERRORS[k][1]}: {ERRORS[k][3]}" for k in APP_ERRORS + STANDARD_ERRORS)))
+    *[reason for extra in EXTRA_REASONS.values() for reason, _ in extra],
+    description="Machine-readable error reason, one per code (plus a more specific one where listed). "
+                + " ".join(f"{ERRORS[k][0]} {ERRORS[k][1]}: {ERRORS[k][3]}" for k in APP_ERRORS + STANDARD_ERRORS)
+                + "".join(f" {code} {reason}: {text}" for code, extra in EXTRA_REASONS.items()
+                          for reason, text in extra)))
 component("ErrorData", obj({
     "reason": ref("ErrorReason"),
     "errors": array(obj({"path": desc(string(), "e.g. `reservations[0].count`"), "message": string()},
@@ -498,6 +530,7 @@ component("ErrorData", obj({
     "required": {"type": "number"},
     "available": {"type": "number"},
     "rule": NONEMPTY,
+    "limit": desc(COUNT, "With request_too_large: the line limit in bytes."),
 }, ["reason"], description="The `data` member of every Berth error.", allOf=[
     {"if": {"properties": {"reason": {"const": "invalid_params"}}},
      "then": {"required": ["errors"]}},
@@ -513,7 +546,9 @@ component("Error", obj({
 }, ["code", "message", "data"], description="A JSON-RPC error object as Berth sends it; code and data.reason "
                                              "always agree.",
     allOf=[{"if": {"properties": {"code": {"const": ERRORS[k][0]}}},
-            "then": {"properties": {"data": {"properties": {"reason": {"const": ERRORS[k][1]}}}}}}
+            "then": {"properties": {"data": {"properties": {"reason": (
+                {"enum": [ERRORS[k][1]] + [r for r, _ in EXTRA_REASONS[ERRORS[k][0]]]}
+                if ERRORS[k][0] in EXTRA_REASONS else {"const": ERRORS[k][1]})}}}}}
            for k in STANDARD_ERRORS + APP_ERRORS]))
 
 
@@ -717,9 +752,12 @@ method("lease.list", tag="leases", roles=_LEASE_ROLES_RO,
 method("lease.update", tag="leases", roles=_LEASE_ROLES_RW,
        summary="Extend, shorten, move, grow or shrink a lease.",
        description="Keeps existing allocations wherever they still fit; credits are charged or refunded by the "
-                   "difference. `reservations`, when given, is the complete new list, matched by position: entry i "
-                   "changes the lease's i-th reservation (keeping its id), extra entries are added, missing ones "
-                   "are removed. "
+                   "difference. `reservations`, when given, is the complete new list of the lease's reservations. "
+                   "When any entry has an `id`, entries are matched by id: an entry with the id of one of the "
+                   "lease's reservations changes that reservation (keeping its id and, where they still fit, its "
+                   "allocations), an entry without an id is a new reservation, and an unknown or repeated id is "
+                   "-32602. When no entry has an id, entries are matched by position: entry i changes the lease's "
+                   "i-th reservation, extra entries are added. Either way, reservations not matched are removed. "
                    "Updating an ended or deleted lease is -32005. `dry_run` shows the result without storing or "
                    "charging.",
        params=[
@@ -728,7 +766,7 @@ method("lease.update", tag="leases", roles=_LEASE_ROLES_RW,
            p("start", ref("StartTime")),
            p("end", ref("TimestampInput")),
            p("before_end_s", nullable(DURATION)),
-           p("reservations", array(ref("ReservationRequest"), minItems=1)),
+           p("reservations", array(ref("ReservationUpdate"), minItems=1)),
            p("dry_run", {"type": "boolean", "default": False}),
            IDEM,
        ], result=ref("Lease"), result_name="lease",

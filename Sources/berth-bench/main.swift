@@ -1,0 +1,213 @@
+// berth-bench: a first benchmark of Berth (issue #2). Build in release (`make bench`).
+//
+// 1. Allocator alone, in process: LeasePlanner.place over a calendar of H hosts and L leases.
+// 2. lease.create end to end over the Unix socket against a real berthd (durable: every reply
+//    follows an fsync'd SQLite commit), one client.
+// Prints a table and writes JSON (default bench-results.json). Timings are reported, never asserted.
+import BerthClient
+import BerthCore
+import BerthJSON
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+func nanos() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+struct Stats {
+    var samples: [Double]  // microseconds
+    var median: Double { percentile(0.5) }
+    var p99: Double { percentile(0.99) }
+    func percentile(_ p: Double) -> Double {
+        let s = samples.sorted()
+        guard !s.isEmpty else { return 0 }
+        return s[min(s.count - 1, Int(Double(s.count - 1) * p))]
+    }
+}
+
+func argument(_ name: String) -> String? {
+    let args = CommandLine.arguments
+    guard let i = args.firstIndex(of: name), i + 1 < args.count else { return nil }
+    return args[i + 1]
+}
+
+let hostCount = Int(argument("--hosts") ?? "1000")!
+let leaseCount = Int(argument("--leases") ?? "5000")!
+let iterations = Int(argument("--iterations") ?? "2000")!
+let outputPath = argument("--output") ?? "bench-results.json"
+let berthdPath = argument("--berthd") ?? ".build/release/berthd"
+let base = Timestamp(rfc3339: "2030-01-01T00:00:00Z")!
+let horizon: Int64 = 60 * 86_400
+
+var results: [String: JSON] = ["hosts": .int(Int64(hostCount)), "leases": .int(Int64(leaseCount))]
+var rows: [(String, Stats)] = []
+
+// MARK: 1. Allocator alone
+
+func buildPopulation() -> (hosts: [Host], calendar: LeaseCalendar) {
+    var rng = SplitMix64(state: 42)
+    let hosts = (0..<hostCount).map { i in
+        Host(
+            name: "h\(String(i + 100_000).dropFirst())", vcpus: 64, memoryMB: 262_144, diskGB: 960,
+            properties: ["rack": .string("r\(i % 20)")], createdAt: base, updatedAt: base)
+    }
+    var calendar = LeaseCalendar()
+    var placed = 0
+    while placed < leaseCount {
+        let start = base + 3600 * Int64.random(in: 0..<(horizon / 3600), using: &rng)
+        let window = Interval(start: start.seconds, end: start.seconds + 3600 * Int64.random(in: 1...72, using: &rng))
+        let planner = LeasePlanner(hosts: hosts, calendar: calendar)
+        let request = ReservationRequest(hosts: Int64.random(in: 1...4, using: &rng))
+        guard case .success(let allocs) = planner.place([request], window: window) else { continue }
+        for a in allocs[0] {
+            calendar.insert(host: a.host, interval: window, entry: CalendarEntry(leaseID: "l\(placed)", reservationID: "r\(placed)"))
+        }
+        placed += 1
+    }
+    return (hosts, calendar)
+}
+
+let setupStart = nanos()
+let (hosts, calendar) = buildPopulation()
+print("population: \(hostCount) hosts, \(leaseCount) leases, \(calendar.allocationCount) allocations (built in \(Double(nanos() - setupStart) / 1e9) s)")
+do {
+    var rng = SplitMix64(state: 7)
+    let planner = LeasePlanner(hosts: hosts, calendar: calendar)
+    var samples: [Double] = []
+    var filterSamples: [Double] = []
+    var accepted = 0
+    for _ in 0..<iterations {
+        let start = base + 3600 * Int64.random(in: 0..<(horizon / 3600), using: &rng)
+        let window = Interval(start: start.seconds, end: start.seconds + 3600 * Int64.random(in: 1...72, using: &rng))
+        let request = ReservationRequest(hosts: Int64.random(in: 1...4, using: &rng))
+        let t0 = nanos()
+        if case .success = planner.place([request], window: window) { accepted += 1 }
+        samples.append(Double(nanos() - t0) / 1000)
+        let filtered = ReservationRequest(hosts: 2, properties: .equalities(["rack": .string("r\(Int.random(in: 0..<20, using: &rng))")]))
+        let t1 = nanos()
+        _ = planner.place([filtered], window: window)
+        filterSamples.append(Double(nanos() - t1) / 1000)
+    }
+    rows.append(("allocator: place 1-4 hosts", Stats(samples: samples)))
+    rows.append(("allocator: place 2 hosts, rack filter", Stats(samples: filterSamples)))
+    var findSamples: [Double] = []
+    for _ in 0..<min(iterations, 200) {
+        let t0 = nanos()
+        _ = planner.findWindows([ReservationRequest(hosts: 4)], duration: 8 * 3600, earliest: base, latest: base + 30 * 86_400, limit: 5)
+        findSamples.append(Double(nanos() - t0) / 1000)
+    }
+    rows.append(("allocator: findWindows 4 hosts x 8 h", Stats(samples: findSamples)))
+    results["allocator_accept_rate"] = .double(Double(accepted) / Double(iterations))
+}
+
+// MARK: 2. lease.create over the socket against a real berthd
+
+func runDaemonBenchmark() throws {
+    var template = Array("/tmp/berth-bench-XXXXXX".utf8CString)
+    let dir = String(cString: template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }!)
+    let socket = dir + "/berth.sock"
+    var pid: pid_t = 0
+    let argv = [berthdPath, "--socket", socket, "--state-dir", dir + "/state", "--clock", "manual", "--now", base.rfc3339, "--log-level", "warning"]
+    var cargs = argv.map { strdup($0) } + [nil]
+    guard posix_spawn(&pid, berthdPath, nil, nil, &cargs, environ) == 0 else {
+        print("cannot start \(berthdPath); build it with `swift build -c release --product berthd`")
+        return
+    }
+    defer {
+        kill(pid, SIGTERM)
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+    }
+    var conn: BerthConnection? = nil
+    let deadline = nanos() + 30_000_000_000
+    while conn == nil && nanos() < deadline {
+        conn = try? BerthConnection(socketPath: socket)
+        if conn == nil { usleep(20_000) }  // waiting for the daemon to start listening, not timing anything
+    }
+    guard let c = conn else { print("berthd did not start listening"); return }
+    // Inventory and background leases, pipelined in chunks.
+    var calls: [(String, JSON?)] = []
+    for h in hosts { calls.append(("host.create", ["name": .string(h.name), "vcpus": 64, "memory_mb": 262_144, "disk_gb": 960])) }
+    for chunk in stride(from: 0, to: calls.count, by: 500) { _ = try c.pipeline(Array(calls[chunk..<min(calls.count, chunk + 500)])) }
+    var rng = SplitMix64(state: 99)
+    func randomLease() -> JSON {
+        let start = base + 3600 * Int64.random(in: 1..<(horizon / 3600), using: &rng)
+        let end = start + 3600 * Int64.random(in: 1...72, using: &rng)
+        return [
+            "name": "bench", "project_id": "bench", "start": .string(start.rfc3339), "end": .string(end.rfc3339),
+            "reservations": [["kind": "host", "count": .int(Int64.random(in: 1...4, using: &rng))]],
+        ]
+    }
+    let fillStart = nanos()
+    var created = 0
+    while created < leaseCount {
+        let batch = (0..<min(500, leaseCount - created)).map { _ in ("lease.create", Optional(randomLease())) }
+        created += try c.pipeline(batch).filter { if case .success = $0 { return true } else { return false } }.count
+    }
+    let fillSeconds = Double(nanos() - fillStart) / 1e9
+    results["socket_fill_leases_per_s"] = .double(Double(leaseCount) / fillSeconds)
+    var samples: [Double] = []
+    var ids: [String] = []
+    for _ in 0..<min(iterations, 1000) {
+        let p = randomLease()
+        let t0 = nanos()
+        let r = try? c.call("lease.create", p)
+        samples.append(Double(nanos() - t0) / 1000)
+        if let id = r?["id"]?.stringValue { ids.append(id) }
+    }
+    rows.append(("socket: lease.create (durable, 1 client)", Stats(samples: samples)))
+    var gets: [Double] = []
+    for i in 0..<min(iterations, 2000) where !ids.isEmpty {
+        let t0 = nanos()
+        _ = try c.call("lease.get", ["id": .string(ids[i % ids.count])])
+        gets.append(Double(nanos() - t0) / 1000)
+    }
+    rows.append(("socket: lease.get (1 client)", Stats(samples: gets)))
+    var echo: [Double] = []
+    for _ in 0..<min(iterations, 2000) {
+        let t0 = nanos()
+        _ = try c.call("system.health")
+        echo.append(Double(nanos() - t0) / 1000)
+    }
+    rows.append(("socket: system.health round trip", Stats(samples: echo)))
+    c.close()
+}
+
+if !CommandLine.arguments.contains("--allocator-only") {
+    do { try runDaemonBenchmark() } catch { print("daemon benchmark failed: \(error)") }
+}
+
+func fmt(_ v: Double) -> String {
+    let s = String(Int((v * 10).rounded()))
+    let whole = s.dropLast().isEmpty ? "0" : String(s.dropLast())
+    return "\(whole).\(s.last!)"
+}
+
+print("")
+print("benchmark".padding(toLength: 44, withPad: " ", startingAt: 0) + "median µs".padding(toLength: 12, withPad: " ", startingAt: 0) + "p99 µs")
+var table: [JSON] = []
+for (name, st) in rows {
+    print(name.padding(toLength: 44, withPad: " ", startingAt: 0) + fmt(st.median).padding(toLength: 12, withPad: " ", startingAt: 0) + fmt(st.p99))
+    table.append(["name": .string(name), "median_us": .double(st.median), "p99_us": .double(st.p99), "samples": .int(Int64(st.samples.count))])
+}
+results["results"] = .array(table)
+if let f = fopen(outputPath, "w") {
+    fputs(JSON.object(results).prettyPrinted() + "\n", f)
+    fclose(f)
+    print("\nwrote \(outputPath)")
+}
