@@ -14,7 +14,6 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
-        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -55,7 +54,6 @@ let package = Package(
                 "BerthJSON",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOExtras", package: "swift-nio-extras"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -112,7 +110,11 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .testTarget(name: "BerthRPCTests", dependencies: ["BerthRPC", "BerthJSON"], swiftSettings: strict),
+        .testTarget(
+            name: "BerthRPCTests",
+            dependencies: ["BerthRPC", "BerthJSON", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "BerthSystemdTests",
             dependencies: ["BerthSystemd", .product(name: "Logging", package: "swift-log")],

@@ -738,7 +738,7 @@ method("lease.get", tag="leases", roles=_LEASE_ROLES_RO,
        params=[p("id", ref("Id"), True)], result=ref("Lease"), result_name="lease",
        errors=["NotFound", "Forbidden", "Unavailable"])
 method("lease.list", tag="leases", roles=_LEASE_ROLES_RO,
-       summary="Leases, newest first, filtered and paged.",
+       summary="Leases, oldest first (by creation time, then id), filtered and paged.",
        description="`from`/`to` select leases whose [start, end) overlaps that window.",
        params=[
            p("project_id", ref("ProjectId")),

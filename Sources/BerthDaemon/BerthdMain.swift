@@ -197,14 +197,17 @@ struct Daemon {
                     logger.error("reload failed; keeping the previous configuration", metadata: ["error": "\(error.message)"])
                 }
             })
-        services.append(RPCServerService(server: server, methods: methods, notifier: notifier))
         let leases = await scheduler.leaseCount
         let hosts = await scheduler.hostCount
         let where_ = activated.isEmpty ? config.socketPath : "socket-activated fd \(activated[0])"
         logger.notice(
             "berthd \(berthVersion) listening",
             metadata: ["socket": "\(where_)", "clock": "\(clock.mode.rawValue)", "hosts": "\(hosts)", "leases": "\(leases)"])
-        notifier.ready(status: "serving \(hosts) hosts, \(leases) leases on \(where_)")
+        // READY=1 is sent by the RPC service once the group runs (and traps SIGTERM), not here.
+        services.append(
+            RPCServerService(
+                server: server, methods: methods, notifier: notifier,
+                readyStatus: "serving \(hosts) hosts, \(leases) leases on \(where_)"))
         let group = ServiceGroup(
             configuration: .init(
                 services: services.map { .init(service: $0) },

@@ -11,8 +11,12 @@ struct RPCServerService: Service {
     let server: UnixSocketRPCServer
     let methods: BerthMethods
     let notifier: SystemdNotifier
+    /// Sent with READY=1 once this service runs: the service group registers its SIGTERM/SIGINT
+    /// handlers before it starts any service, so a stop requested right after READY=1 is graceful.
+    var readyStatus: String
 
     func run() async throws {
+        notifier.ready(status: readyStatus)
         try await withGracefulShutdownHandler {
             try await server.run()
         } onGracefulShutdown: {

@@ -213,7 +213,10 @@ public final class UnixSocketRPCServer: Sendable {
                 if await !waitUntilDrained() {
                     let remaining = closeAllConnections()
                     if Task.isCancelled {
-                        logger.notice("JSON-RPC server cancelled; closing connections", metadata: ["rpc.connections": "\(remaining)"])
+                        logger.notice(
+                            "JSON-RPC server cancelled; closing connections",
+                            metadata: ["rpc.connections": "\(remaining)"]
+                        )
                     } else {
                         logger.warning(
                             "JSON-RPC connections still busy at the end of the shutdown grace period; closing them",
@@ -321,7 +324,10 @@ public final class UnixSocketRPCServer: Sendable {
         case .success(let credentials):
             peer = credentials
         case .failure(let error):
-            logger.warning("closing JSON-RPC connection: cannot read peer credentials", metadata: ["error": "\(error)"])
+            logger.warning(
+                "closing JSON-RPC connection: cannot read peer credentials",
+                metadata: ["error": "\(error)"]
+            )
             try? await accepted.channel.executeThenClose { _, _ in }
             return
         }
@@ -337,14 +343,23 @@ public final class UnixSocketRPCServer: Sendable {
         let context = RPCContext(
             peer: peer,
             connection: id,
-            notifications: RPCNotificationSink { method, params in outbox.sendNotification(method: method, params: params) }
+            notifications: RPCNotificationSink { method, params in
+                outbox.sendNotification(method: method, params: params)
+            }
         )
         let mode: JSONRPCDispatcher.Mode = refusal.map { .refuse($0) } ?? .serve
         do {
             try await accepted.channel.executeThenClose { inbound, _ in
                 await withDiscardingTaskGroup { group in
                     group.addTask { await outbox.runWriter() }
-                    await readLoop(inbound, outbox: outbox, context: context, mode: mode, connection: connection, logger: logger)
+                    await readLoop(
+                        inbound,
+                        outbox: outbox,
+                        context: context,
+                        mode: mode,
+                        connection: connection,
+                        logger: logger
+                    )
                     // Let the writer flush what is queued, then stop.
                     outbox.finish()
                 }
@@ -613,7 +628,9 @@ enum SocketFile {
                 throw RPCServerError("cannot remove stale socket \(path): \(errnoText())")
             }
         case .unknown(let code):
-            throw RPCServerError("cannot bind \(path): cannot tell whether the existing socket is in use: \(errnoText(code))")
+            throw RPCServerError(
+                "cannot bind \(path): cannot tell whether the existing socket is in use: \(errnoText(code))"
+            )
         }
     }
 
@@ -621,7 +638,8 @@ enum SocketFile {
 
     /// Connects without blocking: refused means nobody is listening (a leftover of a crashed server).
     static func probe(path: String) -> ProbeResult {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
+        let fd = socket(AF_UNIX, type, 0)
         guard fd >= 0 else { return .unknown(errno) }
         defer { close(fd) }
         var address = sockaddr_un()

@@ -59,7 +59,7 @@ var rows: [(String, Stats)] = []
 
 // MARK: 1. Allocator alone
 
-func buildPopulation() -> (hosts: [Host], calendar: LeaseCalendar) {
+@MainActor func buildPopulation() -> (hosts: [Host], calendar: LeaseCalendar) {
     var rng = SplitMix64(state: 42)
     let hosts = (0..<hostCount).map { i in
         Host(
@@ -117,7 +117,7 @@ do {
 
 // MARK: 2. lease.create over the socket against a real berthd
 
-func runDaemonBenchmark() throws {
+@MainActor func runDaemonBenchmark() throws {
     var template = Array("/tmp/berth-bench-XXXXXX".utf8CString)
     let dir = String(cString: template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }!)
     let socket = dir + "/berth.sock"
@@ -192,6 +192,8 @@ if !CommandLine.arguments.contains("--allocator-only") {
     do { try runDaemonBenchmark() } catch { print("daemon benchmark failed: \(error)") }
 }
 
+func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s + " " : s + String(repeating: " ", count: n - s.count) }
+
 func fmt(_ v: Double) -> String {
     let s = String(Int((v * 10).rounded()))
     let whole = s.dropLast().isEmpty ? "0" : String(s.dropLast())
@@ -199,10 +201,10 @@ func fmt(_ v: Double) -> String {
 }
 
 print("")
-print("benchmark".padding(toLength: 44, withPad: " ", startingAt: 0) + "median µs".padding(toLength: 12, withPad: " ", startingAt: 0) + "p99 µs")
+print(pad("benchmark", 44) + pad("median µs", 12) + "p99 µs")
 var table: [JSON] = []
 for (name, st) in rows {
-    print(name.padding(toLength: 44, withPad: " ", startingAt: 0) + fmt(st.median).padding(toLength: 12, withPad: " ", startingAt: 0) + fmt(st.p99))
+    print(pad(name, 44) + pad(fmt(st.median), 12) + fmt(st.p99))
     table.append(["name": .string(name), "median_us": .double(st.median), "p99_us": .double(st.p99), "samples": .int(Int64(st.samples.count))])
 }
 results["results"] = .array(table)

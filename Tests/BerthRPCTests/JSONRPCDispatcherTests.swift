@@ -85,9 +85,7 @@ struct JSONRPCDispatcherTests {
         let invalid = RPCError.invalidParams([(path: "a.b", message: "bad"), (path: "c", message: "worse")])
         #expect(invalid.code == -32602)
         #expect(invalid.message == "invalid params: a.b: bad (and 1 more)")
-        #expect(
-            invalid.data
-                == ["reason": "invalid_params", "errors": [["path": "a.b", "message": "bad"], ["path": "c", "message": "worse"]]]
-        )
+        let errors: JSON = [["path": "a.b", "message": "bad"], ["path": "c", "message": "worse"]]
+        #expect(invalid.data == ["reason": "invalid_params", "errors": errors])
     }
 }

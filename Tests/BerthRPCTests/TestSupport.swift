@@ -217,6 +217,7 @@ struct TestHandler: RPCHandler {
             let payload = JSON.string(String(repeating: "z", count: Int(params?.arrayValue?.last?.intValue ?? 0)))
             var sent = 0
             while sent < count, context.notifications.send(method: "flood", params: [payload]) { sent += 1 }
+            await gate.pass()
             return .int(Int64(sent))
         case "subscribe":
             sinks.withLock { $0[context.connection] = context.notifications }
@@ -295,6 +296,26 @@ func withServer<R: Sendable>(
         try? await running.stop()
         throw error
     }
+}
+
+/// A POSIX stream socket bound at `path` (not listening), as left behind by a crashed daemon or
+/// prepared by systemd before `listen`.
+func boundSocket(path: String) throws -> Int32 {
+    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: path.utf8) }
+    let rc = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+        }
+    }
+    guard rc == 0 else {
+        let error = String(cString: strerror(errno))
+        close(fd)
+        throw ClientError(description: "bind \(path): \(error)")
+    }
+    return fd
 }
 
 // MARK: - JSON helpers

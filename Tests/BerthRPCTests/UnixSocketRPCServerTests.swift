@@ -32,13 +32,12 @@ struct UnixSocketRPCServerTests {
                 client.send(request("bad_params", id: 4))
                 return (failed, try client.readJSON())
             }
-            #expect(failed == ["jsonrpc": "2.0", "id": 3, "error": ["code": -32005, "message": "conflict", "data": ["reason": "conflict"]]])
+            let conflict: JSON = ["code": -32005, "message": "conflict", "data": ["reason": "conflict"]]
+            #expect(failed == ["jsonrpc": "2.0", "id": 3, "error": conflict])
             #expect(badParams.errorCode == -32602)
             #expect(badParams["id"] == 4)
-            #expect(
-                badParams["error"]?["data"]
-                    == ["reason": "invalid_params", "errors": [["path": "reservations[0].count", "message": "must be positive"]]]
-            )
+            let errors: JSON = [["path": "reservations[0].count", "message": "must be positive"]]
+            #expect(badParams["error"]?["data"] == ["reason": "invalid_params", "errors": errors])
         }
     }
 
@@ -353,12 +352,15 @@ struct UnixSocketRPCServerTests {
     }
 
     @Test func clientNotReadingNotificationsIsDisconnected() async throws {
-        try await withServer { server in
+        let gate = Gate()
+        try await withServer(handler: TestHandler(gate: gate)) { server in
             let client = try await server.connect()
             // More notifications than the server queues for one connection, to a client that is not
             // reading: the server gives up on the connection instead of buffering without bound.
+            try await onThread { client.send(request("flood", id: 1, params: [10_000, 1024])) }
+            await gate.waitForArrivals()  // the handler has finished pushing
+            gate.open()
             let (received, sawReply) = try await onThread {
-                client.send(request("flood", id: 1, params: [10_000, 8192]))
                 var received = 0
                 var sawReply = false
                 while let line = client.readLine() {
@@ -618,14 +620,7 @@ struct UnixSocketRPCServerTests {
     @Test func staleSocketFileIsReplaced() async throws {
         let path = temporarySocketPath()
         // Leave a socket file behind with nobody listening, as a crashed daemon would.
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: path.utf8) }
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        #expect(rc == 0)
+        let fd = try boundSocket(path: path)
         close(fd)
         #expect(access(path, F_OK) == 0)
 
@@ -681,14 +676,7 @@ struct UnixSocketRPCServerTests {
 
     @Test func adoptsAnAlreadyListeningDescriptor() async throws {
         let path = temporarySocketPath()
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: path.utf8) }
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        #expect(rc == 0)
+        let fd = try boundSocket(path: path)
         #expect(Glibc.listen(fd, 128) == 0)
         defer { unlink(path) }
 
@@ -714,7 +702,8 @@ struct UnixSocketRPCServerTests {
     }
 
     @Test func runWithoutBindThrows() async throws {
-        let server = UnixSocketRPCServer(listen: .path(temporarySocketPath()), handler: TestHandler(), logger: quietLogger)
+        let path = temporarySocketPath()
+        let server = UnixSocketRPCServer(listen: .path(path), handler: TestHandler(), logger: quietLogger)
         await #expect(throws: RPCServerError.self) { try await server.run() }
     }
 }

@@ -397,15 +397,16 @@ class NotifyListener:
         with self.cond:
             return [f for p, _, f, _ in self.messages if p == pid]
 
-    def wait_for(self, pid: int, key: str, value: str | None = None, *, timeout: float = DEADLINE,
+    def wait_for(self, pid: int, key: str, value: str | None = None, *, nth: int = 1, timeout: float = DEADLINE,
                  alive: Callable[[], bool] = lambda: True) -> dict[str, str]:
-        """The first datagram from `pid` that sets `key` (to `value` when given)."""
+        """The `nth` datagram from `pid` that sets `key` (to `value` when given)."""
         deadline = time.monotonic() + timeout
         with self.cond:
             while True:
-                for p, _, f, _ in self.messages:
-                    if p == pid and key in f and (value is None or f[key] == value):
-                        return f
+                found = [f for p, _, f, _ in self.messages
+                         if p == pid and key in f and (value is None or f[key] == value)]
+                if len(found) >= nth:
+                    return found[nth - 1]
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise TimeoutError(f"no {key}{'=' + value if value else ''} from pid {pid} within {timeout} s; "
@@ -460,12 +461,15 @@ class Berthd:
 
     def start(self, args: Iterable[str] = (), config: dict | None = None, *, now: str | None = DEFAULT_NOW,
               clock: str | None = "manual", uid: int | None = None, gid: int | None = None,
-              wait_ready: bool = True, socket_path: str | None = None, env: dict | None = None) -> "Berthd":
+              wait_ready: bool = True, socket_path: str | None = None, state_dir: str | os.PathLike | None = None,
+              env: dict | None = None) -> "Berthd":
         assert self.proc is None or self.proc.poll() is not None, "berthd is already running"
         self._opts = dict(args=list(args), config=config, now=now, clock=clock, uid=uid, gid=gid,
-                          socket_path=socket_path, env=env)
+                          socket_path=socket_path, state_dir=state_dir, env=env)
         if socket_path:
             self.socket_path = socket_path
+        if state_dir:
+            self.state_dir = Path(state_dir)
         cmd = [BERTHD, "--socket", self.socket_path, "--state-dir", str(self.state_dir)]
         if clock:
             cmd += ["--clock", clock]
@@ -481,8 +485,11 @@ class Berthd:
         run_env["NOTIFY_SOCKET"] = self.notify.path
         run_env.update(env or {})
         if uid is not None or gid is not None:
+            # An unprivileged daemon must own its state and be able to create its socket. (pytest's
+            # tmp_path is private to root, so such a test passes a state_dir it can reach.)
             self.state_dir.mkdir(exist_ok=True)
-            os.chown(self.state_dir, uid if uid is not None else -1, gid if gid is not None else -1)
+            for d in (self.state_dir, self.sock_dir):
+                os.chown(d, uid if uid is not None else -1, gid if gid is not None else -1)
         log = self.tmp_path / f"berthd-{len(self.logs) + 1}.log"
         self.logs.append(log)
         with open(log, "wb") as err:
@@ -645,3 +652,62 @@ def wait_until(predicate: Callable[[], Any], what: str, timeout: float = DEADLIN
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+# ------------------------------------------------------------------------------------------------
+# Calls from another uid/gid (roles)
+# ------------------------------------------------------------------------------------------------
+
+PROBE_ID = "__probe__"
+
+
+def calls_as(uid: int, gid: int, socket_path: str, messages: list, timeout: float = REPLY_TIMEOUT) -> list:
+    """Sends `messages` (requests, notifications or batches) on one connection made by a forked child
+    running as uid/gid (no supplementary groups), then a probe request; returns one entry per message
+    (its reply, or None for what expects no reply) and the probe's reply last. Because replies come
+    in order, a reply to something that should get none shows up as a mismatch."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: no pytest machinery from here on, and always _exit
+        code = 0
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(timeout)
+            s.connect(socket_path)
+            c = RPCClient(socket_path, sock=s, validate=False)
+            out: list = []
+            for m in messages + [{"jsonrpc": "2.0", "method": "system.health", "id": PROBE_ID}]:
+                c.send(m)
+                wants_reply = (isinstance(m, dict) and "id" in m) or (
+                    isinstance(m, list) and any(isinstance(x, dict) and "id" in x for x in m)) or (
+                    not isinstance(m, (dict, list)))
+                out.append(c.recv() if wants_reply else None)
+            result = {"ok": out}
+        except BaseException as e:  # report, never raise in the child
+            result = {"exception": f"{type(e).__name__}: {e}"}
+            code = 1
+        try:
+            data = json.dumps(result).encode()
+            with os.fdopen(w, "wb") as f:
+                f.write(data)
+        finally:
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        data = f.read()
+    os.waitpid(pid, 0)
+    result = json.loads(data or b'{"exception": "child wrote nothing"}')
+    if "exception" in result:
+        raise AssertionError(f"client running as uid {uid} gid {gid} failed: {result['exception']}")
+    return result["ok"]
+
+
+def request(method: str, params: Any = None, id: Any = 1) -> dict:
+    m: dict = {"jsonrpc": "2.0", "method": method, "id": id}
+    if params is not None:
+        m["params"] = params
+    return m

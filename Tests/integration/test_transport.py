@@ -157,7 +157,7 @@ def test_notifications_get_no_reply_but_are_executed(rpc):
     assert reply["result"]["name"] == "n1"
 
 
-@pytest.mark.parametrize("rid", ["abc", "", "ünïcødé-✓", 0, -7, 42, 2**53 + 1, 9007199254740993, 1.5, None])
+@pytest.mark.parametrize("rid", ["abc", "", "ünïcødé-✓", 0, -7, 42, 2**53 + 1, 2**63 - 1, -(2**63), 1.5, None])
 def test_id_is_echoed_exactly(rpc, rid):
     rpc.send({"jsonrpc": "2.0", "method": "clock.now", "id": rid})
     line = rpc.recv_line()
