@@ -214,7 +214,6 @@ class RPCClient:
                     self._buf.clear()
                     return line
                 return None
-
             self._buf += chunk
 
     def recv_message(self, timeout: float | None = None) -> Any:
@@ -222,8 +221,7 @@ class RPCClient:
         line = self.recv_line(timeout)
         if line is None:
             raise ConnectionClosed("berthd closed the connection")
-        msg = json.loads(line)
-        return msg
+        return json.loads(line)
 
     def recv(self, timeout: float | None = None) -> Any:
         """The next reply (object or batch array), queueing notifications that come first."""
@@ -462,10 +460,11 @@ class Berthd:
     def start(self, args: Iterable[str] = (), config: dict | None = None, *, now: str | None = DEFAULT_NOW,
               clock: str | None = "manual", uid: int | None = None, gid: int | None = None,
               wait_ready: bool = True, socket_path: str | None = None, state_dir: str | os.PathLike | None = None,
-              env: dict | None = None) -> "Berthd":
+              env: dict | None = None, listen_fd: int | None = None) -> "Berthd":
+        """`listen_fd`: hand berthd this listening socket as fd 3 with LISTEN_FDS=1 (socket activation)."""
         assert self.proc is None or self.proc.poll() is not None, "berthd is already running"
         self._opts = dict(args=list(args), config=config, now=now, clock=clock, uid=uid, gid=gid,
-                          socket_path=socket_path, state_dir=state_dir, env=env)
+                          socket_path=socket_path, state_dir=state_dir, env=env, listen_fd=listen_fd)
         if socket_path:
             self.socket_path = socket_path
         if state_dir:
@@ -490,13 +489,20 @@ class Berthd:
             self.state_dir.mkdir(exist_ok=True)
             for d in (self.state_dir, self.sock_dir):
                 os.chown(d, uid if uid is not None else -1, gid if gid is not None else -1)
+        pass_fds: tuple = ()
+        if listen_fd is not None:
+            # As systemd does: the socket as fd 3, LISTEN_FDS=1 and LISTEN_PID=<berthd's pid>. The shell
+            # (bash: dash cannot redirect fds above 9) sets LISTEN_PID to its own pid, then execs
+            # berthd, which keeps that pid.
+            cmd = ["/bin/bash", "-c", f'LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@" 3<&{listen_fd}'] + cmd
+            pass_fds = (listen_fd,)
         log = self.tmp_path / f"berthd-{len(self.logs) + 1}.log"
         self.logs.append(log)
         with open(log, "wb") as err:
             err.write(("$ " + " ".join(cmd) + "\n").encode())
             err.flush()
             self.proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=err, stderr=err, env=run_env,
+                cmd, stdin=subprocess.DEVNULL, stdout=err, stderr=err, env=run_env, pass_fds=pass_fds,
                 user=uid, group=gid, extra_groups=[] if (uid is not None or gid is not None) else None)
         self.command = cmd
         if wait_ready:

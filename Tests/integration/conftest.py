@@ -12,7 +12,6 @@ When a test fails, every berthd log it produced is printed with the failure.
 
 from __future__ import annotations
 
-import os
 import resource
 
 import pytest
@@ -59,6 +58,3 @@ def nofile_limit():
     yield want
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
-
-def running_as_root() -> bool:
-    return os.geteuid() == 0

@@ -181,3 +181,27 @@ def test_events_list_paging_and_type_filter(rpc):
     assert [e["type"] for e in created] == ["lease.created"] * 3
     hosts = rpc.call("events.list", {"types": ["host.*"]})["items"]
     assert [e["host"] for e in hosts] == ["h1", "h2", "h3"]
+
+
+def test_a_lease_starting_now_is_active_at_once(rpc):
+    make_hosts(rpc, "h1")
+    rpc.call("clock.set", {"now": ts(5)})
+    lease = create_lease(rpc, "now", ts(6))
+    assert lease["status"] == "active" and lease["start"] == ts(5)
+    assert [(e["type"], e["at"]) for e in lease_events(rpc, lease["id"])] == [
+        ("lease.created", ts(5)), ("lease.started", ts(5))]
+    assert [a["kind"] for a in rpc.call("actions.list", {"lease_id": lease["id"]})["items"]] == ["lease.start"]
+    # A start a few seconds in the past (client clock skew) is taken as now, too.
+    rpc.call("clock.advance", {"seconds": 3600})
+    late = create_lease(rpc, ts(5, minutes=59, seconds=50), ts(7))
+    assert late["start"] == ts(6) and late["status"] == "active"
+
+
+def test_demo_inventory_is_created_only_when_asked_and_only_once(daemon):
+    daemon.start()
+    assert daemon.client().call("host.list")["items"] == []
+    daemon.restart(args=["--demo"], now=None)
+    demo = daemon.client().call("host.list")["items"]
+    assert demo
+    daemon.restart(args=["--demo"], now=None)
+    assert daemon.client().call("host.list")["items"] == demo

@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 
 import pytest
 
-from berthtest import Berthd, ProcessExited, RPCClient, lease_params, make_hosts, ts
+from berthtest import Berthd, ConnectionClosed, ProcessExited, RPCClient, lease_params, make_hosts, ts
 
 
 def test_ready_only_once_the_socket_accepts_connections(daemon):
@@ -163,7 +164,7 @@ def test_new_mutations_are_refused_while_draining(daemon):
     while True:
         try:
             replies.append(rpc.recv())
-        except Exception:
+        except (ConnectionClosed, ConnectionResetError):
             break
     assert daemon.wait_exit() == 0
     ids = [r["id"] for r in replies]
@@ -177,3 +178,24 @@ def test_new_mutations_are_refused_while_draining(daemon):
     daemon.restart(now=None)
     names = {h["name"] for h in daemon.client().call("host.list")["items"]}
     assert names == {"h1"} | {r["result"]["name"] for r in done}
+
+
+def test_socket_activation(daemon):
+    """With LISTEN_FDS berthd serves the socket it is handed: a client that connected before berthd
+    even started is queued by the kernel and answered once it runs."""
+    path = str(daemon.sock_dir / "activated.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(64)
+    early = RPCClient(path)
+    early.send({"jsonrpc": "2.0", "method": "clock.now", "id": "early"})
+    try:
+        daemon.start(listen_fd=listener.fileno())
+    finally:
+        listener.close()  # berthd has its own copy
+    assert early.recv() == {"jsonrpc": "2.0", "id": "early", "result": {"now": ts(0)}}
+    assert not os.path.exists(daemon.socket_path), "berthd must not bind its own socket when activated"
+    assert "socket-activated" in daemon.notify.wait_for(daemon.pid, "READY", "1").get("STATUS", "")
+    assert daemon.terminate() == 0
+    # The activated socket belongs to the service manager: berthd leaves its file in place.
+    assert os.path.exists(path)

@@ -289,3 +289,15 @@ def test_health(rpc):
     assert h["status"] == "ok" and h["storage"] == "ok" and h["adapter"] in ("ok", "degraded")
     assert isinstance(h["uptime_s"], int) and h["uptime_s"] >= 0
     assert h["version"]
+
+
+def test_hostile_json_is_refused_without_harm(berthd):
+    rpc = berthd.client()
+    rpc.send_raw(b"[" * 400_000 + b"]" * 400_000 + b"\n")  # under the line limit, absurdly deep
+    assert error_of(rpc.recv())["code"] == -32700
+    rpc.send_raw(b'{"jsonrpc":"2.0","method":"host.get","id":1,"params":{"name":"\xff\xfe"}}\n')
+    assert error_of(rpc.recv())["code"] == -32700
+    rpc.send_raw(b'{"jsonrpc":"2.0","method":"host.get","id":1,"params":{"name":"\\ud800"}}\n')
+    assert error_of(rpc.recv())["code"] == -32700
+    assert rpc.call("system.health")["status"] == "ok"
+    assert berthd.running
