@@ -162,21 +162,27 @@ public struct Allocation: Sendable, Hashable {
     public var profile: String?
     public var slot: Int?
     public var slots: Int?
+    /// Memory slices a GPU allocation spans (kept so the calendar needs no model table).
+    public var size: Int?
 
-    public init(host: String, gpu: Int? = nil, profile: String? = nil, slot: Int? = nil, slots: Int? = nil) {
+    public init(host: String, gpu: Int? = nil, profile: String? = nil, slot: Int? = nil, slots: Int? = nil, size: Int? = nil) {
         self.host = host
         self.gpu = gpu
         self.profile = profile
         self.slot = slot
         self.slots = slots
+        self.size = size
     }
 
-    public var json: JSON {
+    public var json: JSON { json(internal: false) }
+
+    public func json(internal: Bool) -> JSON {
         var o: [String: JSON] = ["host": .string(host)]
         if let gpu { o["gpu"] = .int(Int64(gpu)) }
         if let profile { o["profile"] = .string(profile) }
         if let slot { o["slot"] = .int(Int64(slot)) }
         if let slots { o["slots"] = .int(Int64(slots)) }
+        if `internal`, let size { o["size"] = .int(Int64(size)) }
         return .object(o)
     }
 
@@ -184,7 +190,8 @@ public struct Allocation: Sendable, Hashable {
         guard let host = json["host"]?.stringValue else { return nil }
         self.init(
             host: host, gpu: json["gpu"]?.intValue.map(Int.init), profile: json["profile"]?.stringValue,
-            slot: json["slot"]?.intValue.map(Int.init), slots: json["slots"]?.intValue.map(Int.init))
+            slot: json["slot"]?.intValue.map(Int.init), slots: json["slots"]?.intValue.map(Int.init),
+            size: json["size"]?.intValue.map(Int.init))
     }
 }
 
@@ -267,7 +274,7 @@ public struct Lease: Sendable, Hashable {
                     guard case .object(var ro) = r.request.json else { return .null }
                     ro["id"] = .string(r.id)
                     ro["status"] = .string(r.status.rawValue)
-                    ro["allocations"] = .array(r.allocations.map(\.json))
+                    ro["allocations"] = .array(r.allocations.map { $0.json(internal: `internal`) })
                     return .object(ro)
                 }),
             "cost": .object(cost),
