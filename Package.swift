@@ -84,7 +84,7 @@ let package = Package(
         .target(
             name: "BerthCtl",
             dependencies: [
-                "BerthClient", "BerthJSON",
+                "BerthClient", "BerthJSON", "BerthCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict

@@ -12,16 +12,6 @@ import BerthJSON
     import Glibc
 #endif
 
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 func nanos() -> UInt64 {
     var ts = timespec()
@@ -60,7 +50,7 @@ var rows: [(String, Stats)] = []
 // MARK: 1. Allocator alone
 
 @MainActor func buildPopulation() -> (hosts: [Host], calendar: LeaseCalendar) {
-    var rng = SplitMix64(state: 42)
+    var rng = SplitMix64(seed: 42)
     let hosts = (0..<hostCount).map { i in
         Host(
             name: "h\(String(i + 100_000).dropFirst())", vcpus: 64, memoryMB: 262_144, diskGB: 960,
@@ -86,7 +76,7 @@ let setupStart = nanos()
 let (hosts, calendar) = buildPopulation()
 print("population: \(hostCount) hosts, \(leaseCount) leases, \(calendar.allocationCount) allocations (built in \(Double(nanos() - setupStart) / 1e9) s)")
 do {
-    var rng = SplitMix64(state: 7)
+    var rng = SplitMix64(seed: 7)
     let planner = LeasePlanner(hosts: hosts, calendar: calendar)
     var samples: [Double] = []
     var filterSamples: [Double] = []
@@ -144,7 +134,7 @@ do {
     var calls: [(String, JSON?)] = []
     for h in hosts { calls.append(("host.create", ["name": .string(h.name), "vcpus": 64, "memory_mb": 262_144, "disk_gb": 960])) }
     for chunk in stride(from: 0, to: calls.count, by: 500) { _ = try c.pipeline(Array(calls[chunk..<min(calls.count, chunk + 500)])) }
-    var rng = SplitMix64(state: 99)
+    var rng = SplitMix64(seed: 99)
     func randomLease() -> JSON {
         let start = base + 3600 * Int64.random(in: 1..<(horizon / 3600), using: &rng)
         let end = start + 3600 * Int64.random(in: 1...72, using: &rng)

@@ -3,20 +3,6 @@ import Testing
 
 @testable import BerthCore
 
-/// SplitMix64: tiny, fast and fully determined by its seed, so every random run can be replayed from
-/// the seed printed in the failure message. Top level (not in the namespace below) because other
-/// test files in this target use it too.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// Everything else lives in this namespace so that helper names (`Oracle`, `Entry`, `iv`, ...) cannot
 /// clash with other test files in the same target.
