@@ -1,24 +1,34 @@
-/// Chooses hosts for a lease's reservations over a window (pure: reads a calendar, writes nothing).
+/// Chooses resources for a lease's reservations over a window (pure: reads a calendar, writes nothing).
 ///
-/// Policy: among the hosts that match and are free for the whole window, prefer those whose free
-/// gap around the window is tightest (best fit in time), then by name for determinism. Long free
-/// runs on other hosts stay whole for later, longer requests. Reservations are placed most
-/// constrained first (fewest matching hosts), so a broad request does not take the only host a
-/// narrow one could use.
+/// Policy (see docs/packing.md):
+/// - **Hosts**: among the hosts that match and are wholly free for the window, prefer those whose
+///   free gap around the window is tightest (best fit in time), then by name for determinism, so
+///   long free runs on other hosts stay whole for later, longer requests.
+/// - **GPU slices**: `GPUPool`'s packing policy: least MIG capability lost (partly used GPUs first,
+///   small profiles toward high slots), then tightest in time.
+/// - **Instance slots**: `InstanceFit.choose`: hosts already busy in the window first, best fit.
+///
+/// Whole-host reservations are placed first (most constrained first), then GPU slices, then
+/// instances, all against one tentative state so the reservations of one lease never collide.
 public struct LeasePlanner: Sendable {
     /// Hosts in name order (the tie-break order).
     public var hosts: [Host]
     public var calendar: LeaseCalendar
+    public var models: GPUModelTable
+    public var policy: PlacementPolicy
 
-    public init(hosts: [Host], calendar: LeaseCalendar) {
+    public init(hosts: [Host], calendar: LeaseCalendar, models: GPUModelTable = .builtIn, policy: PlacementPolicy = .packing) {
         self.hosts = hosts
         self.calendar = calendar
+        self.models = models
+        self.policy = policy
     }
 
     public enum Failure: Error, Sendable, Equatable {
-        /// Not enough hosts match at all (whatever the time): a later start will not help.
+        /// The request cannot fit whatever the time (too few matching hosts or too little capacity
+        /// even on an empty cloud): a later start will not help.
         case neverFits(String)
-        /// Enough hosts match, but not enough are free in this window.
+        /// It would fit an empty cloud, but not what is free in this window.
         case busy(String)
 
         public var message: String {
@@ -29,60 +39,164 @@ public struct LeasePlanner: Sendable {
     }
 
     func eligible(_ request: ReservationRequest) -> [Host] {
-        hosts.filter { $0.isSchedulable && request.properties.matches($0) }
+        hosts.filter { h in
+            guard h.isSchedulable, request.properties.matches(h) else { return false }
+            switch request.kind {
+            case .host: return true
+            case .gpu: return gpuIndices(h, request).isEmpty == false
+            case .instance: return h.vcpus >= (request.vcpus ?? 0) && h.memoryMB >= (request.memoryMB ?? 0) && h.diskGB >= (request.diskGB ?? 0)
+            }
+        }
     }
 
-    /// Places every request in `window`. `keep[i]` lists hosts reservation i holds now and should
-    /// keep if they are still free and matching (lease updates).
-    public func place(_ requests: [ReservationRequest], window: Interval, keep: [[String]] = [])
+    /// The GPUs of a host that can hold the request's profile (of its model, if one was named).
+    func gpuIndices(_ h: Host, _ r: ReservationRequest) -> [(Int, GPUModel)] {
+        h.gpus.enumerated().compactMap { i, g in
+            guard let m = models.model(named: g.model), r.gpuModel == nil || r.gpuModel == g.model,
+                let p = r.profile, m.profile(named: p) != nil
+            else { return nil }
+            return (i, m)
+        }
+    }
+
+    static func size(_ r: ReservationRequest) -> InstanceSize {
+        InstanceSize(vcpus: r.vcpus ?? 0, memoryMB: r.memoryMB ?? 0, diskGB: r.diskGB ?? 0)
+    }
+
+    static func plural(_ n: Int64, _ word: String) -> String { "\(n) \(word)\(n == 1 ? "" : "s")" }
+
+    /// Places every request in `window`. `keep[i]` lists what reservation i holds now and should
+    /// keep wherever it is still free (lease updates).
+    public func place(_ requests: [ReservationRequest], window: Interval, keep: [[Allocation]] = [])
         -> Result<[[Allocation]], Failure>
     {
         var eligibleByRequest: [[Host]] = []
         for (i, r) in requests.enumerated() {
-            guard r.kind == .host else { return .failure(.neverFits("reservation kind '\(r.kind.rawValue)' cannot be placed")) }
             let e = eligible(r)
-            if Int64(e.count) < r.min {
-                let what = r.properties == .all ? "schedulable hosts exist" : "schedulable hosts match the properties"
-                return .failure(
-                    .neverFits("reservations[\(i)] needs \(r.min) host\(r.min == 1 ? "" : "s") but only \(e.count) \(what)"))
+            let what = r.properties == .all ? "" : " matching the properties"
+            switch r.kind {
+            case .host:
+                if Int64(e.count) < r.min {
+                    return .failure(.neverFits("reservations[\(i)] needs \(LeasePlanner.plural(r.min, "host")) but only \(e.count) schedulable host\(e.count == 1 ? " exists" : "s exist")\(what)"))
+                }
+            case .gpu:
+                let pool = GPUPool(e.flatMap { h in gpuIndices(h, r).map { GPUCandidate(host: h.name, gpuIndex: $0.0, model: $0.1) } })
+                let cap = pool.capacity(profile: r.profile ?? "", gpuModel: r.gpuModel, ignoringOccupancy: true)
+                if Int64(cap) < r.min {
+                    return .failure(.neverFits("reservations[\(i)] asks for \(r.min) × \(r.profile ?? "?") but the schedulable GPUs\(what) could hold at most \(cap) even when empty"))
+                }
+            case .instance:
+                let size = LeasePlanner.size(r)
+                if e.isEmpty {
+                    return .failure(.neverFits("reservations[\(i)] asks for instances of \(size) but no schedulable host\(what) is that large"))
+                }
+                let loads = e.map { InstanceHostLoad(host: $0.name, capacity: InstanceSize(vcpus: $0.vcpus, memoryMB: $0.memoryMB, diskGB: $0.diskGB)) }
+                let cap = InstanceFit.maxPlaceable(size: size, affinity: r.affinity.flatMap(InstanceAffinity.init(rawValue:)), hosts: loads)
+                if Int64(cap) < r.min {
+                    let rule = r.affinity.map { " with affinity \($0)" } ?? ""
+                    return .failure(.neverFits("reservations[\(i)] asks for \(r.min) instances of \(size)\(rule) but the schedulable hosts\(what) could hold at most \(cap) even when empty"))
+                }
             }
             eligibleByRequest.append(e)
         }
+        func rank(_ k: ReservationKind) -> Int { k == .host ? 0 : (k == .gpu ? 1 : 2) }
         let order = requests.indices.sorted { a, b in
-            (eligibleByRequest[a].count, a) < (eligibleByRequest[b].count, b)
+            (rank(requests[a].kind), eligibleByRequest[a].count, a) < (rank(requests[b].kind), eligibleByRequest[b].count, b)
         }
-        var taken: Set<String> = []
+        var takenWhole: Set<String> = []
+        var usedPartly: Set<String> = []
+        var gpuPool: GPUPool? = nil
+        var instanceAdds: [String: [InstanceSize]] = [:]
         var result = [[Allocation]](repeating: [], count: requests.count)
+        let windowText = "from \(Timestamp(seconds: window.start)) to \(Timestamp(seconds: window.end))"
         for i in order {
             let r = requests[i]
-            let free = eligibleByRequest[i].filter { !taken.contains($0.name) && calendar.isFree(host: $0.name, during: window) }
-            let freeNames = Set(free.map(\.name))
-            var chosen: [String] = []
-            for name in (i < keep.count ? keep[i] : []) where freeNames.contains(name) && Int64(chosen.count) < r.max {
-                chosen.append(name)
+            let kept = i < keep.count ? keep[i] : []
+            switch r.kind {
+            case .host:
+                let free = eligibleByRequest[i].filter {
+                    !takenWhole.contains($0.name) && !usedPartly.contains($0.name) && calendar.isFree(host: $0.name, during: window)
+                }
+                let freeNames = Set(free.map(\.name))
+                var chosen: [String] = []
+                for a in kept where freeNames.contains(a.host) && !chosen.contains(a.host) && Int64(chosen.count) < r.max {
+                    chosen.append(a.host)
+                }
+                if Int64(chosen.count) < r.max {
+                    let chosenSet = Set(chosen)
+                    let candidates = free.filter { !chosenSet.contains($0.name) }
+                    let ranked: [String]
+                    switch policy {
+                    case .packing:
+                        ranked = candidates.map { (slack: calendar.slack(host: $0.name, around: window), name: $0.name) }
+                            .sorted { ($0.slack, $0.name) < ($1.slack, $1.name) }.map(\.name)
+                    case .firstFit:
+                        ranked = candidates.map(\.name)
+                    }
+                    for name in ranked where Int64(chosen.count) < r.max { chosen.append(name) }
+                }
+                if Int64(chosen.count) < r.min {
+                    return .failure(.busy("reservations[\(i)] needs \(LeasePlanner.plural(r.min, "host")) but only \(chosen.count) matching host\(chosen.count == 1 ? " is" : "s are") free \(windowText)"))
+                }
+                takenWhole.formUnion(chosen)
+                result[i] = chosen.map { Allocation(host: $0) }
+            case .gpu:
+                if gpuPool == nil {
+                    // Every GPU of every schedulable host, with what the calendar holds on it.
+                    var candidates: [GPUCandidate] = []
+                    for h in hosts where h.isSchedulable && !takenWhole.contains(h.name) {
+                        for (idx, g) in h.gpus.enumerated() {
+                            guard let m = models.model(named: g.model), m.mig else { continue }
+                            guard let occ = calendar.gpuOccupancy(host: h.name, gpu: idx, during: window) else { continue }
+                            candidates.append(
+                                GPUCandidate(host: h.name, gpuIndex: idx, model: m, occupancy: GPUOccupancy(calendar: occ, model: m),
+                                    slack: calendar.slack(host: h.name, around: window)))
+                        }
+                    }
+                    gpuPool = GPUPool(candidates)
+                }
+                let hostsAllowed = Set(eligibleByRequest[i].map(\.name)).subtracting(takenWhole)
+                let keepSlices = kept.compactMap(GPUSliceAssignment.init)
+                guard let placed = gpuPool!.place(
+                    profile: r.profile ?? "", count: Int(r.min), gpuModel: r.gpuModel, hosts: hostsAllowed, policy: policy,
+                    keep: keepSlices)
+                else {
+                    let free = gpuPool!.capacity(profile: r.profile ?? "", gpuModel: r.gpuModel, hosts: hostsAllowed)
+                    return .failure(.busy("reservations[\(i)] needs \(r.min) × \(r.profile ?? "?") but only \(free) fit on the GPUs free \(windowText)"))
+                }
+                for p in placed { usedPartly.insert(p.host) }
+                result[i] = placed.map(\.allocation)
+            case .instance:
+                let size = LeasePlanner.size(r)
+                var loads: [InstanceHostLoad] = []
+                for h in eligibleByRequest[i] where !takenWhole.contains(h.name) {
+                    guard var load = calendar.instanceLoad(host: h.name, during: window) else { continue }
+                    for extra in instanceAdds[h.name] ?? [] { load.append((window, extra.vcpus, extra.memoryMB, extra.diskGB)) }
+                    loads.append(
+                        InstanceHostLoad(
+                            host: h.name, capacity: InstanceSize(vcpus: h.vcpus, memoryMB: h.memoryMB, diskGB: h.diskGB), load: load,
+                            window: window, slack: calendar.slack(host: h.name, around: window)))
+                }
+                guard let placed = InstanceFit.choose(
+                    count: Int(r.min), size: size, affinity: r.affinity.flatMap(InstanceAffinity.init(rawValue:)), hosts: loads,
+                    policy: policy, keep: kept.compactMap(InstanceSlotAssignment.init))
+                else {
+                    let free = InstanceFit.maxPlaceable(size: size, affinity: r.affinity.flatMap(InstanceAffinity.init(rawValue:)), hosts: loads)
+                    return .failure(.busy("reservations[\(i)] needs \(r.min) instances of \(size) but only \(free) fit on the hosts free \(windowText)"))
+                }
+                for p in placed {
+                    usedPartly.insert(p.host)
+                    instanceAdds[p.host, default: []].append(size * p.slots)
+                }
+                result[i] = placed.map(\.allocation)
             }
-            if Int64(chosen.count) < r.max {
-                let chosenSet = Set(chosen)
-                let ranked = free.filter { !chosenSet.contains($0.name) }
-                    .map { (slack: calendar.slack(host: $0.name, around: window), name: $0.name) }
-                    .sorted { ($0.slack, $0.name) < ($1.slack, $1.name) }
-                for c in ranked where Int64(chosen.count) < r.max { chosen.append(c.name) }
-            }
-            if Int64(chosen.count) < r.min {
-                return .failure(
-                    .busy(
-                        "reservations[\(i)] needs \(r.min) host\(r.min == 1 ? "" : "s") but only \(chosen.count) matching host\(chosen.count == 1 ? " is" : "s are") free from \(Timestamp(seconds: window.start)) to \(Timestamp(seconds: window.end))"
-                    ))
-            }
-            taken.formUnion(chosen)
-            result[i] = chosen.map { Allocation(host: $0) }
         }
         return .success(result)
     }
 
     /// The earliest windows of `duration` starting in [earliest, latest - duration] at which all of
-    /// `requests` fit, in time order. Only `earliest` and the ends of existing allocations on
-    /// matching hosts can be such starts, so those are the only candidates tried.
+    /// `requests` fit, in time order. Capacity only grows where an allocation ends, so `earliest`
+    /// and the ends of existing allocations on matching hosts are the only candidate starts.
     public func findWindows(
         _ requests: [ReservationRequest], duration: Int64, earliest: Timestamp, latest: Timestamp, limit: Int
     ) -> [Interval] {

@@ -133,10 +133,16 @@ struct Daemon {
         let outboxWakeup = Wakeup()
         let tickerWakeup = Wakeup()
         let broadcaster = EventBroadcaster()
+        let models: GPUModelTable
+        do throws(BerthError) {
+            models = try config.gpuModels()
+        } catch {
+            BerthdMain.fail(error.message)
+        }
         let scheduler: Scheduler
         do throws(BerthError) {
             scheduler = try Scheduler(
-                store: store, clock: clock, policy: SchedulerPolicy(maxLeaseDuration: config.maxLeaseDuration),
+                store: store, clock: clock, policy: SchedulerPolicy(maxLeaseDuration: config.maxLeaseDuration), models: models,
                 broadcaster: broadcaster, logger: logger,
                 actionsEnqueued: { outboxWakeup.signal() })
         } catch {

@@ -16,6 +16,8 @@ public struct DaemonConfig: Sendable {
     public var socketMode: UInt16 = 0o666
     public var maxLeaseDuration: Int64? = nil
     public var demoInventory = false
+    /// Extra or replacement GPU models (same format as data/gpu-models.json), merged over the built-in table.
+    public var gpuModelsFile: String? = nil
     /// Role name → users and groups (names or numeric ids).
     public var roles: [Role: (users: [String], groups: [String])] = [
         .portal: ([], ["berth-portal"]),
@@ -26,17 +28,7 @@ public struct DaemonConfig: Sendable {
 
     /// Reads the file; every problem is reported with its key so operators can fix it in one go.
     public static func load(path: String, base: DaemonConfig = DaemonConfig()) throws(BerthError) -> DaemonConfig {
-        guard let f = fopen(path, "r") else {
-            throw BerthError(.invalidParams, "cannot read config file \(path): \(String(cString: strerror(errno)))")
-        }
-        defer { fclose(f) }
-        var bytes: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = fread(&buf, 1, buf.count, f)
-            if n <= 0 { break }
-            bytes.append(contentsOf: buf[0..<n])
-        }
+        let bytes = try readFile(path, what: "config file")
         let json: JSON
         do throws(JSONParseError) {
             json = try JSONParser.parse(bytes)
@@ -61,6 +53,7 @@ public struct DaemonConfig: Sendable {
         }
         if let v = r.int("max_lease_duration_s", min: 1) { c.maxLeaseDuration = v }
         if let v = r.bool("demo_inventory") { c.demoInventory = v }
+        if let v = r.string("gpu_models_file", maxLength: 4096) { c.gpuModelsFile = v }
         if let roles = r.raw("roles") {
             var rr = ParamReader(roles, path: "roles")
             for role in Role.allCases {
@@ -81,6 +74,32 @@ public struct DaemonConfig: Sendable {
             throw BerthError(.invalidParams, "config file \(path): \(error.message)")
         }
         return c
+    }
+
+    /// The built-in GPU model table, with the operator's file merged over it.
+    public func gpuModels() throws(BerthError) -> GPUModelTable {
+        guard let path = gpuModelsFile else { return .builtIn }
+        let bytes = try DaemonConfig.readFile(path, what: "GPU model file")
+        do throws(BerthError) {
+            return GPUModelTable.builtIn.merging(try GPUModelTable(jsonText: String(decoding: bytes, as: UTF8.self)))
+        } catch {
+            throw BerthError(.invalidParams, "GPU model file \(path): \(error.message)")
+        }
+    }
+
+    static func readFile(_ path: String, what: String) throws(BerthError) -> [UInt8] {
+        guard let f = fopen(path, "r") else {
+            throw BerthError(.invalidParams, "cannot read \(what) \(path): \(String(cString: strerror(errno)))")
+        }
+        defer { fclose(f) }
+        var bytes: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = fread(&buf, 1, buf.count, f)
+            if n <= 0 { break }
+            bytes.append(contentsOf: buf[0..<n])
+        }
+        return bytes
     }
 
     /// Resolves role members to ids; names that do not exist on this machine are returned as warnings.

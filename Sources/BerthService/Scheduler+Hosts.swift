@@ -12,7 +12,7 @@ extension Scheduler {
     }
 
     /// Reads the host fields shared by create and update; nil values mean "not given".
-    static func readHostFields(_ r: inout ParamReader, creating: Bool) -> (
+    func readHostFields(_ r: inout ParamReader, creating: Bool) -> (
         vcpus: Int64?, memory: Int64?, disk: Int64?, gpus: [GPUSpec]?, properties: [String: JSON]?, state: HostState?,
         reservable: Bool?
     ) {
@@ -24,7 +24,13 @@ extension Scheduler {
             var out: [GPUSpec] = []
             for (i, g) in list.enumerated() {
                 var gr = ParamReader(g, path: "\(r.fieldPath("gpus"))[\(i)]")
-                if let model = gr.string("model", required: true) { out.append(GPUSpec(model: model)) }
+                if let model = gr.string("model", required: true) {
+                    if models.model(named: model) == nil {
+                        gr.fail("model", "unknown GPU model \"\(model)\"; known models: \(models.modelNames.joined(separator: ", ")) (operators add models in the GPU model file)")
+                    } else {
+                        out.append(GPUSpec(model: model))
+                    }
+                }
                 gr.rejectUnknown()
                 r.merge(gr.errors)
             }
@@ -55,7 +61,7 @@ extension Scheduler {
         if let name, !Scheduler.validHostName(name) {
             r.fail("name", "must start with a letter or digit and contain only letters, digits, '.', '_' and '-'")
         }
-        let f = Scheduler.readHostFields(&r, creating: true)
+        let f = readHostFields(&r, creating: true)
         _ = r.raw("idempotency_key")
         try r.finish()
         guard let name, let vcpus = f.vcpus, let memory = f.memory, let disk = f.disk else {
@@ -110,7 +116,7 @@ extension Scheduler {
     func hostUpdate(_ params: JSON?, idempotency: IdempotencyContext?) throws(BerthError) -> JSON {
         var r = ParamReader(params)
         let name = r.string("name", required: true)
-        let f = Scheduler.readHostFields(&r, creating: false)
+        let f = readHostFields(&r, creating: false)
         _ = r.raw("idempotency_key")
         try r.finish()
         var host = try requireHost(name!)

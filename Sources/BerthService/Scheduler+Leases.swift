@@ -3,15 +3,15 @@ import BerthJSON
 import BerthStore
 
 extension Scheduler {
-    var planner: LeasePlanner { LeasePlanner(hosts: sortedHosts, calendar: calendar) }
+    var planner: LeasePlanner { LeasePlanner(hosts: sortedHosts, calendar: calendar, models: models) }
 
     func requireLease(_ id: String) throws(BerthError) -> Lease {
         guard let l = leases[id] else { throw .notFound("no lease with id '\(id)'") }
         return l
     }
 
-    /// Parses `reservations`, rejecting kinds this build cannot place yet.
-    static func readReservations(_ r: inout ParamReader, required: Bool) -> [(id: String?, request: ReservationRequest)]? {
+    /// Parses `reservations`, checking GPU profiles and models against the model table.
+    func readReservations(_ r: inout ParamReader, required: Bool) -> [(id: String?, request: ReservationRequest)]? {
         guard let list = r.array("reservations", required: required) else { return nil }
         if list.isEmpty {
             r.fail("reservations", "must contain at least one reservation")
@@ -23,8 +23,16 @@ extension Scheduler {
         for (i, item) in list.enumerated() {
             let path = "\(r.fieldPath("reservations"))[\(i)]"
             if let req = ReservationRequest.parse(item, path: path, errors: &errors) {
-                if req.kind != .host {
-                    errors.append(.init(path: "\(path).kind", message: "'\(req.kind.rawValue)' reservations are not supported by this version of berthd yet"))
+                if req.kind == .gpu, let profile = req.profile {
+                    do throws(BerthError) {
+                        _ = try models.resolve(profile: profile, gpuModel: req.gpuModel, path: path)
+                    } catch {
+                        errors.append(contentsOf: error.fieldErrors)
+                        continue
+                    }
+                }
+                if req.kind == .instance, req.gpuProfile != nil {
+                    errors.append(.init(path: "\(path).gpu_profile", message: "GPU slices for instance reservations are not supported yet; reserve them with a kind \"gpu\" reservation in the same lease"))
                     continue
                 }
                 var id: String? = nil
@@ -76,7 +84,7 @@ extension Scheduler {
         var start = r.timestamp("start", required: true, now: now)
         let end = r.timestamp("end", required: true)
         let beforeEnd = r.int("before_end_s", min: 0)
-        let requests = Scheduler.readReservations(&r, required: true)
+        let requests = readReservations(&r, required: true)
         let dryRun = r.bool("dry_run") ?? false
         _ = r.raw("idempotency_key")
         if let s = start, s < now {
@@ -178,7 +186,7 @@ extension Scheduler {
         let end = r.timestamp("end")
         let beforeEndGiven = r.has("before_end_s")
         let beforeEnd = r.int("before_end_s", min: 0)
-        let requests = Scheduler.readReservations(&r, required: false)
+        let requests = readReservations(&r, required: false)
         let dryRun = r.bool("dry_run") ?? false
         _ = r.raw("idempotency_key")
         try r.finish()
@@ -198,7 +206,7 @@ extension Scheduler {
         if newEnd <= newStart { errors.fail("end", "must be after start (start \(newStart), end \(newEnd))") }
         if old.status == .active, newEnd <= now { errors.fail("end", "must be in the future for an active lease (now is \(now)); delete the lease to end it now") }
         // Reservations named by id keep their allocations where they still fit; others are new.
-        var plan: [(id: String, request: ReservationRequest, keep: [String], existing: Reservation?)] = []
+        var plan: [(id: String, request: ReservationRequest, keep: [Allocation], existing: Reservation?)] = []
         if let requests {
             var used: Set<String> = []
             // Without ids, entries match the lease's reservations by position; with ids, by id
@@ -208,7 +216,7 @@ extension Scheduler {
                 if byPosition {
                     if i < old.reservations.count {
                         let existing = old.reservations[i]
-                        plan.append((existing.id, item.request, existing.allocations.map(\.host), existing))
+                        plan.append((existing.id, item.request, existing.allocations, existing))
                     } else {
                         plan.append((UUIDString.random(), item.request, [], nil))
                     }
@@ -218,13 +226,13 @@ extension Scheduler {
                         continue
                     }
                     if !used.insert(rid).inserted { errors.fail(path: "reservations[\(i)].id", "reservation '\(rid)' is named twice") }
-                    plan.append((rid, item.request, existing.allocations.map(\.host), existing))
+                    plan.append((rid, item.request, existing.allocations, existing))
                 } else {
                     plan.append((UUIDString.random(), item.request, [], nil))
                 }
             }
         } else {
-            plan = old.reservations.map { ($0.id, $0.request, $0.allocations.map(\.host), $0) }
+            plan = old.reservations.map { ($0.id, $0.request, $0.allocations, $0) }
         }
         try errors.finish()
         try checkPolicy(start: newStart, end: newEnd)
@@ -232,7 +240,7 @@ extension Scheduler {
         // Plan against a calendar without this lease, so it never conflicts with itself.
         var cal = calendar
         cal.remove(old)
-        let p = LeasePlanner(hosts: sortedHosts, calendar: cal)
+        let p = LeasePlanner(hosts: sortedHosts, calendar: cal, models: models)
         let window = Interval(start: newStart.seconds, end: newEnd.seconds)
         let placed: [[Allocation]]
         switch p.place(plan.map(\.request), window: window, keep: plan.map(\.keep)) {

@@ -6,7 +6,7 @@ extension Scheduler {
     func availabilityFind(_ params: JSON?) throws(BerthError) -> JSON {
         let now = clock.now()
         var r = ParamReader(params)
-        let requests = Scheduler.readReservations(&r, required: true)
+        let requests = readReservations(&r, required: true)
         let duration = r.int("duration_s", required: true, min: 1, max: 10 * 366 * 86_400)
         var earliest = r.timestamp("earliest", now: now) ?? now
         let latestGiven = r.timestamp("latest", now: now)
@@ -49,11 +49,16 @@ extension Scheduler {
                     "start": .string(Timestamp(seconds: iv.start).rfc3339), "end": .string(Timestamp(seconds: iv.end).rfc3339),
                     "status": .string(l?.status.rawValue ?? "pending"), "lease_name": JSON(l?.name),
                 ]
-                if let a = res?.allocations.first(where: { $0.host == h.name }) {
-                    if let g = a.gpu { o["gpu"] = .int(Int64(g)) }
-                    if let p = a.profile { o["profile"] = .string(p) }
-                    if let s = a.slot { o["slot"] = .int(Int64(s)) }
-                    if let s = a.slots { o["slots"] = .int(Int64(s)) }
+                switch entry.usage {
+                case .wholeHost:
+                    break
+                case .gpuSlices(let gpu, let slot, let size, _):
+                    o["gpu"] = .int(Int64(gpu))
+                    o["slot"] = .int(Int64(slot))
+                    o["size"] = .int(Int64(size))
+                    o["profile"] = JSON(res?.allocations.first { $0.host == h.name && $0.gpu == gpu && $0.slot == slot }?.profile)
+                case .instances(let count, _, _, _):
+                    o["slots"] = .int(count)
                 }
                 return .object(o)
             }

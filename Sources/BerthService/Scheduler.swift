@@ -42,6 +42,8 @@ public actor Scheduler {
     let store: BerthStore
     public nonisolated let clock: BerthClock
     let policy: SchedulerPolicy
+    /// GPU models and their MIG geometry (built in, plus the operator's additions).
+    let models: GPUModelTable
     let broadcaster: EventBroadcaster
     let logger: Logger
     /// Called after a commit that enqueued actions, to wake the delivery worker.
@@ -58,12 +60,13 @@ public actor Scheduler {
 
     public init(
         store: BerthStore, clock: BerthClock, policy: SchedulerPolicy = SchedulerPolicy(),
-        broadcaster: EventBroadcaster = EventBroadcaster(), logger: Logger,
+        models: GPUModelTable = .builtIn, broadcaster: EventBroadcaster = EventBroadcaster(), logger: Logger,
         actionsEnqueued: @escaping @Sendable () -> Void = {}
     ) throws(BerthError) {
         self.store = store
         self.clock = clock
         self.policy = policy
+        self.models = models
         self.broadcaster = broadcaster
         self.logger = logger
         self.actionsEnqueued = actionsEnqueued

@@ -63,7 +63,7 @@ import Testing
 
     @Test func keepsCurrentHostsWhenTheyStillFit() {
         let p = LeasePlanner(hosts: ["h1", "h2", "h3"].map { Self.host($0) }, calendar: LeaseCalendar())
-        let r = p.place([ReservationRequest(hosts: 2)], window: Interval(start: 0, end: 10), keep: [["h3"]])
+        let r = p.place([ReservationRequest(hosts: 2)], window: Interval(start: 0, end: 10), keep: [[Allocation(host: "h3")]])
         #expect(r == .success([[Allocation(host: "h3"), Allocation(host: "h1")]]))
     }
 
