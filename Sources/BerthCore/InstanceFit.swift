@@ -192,18 +192,20 @@ public struct InstanceHostLoad: Sendable, Hashable {
 
 /// Fitting instance slots on hosts over a window.
 ///
-/// Packing policy (`.packing`), so that hosts stay empty (for whole-host reservations and large
-/// requests) for as long as possible:
-/// - **Busiest first:** hosts with the least `idleTime` in the window come first (a host already
-///   running something throughout the window turns no idle time busy; an empty host turns all of
-///   it). The peak-only initializer orders partly used hosts before empty ones.
-/// - **Best fit:** then the host left with the least (`leftoverScore`: what remains of each
-///   resource, as a fraction of the host's capacity, summed) after the placement; then the
-///   smallest `slack` in time; then the host name.
+/// Packing policy (`.packing`): classic best fit over the window's peak usage, so partly used
+/// hosts fill up and empty hosts stay empty (for whole-host reservations and large requests):
+/// - **Best fit:** the host left with the least (`leftoverScore`: what remains of each resource at
+///   the window's busiest instant, as a fraction of the host's capacity, summed) after the
+///   placement; then the smallest `slack` in time; then the host name.
 /// - `same_host`: the first host in that order that holds all `count`. `different_host`: the first
-///   `count` hosts that hold one each. No affinity: among the hosts with the least idle time, the best
-///   fit of those that hold all that remains takes it; if none does, the one that holds the most takes
-///   what it can, and so on.
+///   `count` hosts that hold one each. No affinity: the best fit of the hosts that hold all that
+///   remains takes it (an empty host fits worst, so it is taken only when no partly used host holds
+///   the rest); if none does, the one that holds the most takes what it can, and so on.
+///
+/// Two variants measured worse than plain first fit on `berth-bench`'s mixed trace and were
+/// dropped: ranking by idle time in the window first ("busiest first"), and filling partly used
+/// hosts before an empty one even when that splits a request.
+
 ///
 /// `.firstFit` takes hosts in name order: the first that holds all (`same_host`), the first `count`
 /// that hold one (`different_host`), or as many as each holds in turn (no affinity).
@@ -317,9 +319,8 @@ public enum InstanceFit {
         }
         guard remaining > 0 else { return out }
 
-        /// Packing order for placing `n` on host i: least idle time, tightest fit, slack, name.
+        /// Packing order for placing `n` on host i: tightest fit, slack, name.
         func better(_ a: Int, _ b: Int, placing na: Int, _ nb: Int) -> Bool {
-            if loads[a].idleTime != loads[b].idleTime { return loads[a].idleTime < loads[b].idleTime }
             let la = loads[a].leftoverScore(after: na, of: size)
             let lb = loads[b].leftoverScore(after: nb, of: size)
             if la != lb { return la < lb }
@@ -353,9 +354,9 @@ public enum InstanceFit {
             while remaining > 0 {
                 let open = loads.indices.filter { loads[$0].maxAdditional(size) >= 1 }
                 guard !open.isEmpty else { return nil }
-                // The current tier: the hosts that would turn least idle time busy.
-                let least = open.map { loads[$0].idleTime }.min()!
-                let tier = open.filter { loads[$0].idleTime == least }
+                // Whole first: the tightest host that holds all that remains takes it, rather than
+                // splitting the request over partly used hosts (splitting measured worse).
+                let tier = open
                 let whole = tier.filter { loads[$0].maxAdditional(size) >= remaining }
                 if let best = whole.min(by: { better($0, $1, placing: remaining, remaining) }) {
                     take(best, remaining)

@@ -128,8 +128,9 @@ public struct LeasePlanner: Sendable {
                     let ranked: [String]
                     switch policy {
                     case .packing:
-                        ranked = candidates.map { (slack: calendar.slack(host: $0.name, around: window), name: $0.name) }
-                            .sorted { ($0.slack, $0.name) < ($1.slack, $1.name) }.map(\.name)
+                        // Hosts with GPUs last: taking one whole takes all its GPU slices too.
+                        ranked = candidates.map { (gpus: $0.gpus.count, slack: calendar.slack(host: $0.name, around: window), name: $0.name) }
+                            .sorted { ($0.gpus, $0.slack, $0.name) < ($1.gpus, $1.slack, $1.name) }.map(\.name)
                     case .firstFit:
                         ranked = candidates.map(\.name)
                     }
@@ -177,9 +178,19 @@ public struct LeasePlanner: Sendable {
                             host: h.name, capacity: InstanceSize(vcpus: h.vcpus, memoryMB: h.memoryMB, diskGB: h.diskGB), load: load,
                             window: window, slack: calendar.slack(host: h.name, around: window)))
                 }
-                guard let placed = InstanceFit.choose(
-                    count: Int(r.min), size: size, affinity: r.affinity.flatMap(InstanceAffinity.init(rawValue:)), hosts: loads,
-                    policy: policy, keep: kept.compactMap(InstanceSlotAssignment.init))
+                let affinity = r.affinity.flatMap(InstanceAffinity.init(rawValue:))
+                let keptSlots = kept.compactMap(InstanceSlotAssignment.init)
+                // Packing keeps GPU hosts for GPU work: try hosts without GPUs first (current
+                // placements are always candidates), then every host.
+                let gpuHosts = Set(eligibleByRequest[i].filter { !$0.gpus.isEmpty }.map(\.name)).subtracting(keptSlots.map(\.host))
+                let firstTry: [InstanceSlotAssignment]? =
+                    policy == .packing && !gpuHosts.isEmpty
+                    ? InstanceFit.choose(
+                        count: Int(r.min), size: size, affinity: affinity, hosts: loads.filter { !gpuHosts.contains($0.host) },
+                        policy: policy, keep: keptSlots)
+                    : nil
+                guard let placed = firstTry ?? InstanceFit.choose(
+                    count: Int(r.min), size: size, affinity: affinity, hosts: loads, policy: policy, keep: keptSlots)
                 else {
                     let free = InstanceFit.maxPlaceable(size: size, affinity: r.affinity.flatMap(InstanceAffinity.init(rawValue:)), hosts: loads)
                     return .failure(.busy("reservations[\(i)] needs \(r.min) instances of \(size) but only \(free) fit on the hosts free \(windowText)"))

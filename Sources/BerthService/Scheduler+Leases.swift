@@ -271,7 +271,11 @@ extension Scheduler {
                 "hosts_added": .array(newHosts.subtracting(oldHosts).sorted().map { .string($0) }),
                 "hosts_removed": .array(oldHosts.subtracting(newHosts).sorted().map { .string($0) }),
             ], into: &c)
-        if old.status == .active && oldHosts != newHosts { action("lease.update", lease: lease, at: now, into: &c) }
+        // The cloud must hear of any change to what an active lease holds: hosts, but also GPU slices
+        // and instance slots added or removed on hosts it already had.
+        if old.status == .active && (oldHosts != newHosts || Scheduler.placement(old) != Scheduler.placement(lease)) {
+            action("lease.update", lease: lease, at: now, into: &c)
+        }
         idempotency?.record(result: lease.json(), at: now, into: &c.mutation)
         try apply(c)
         scheduleTimers(for: lease)

@@ -124,14 +124,32 @@ public actor Scheduler {
         c.mutation.events.append(e)
     }
 
+    /// What a lease holds, as a sorted list (one entry per allocation, with its reservation), for
+    /// comparing placements regardless of order.
+    static func placement(_ lease: Lease) -> [String] {
+        lease.reservations.flatMap { r in r.allocations.map { "\(r.id) \($0.json.serialized())" } }.sorted()
+    }
+
     func action(_ kind: String, lease: Lease, at: Timestamp, into c: inout Change) {
-        let hostsHeld = lease.reservations.flatMap { $0.allocations.map(\.host) }
+        // Each host once (a host may hold several GPU slices or slot allocations of one lease).
+        var seen: Set<String> = []
+        let hostsHeld = lease.reservations.flatMap { $0.allocations.map(\.host) }.filter { seen.insert($0).inserted }
+        // Every allocation with its reservation and kind: the adapter needs the GPU slices
+        // (gpu, profile, slot) and instance slots, not just the hosts.
+        let allocations: [JSON] = lease.reservations.flatMap { r in
+            r.allocations.map { a -> JSON in
+                guard case .object(var o) = a.json else { return a.json }
+                o["reservation_id"] = .string(r.id)
+                o["kind"] = .string(r.request.kind.rawValue)
+                return .object(o)
+            }
+        }
         let a = OutboxAction(
             id: UUIDString.random(), kind: kind, target: "lease/\(lease.id)", leaseID: lease.id, createdAt: at,
             payload: [
                 "lease_id": .string(lease.id), "project_id": .string(lease.projectID), "name": .string(lease.name),
                 "hosts": .array(hostsHeld.map { .string($0) }), "start": .string(lease.start.rfc3339),
-                "end": .string(lease.end.rfc3339),
+                "end": .string(lease.end.rfc3339), "allocations": .array(allocations),
             ])
         c.mutation.actions.append(a)
     }

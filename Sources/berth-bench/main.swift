@@ -178,6 +178,40 @@ do {
     c.close()
 }
 
+// MARK: 3. Placement quality: Berth's packing policy against plain first fit, same trace
+
+do {
+    let cloud = QualityTrace.cloud()
+    var qualityRows: [JSON] = []
+    print("")
+    print("placement quality (12 CPU hosts + 4 hosts x 4 A100-40GB, 3 seeds x 3000 requests)")
+    print(pad("kind", 12) + pad("packing", 20) + pad("first fit", 20) + "gain")
+    var sums: [PlacementPolicy: [ReservationKind: (accepted: Int, total: Int)]] = [:]
+    for seed in [1, 2, 3] as [UInt64] {
+        let trace = QualityTrace.generate(seed: seed, count: 3000)
+        for policy in [PlacementPolicy.packing, .firstFit] {
+            for (k, v) in QualityTrace.replay(trace, hosts: cloud, policy: policy) {
+                let old = sums[policy]?[k] ?? (0, 0)
+                sums[policy, default: [:]][k] = (old.accepted + v.accepted, old.total + v.total)
+            }
+        }
+    }
+    var all: [PlacementPolicy: (Int, Int)] = [:]
+    for kind in [ReservationKind.host, .instance, .gpu] {
+        let p = sums[.packing]?[kind] ?? (0, 0)
+        let f = sums[.firstFit]?[kind] ?? (0, 0)
+        for (policy, v) in [(PlacementPolicy.packing, p), (.firstFit, f)] {
+            let old = all[policy] ?? (0, 0)
+            all[policy] = (old.0 + v.accepted, old.1 + v.total)
+        }
+        print(pad(kind.rawValue, 12) + pad("\(p.accepted)/\(p.total)", 20) + pad("\(f.accepted)/\(f.total)", 20) + "\(p.accepted - f.accepted)")
+        qualityRows.append(["kind": .string(kind.rawValue), "packing_accepted": .int(Int64(p.accepted)), "first_fit_accepted": .int(Int64(f.accepted)), "total": .int(Int64(p.total))])
+    }
+    let pa = all[.packing] ?? (0, 1), fa = all[.firstFit] ?? (0, 1)
+    print(pad("all", 12) + pad("\(pa.0)/\(pa.1)", 20) + pad("\(fa.0)/\(fa.1)", 20) + "\(pa.0 - fa.0)")
+    results["quality"] = .array(qualityRows)
+}
+
 if !CommandLine.arguments.contains("--allocator-only") {
     do { try runDaemonBenchmark() } catch { print("daemon benchmark failed: \(error)") }
 }
