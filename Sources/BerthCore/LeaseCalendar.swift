@@ -48,10 +48,13 @@ public struct LeaseCalendar: Sendable {
         switch r.request.kind {
         case .host:
             usage = .wholeHost
-        case .gpu:
+        case _ where a.gpu != nil:
+            // A GPU slice, of a gpu reservation or of an instance reservation's `gpu_profile`.
             usage = .gpuSlices(
                 gpu: a.gpu ?? 0, slot: a.slot ?? 0, size: a.size ?? 1,
                 mediaExtensions: (a.profile ?? r.request.profile ?? "").hasSuffix("+me"))
+        case .gpu:
+            usage = .gpuSlices(gpu: 0, slot: 0, size: a.size ?? 1, mediaExtensions: false)  // not produced by the planner
         case .instance:
             usage = .instances(
                 count: Int64(a.slots ?? 1), vcpus: r.request.vcpus ?? 0, memoryMB: r.request.memoryMB ?? 0,

@@ -44,7 +44,9 @@ public struct LeasePlanner: Sendable {
             switch request.kind {
             case .host: return true
             case .gpu: return gpuIndices(h, request).isEmpty == false
-            case .instance: return h.vcpus >= (request.vcpus ?? 0) && h.memoryMB >= (request.memoryMB ?? 0) && h.diskGB >= (request.diskGB ?? 0)
+            case .instance:
+                return h.vcpus >= (request.vcpus ?? 0) && h.memoryMB >= (request.memoryMB ?? 0) && h.diskGB >= (request.diskGB ?? 0)
+                    && (request.gpuProfile == nil || !gpuIndices(h, request).isEmpty)
             }
         }
     }
@@ -53,7 +55,7 @@ public struct LeasePlanner: Sendable {
     func gpuIndices(_ h: Host, _ r: ReservationRequest) -> [(Int, GPUModel)] {
         h.gpus.enumerated().compactMap { i, g in
             guard let m = models.model(named: g.model), r.gpuModel == nil || r.gpuModel == g.model,
-                let p = r.profile, m.profile(named: p) != nil
+                let p = r.kind == .instance ? r.gpuProfile : r.profile, m.profile(named: p) != nil
             else { return nil }
             return (i, m)
         }
@@ -90,7 +92,14 @@ public struct LeasePlanner: Sendable {
                 if e.isEmpty {
                     return .failure(.neverFits("reservations[\(i)] asks for instances of \(size) but no schedulable host\(what) is that large"))
                 }
-                let loads = e.map { InstanceHostLoad(host: $0.name, capacity: InstanceSize(vcpus: $0.vcpus, memoryMB: $0.memoryMB, diskGB: $0.diskGB)) }
+                let loads = e.map { h in
+                    InstanceHostLoad(
+                        host: h.name, capacity: InstanceSize(vcpus: h.vcpus, memoryMB: h.memoryMB, diskGB: h.diskGB),
+                        limit: r.gpuProfile.map { p in
+                            GPUPool(gpuIndices(h, r).map { GPUCandidate(host: h.name, gpuIndex: $0.0, model: $0.1) })
+                                .capacity(profile: p, ignoringOccupancy: true)
+                        })
+                }
                 let cap = InstanceFit.maxPlaceable(size: size, affinity: r.affinity.flatMap(InstanceAffinity.init(rawValue:)), hosts: loads)
                 if Int64(cap) < r.min {
                     let rule = r.affinity.map { " with affinity \($0)" } ?? ""
@@ -108,6 +117,22 @@ public struct LeasePlanner: Sendable {
         var gpuPool: GPUPool? = nil
         var instanceAdds: [String: [InstanceSize]] = [:]
         var result = [[Allocation]](repeating: [], count: requests.count)
+        /// Every MIG GPU of every schedulable host not taken whole, with what the calendar holds on it.
+        func makePool() {
+            guard gpuPool == nil else { return }
+            var candidates: [GPUCandidate] = []
+            for h in hosts where h.isSchedulable && !takenWhole.contains(h.name) {
+                for (idx, g) in h.gpus.enumerated() {
+                    guard let m = models.model(named: g.model), m.mig else { continue }
+                    guard let occ = calendar.gpuOccupancy(host: h.name, gpu: idx, during: window) else { continue }
+                    candidates.append(
+                        GPUCandidate(
+                            host: h.name, gpuIndex: idx, model: m, occupancy: GPUOccupancy(calendar: occ, model: m),
+                            slack: calendar.slack(host: h.name, around: window)))
+                }
+            }
+            gpuPool = GPUPool(candidates)
+        }
         let windowText = "from \(Timestamp(seconds: window.start)) to \(Timestamp(seconds: window.end))"
         for i in order {
             let r = requests[i]
@@ -142,20 +167,7 @@ public struct LeasePlanner: Sendable {
                 takenWhole.formUnion(chosen)
                 result[i] = chosen.map { Allocation(host: $0) }
             case .gpu:
-                if gpuPool == nil {
-                    // Every GPU of every schedulable host, with what the calendar holds on it.
-                    var candidates: [GPUCandidate] = []
-                    for h in hosts where h.isSchedulable && !takenWhole.contains(h.name) {
-                        for (idx, g) in h.gpus.enumerated() {
-                            guard let m = models.model(named: g.model), m.mig else { continue }
-                            guard let occ = calendar.gpuOccupancy(host: h.name, gpu: idx, during: window) else { continue }
-                            candidates.append(
-                                GPUCandidate(host: h.name, gpuIndex: idx, model: m, occupancy: GPUOccupancy(calendar: occ, model: m),
-                                    slack: calendar.slack(host: h.name, around: window)))
-                        }
-                    }
-                    gpuPool = GPUPool(candidates)
-                }
+                makePool()
                 let hostsAllowed = Set(eligibleByRequest[i].map(\.name)).subtracting(takenWhole)
                 let keepSlices = kept.compactMap(GPUSliceAssignment.init)
                 guard let placed = gpuPool!.place(
@@ -169,14 +181,17 @@ public struct LeasePlanner: Sendable {
                 result[i] = placed.map(\.allocation)
             case .instance:
                 let size = LeasePlanner.size(r)
+                if r.gpuProfile != nil { makePool() }
                 var loads: [InstanceHostLoad] = []
                 for h in eligibleByRequest[i] where !takenWhole.contains(h.name) {
                     guard var load = calendar.instanceLoad(host: h.name, during: window) else { continue }
                     for extra in instanceAdds[h.name] ?? [] { load.append((window, extra.vcpus, extra.memoryMB, extra.diskGB)) }
+                    // With a gpu_profile, each instance also needs one free slice of it on the same host.
+                    let limit = r.gpuProfile.map { gpuPool!.capacity(profile: $0, gpuModel: r.gpuModel, hosts: [h.name]) }
                     loads.append(
                         InstanceHostLoad(
                             host: h.name, capacity: InstanceSize(vcpus: h.vcpus, memoryMB: h.memoryMB, diskGB: h.diskGB), load: load,
-                            window: window, slack: calendar.slack(host: h.name, around: window)))
+                            window: window, limit: limit, slack: calendar.slack(host: h.name, around: window)))
                 }
                 let affinity = r.affinity.flatMap(InstanceAffinity.init(rawValue:))
                 let keptSlots = kept.compactMap(InstanceSlotAssignment.init)
@@ -195,11 +210,22 @@ public struct LeasePlanner: Sendable {
                     let free = InstanceFit.maxPlaceable(size: size, affinity: r.affinity.flatMap(InstanceAffinity.init(rawValue:)), hosts: loads)
                     return .failure(.busy("reservations[\(i)] needs \(r.min) instances of \(size) but only \(free) fit on the hosts free \(windowText)"))
                 }
+                var allocations: [Allocation] = []
                 for p in placed {
                     usedPartly.insert(p.host)
                     instanceAdds[p.host, default: []].append(size * p.slots)
+                    allocations.append(p.allocation)
+                    if let profile = r.gpuProfile {
+                        let keepSlices = kept.filter { $0.host == p.host }.compactMap(GPUSliceAssignment.init)
+                        guard let slices = gpuPool!.place(
+                            profile: profile, count: p.slots, gpuModel: r.gpuModel, hosts: [p.host], policy: policy, keep: keepSlices)
+                        else {
+                            return .failure(.busy("reservations[\(i)] needs \(p.slots) × \(profile) on \(p.host) but they no longer fit \(windowText)"))
+                        }
+                        allocations.append(contentsOf: slices.map(\.allocation))
+                    }
                 }
-                result[i] = placed.map(\.allocation)
+                result[i] = allocations
             }
         }
         return .success(result)

@@ -2,6 +2,12 @@ import BerthCore
 import BerthJSON
 import BerthStore
 
+extension String {
+    func replacingSuffix(_ suffix: String, with replacement: String) -> String {
+        hasSuffix(suffix) ? String(dropLast(suffix.count)) + replacement : self
+    }
+}
+
 extension Scheduler {
     var planner: LeasePlanner { LeasePlanner(hosts: sortedHosts, calendar: calendar, models: models) }
 
@@ -31,9 +37,16 @@ extension Scheduler {
                         continue
                     }
                 }
-                if req.kind == .instance, req.gpuProfile != nil {
-                    errors.append(.init(path: "\(path).gpu_profile", message: "GPU slices for instance reservations are not supported yet; reserve them with a kind \"gpu\" reservation in the same lease"))
-                    continue
+                if req.kind == .instance, let profile = req.gpuProfile {
+                    do throws(BerthError) {
+                        _ = try models.resolve(profile: profile, gpuModel: req.gpuModel, path: path)
+                    } catch {
+                        // resolve() names `profile`; for instances the field is `gpu_profile`.
+                        errors.append(contentsOf: error.fieldErrors.map {
+                            .init(path: $0.path.replacingSuffix(".profile", with: ".gpu_profile"), message: $0.message)
+                        })
+                        continue
+                    }
                 }
                 var id: String? = nil
                 if let v = item["id"], !v.isNull {

@@ -30,6 +30,10 @@ import Testing
                 o["affinity"] = Bool.random(using: &rng) ? "same_host" : "different_host"
                 r = .object(o)
             }
+            if Int.random(in: 0..<4, using: &rng) == 0, case .object(var o) = r {
+                o["gpu_profile"] = .string(["1g.5gb", "2g.10gb"][Int.random(in: 0..<2, using: &rng)])
+                r = .object(o)
+            }
             return r
         }
     }
@@ -95,8 +99,13 @@ import Testing
             var partly: Set<String> = []
             for l in live {
                 for r in l.reservations {
+                    if r.request.kind == .instance, r.request.gpuProfile != nil {
+                        let slots = r.allocations.filter { $0.gpu == nil }.reduce(0) { $0 + ($1.slots ?? 0) }
+                        let slices = r.allocations.filter { $0.gpu != nil }.count
+                        #expect(slots == slices, "\(context): \(slots) instances but \(slices) GPU slices")
+                    }
                     for a in r.allocations {
-                        switch r.request.kind {
+                        switch a.gpu != nil ? .gpu : r.request.kind {
                         case .host:
                             whole[a.host, default: 0] += 1
                         case .gpu:
