@@ -373,7 +373,8 @@ component("ReservationInstance", obj({
     "gpu_profile": nullable(NONEMPTY),
     "affinity": ref("Affinity"),
     "properties": ref("PropertyFilter"),
-    "allocations": array(ref("InstanceAllocation")),
+    "allocations": desc(array({"anyOf": [ref("InstanceAllocation"), ref("GpuAllocation")]}),
+                        "Instance slots per host; with a gpu_profile, also one GPU slice per instance on the same host."),
 }, ["kind", "id", "status", "vcpus", "memory_mb", "disk_gb", "count", "allocations"],
     description="An instance-slot reservation."))
 component("Reservation", {
