@@ -336,7 +336,8 @@ component("GpuAllocation", obj({
     "host": ref("HostName"),
     "gpu": desc(integer(0), "Index of the GPU in the host's `gpus`."),
     "profile": NONEMPTY,
-    "slot": desc(integer(0, 7), "First memory slice (of eight) the MIG instance occupies."),
+    "slot": desc(integer(0, 7), "First memory slice the MIG instance occupies (its start slot: one of the "
+                                "profile's allowed starts on the GPU's model; 0-7 on an A100/H100, 0-3 on an A30)."),
 }, ["host", "gpu", "profile", "slot"], description="A GPU slice."))
 component("InstanceAllocation", obj({
     "host": ref("HostName"),
@@ -417,12 +418,17 @@ component("CalendarAllocation", obj({
     "status": enum(*dict.fromkeys(LEASE_STATUSES + PREEMPTIBLE_STATUSES)),
     "gpu": integer(0),
     "profile": NONEMPTY,
-    "slot": integer(0, 7),
-    "slots": COUNT,
+    "slot": desc(integer(0, 7), "For kind gpu: the MIG instance's start slot."),
+    "size": desc(integer(1, 8), "For kind gpu: memory slices the MIG instance spans, so it occupies "
+                                "[slot, slot + size) of its GPU (1g.10gb is 2 on an A100-40GB, 1 on an A100-80GB)."),
+    "slots": desc(COUNT, "For kind instance: the reservation's instances on this host."),
     "preemptible_id": ref("Uuid"),
 }, ["lease_id", "reservation_id", "project_id", "kind", "start", "end", "status"],
     description="One allocation on a host in a calendar window. Lease allocations carry lease_id and "
-                "reservation_id; preemptibles carry preemptible_id with null lease_id and reservation_id."))
+                "reservation_id; preemptibles carry preemptible_id with null lease_id and reservation_id. "
+                "GPU slices carry gpu, profile, slot and size; instance slots carry slots.",
+    allOf=[{"if": {"properties": {"kind": {"const": "gpu"}}}, "then": {"required": ["gpu", "profile", "slot", "size"]}},
+           {"if": {"properties": {"kind": {"const": "instance"}}}, "then": {"required": ["slots"]}}]))
 component("CalendarHost", obj({
     "name": ref("HostName"),
     "state": ref("HostState"),
@@ -507,8 +513,11 @@ component("Action", obj({
     "created_at": ref("TimestampUTC"),
     "updated_at": ref("TimestampUTC"),
     "due_at": ref("TimestampUTC"),
-    "payload": desc({"type": "object"}, "What the adapter needs to act (lease_id, project_id, name, hosts, start, "
-                                        "end for lease actions), frozen when the action was enqueued."),
+    "payload": desc({"type": "object"}, "What the adapter needs to act (lease_id, project_id, name, hosts (each "
+                                        "once), start, end and allocations for lease actions: every allocation with "
+                                        "its reservation_id and kind, e.g. {reservation_id, kind: gpu, host, gpu, "
+                                        "profile, slot} or {reservation_id, kind: instance, host, slots}), frozen "
+                                        "when the action was enqueued."),
 }, ["id", "kind", "target", "lease_id", "status", "attempts", "last_error", "created_at", "updated_at", "due_at",
     "payload"],
     description="An outbound action to the cloud, delivered at least once through the outbox."))

@@ -129,6 +129,7 @@ extension Scheduler {
         if let v = f.state { host.state = v }
         if let v = f.reservable { host.reservable = v }
         let now = clock.now()
+        try checkShrink(from: before, to: host, now: now)
         host.updatedAt = now
         var c = Change()
         c.mutation.hosts = [host]
@@ -155,6 +156,41 @@ extension Scheduler {
         try apply(c)
         setHost(host)
         return result
+    }
+
+    /// Refuses (-32005) a host update that takes away what current or future allocations hold: a GPU
+    /// holding slices (removed, or given another model), or vcpus/memory/disk below the instance
+    /// slots' usage at their busiest instant.
+    func checkShrink(from old: Host, to new: Host, now: Timestamp) throws(BerthError) {
+        let future = Interval(start: now.seconds, end: Timestamp.distantFuture.seconds)
+        let held = calendar.entries(host: old.name, overlapping: future)
+        var usages: [InstanceUsage] = []
+        var instanceLeases: Set<String> = []
+        var gpuLeases: [Int: Set<String>] = [:]
+        for (iv, e) in held {
+            switch e.usage {
+            case .gpuSlices(let gpu, _, _, _): gpuLeases[gpu, default: []].insert(e.leaseID)
+            case .instances(let n, let v, let m, let d):
+                usages.append(InstanceUsage(interval: iv, total: InstanceSize(vcpus: v * n, memoryMB: m * n, diskGB: d * n)))
+                instanceLeases.insert(e.leaseID)
+            case .wholeHost: break
+            }
+        }
+        func ids(_ s: Set<String>) -> JSON { .array(s.sorted().map { .string($0) }) }
+        for (k, leaseIDs) in gpuLeases.sorted(by: { $0.key < $1.key }) where k >= new.gpus.count || new.gpus[k] != old.gpus[k] {
+            throw BerthError(
+                .conflict,
+                "host '\(old.name)' GPU \(k) (\(k < old.gpus.count ? old.gpus[k].model : "?")) holds slices of current or future leases; it cannot be removed or change model",
+                data: ["lease_ids": ids(leaseIDs)])
+        }
+        let peak = InstanceFit.peakUsage(usages, within: future)
+        let capacity = InstanceSize(vcpus: new.vcpus, memoryMB: new.memoryMB, diskGB: new.diskGB)
+        if !peak.fits(in: capacity) {
+            throw BerthError(
+                .conflict,
+                "host '\(old.name)' instance slots of current or future leases use up to \(peak) at once; it cannot shrink to \(capacity)",
+                data: ["lease_ids": ids(instanceLeases)])
+        }
     }
 
     func hostDelete(_ params: JSON?, idempotency: IdempotencyContext?) throws(BerthError) -> JSON {

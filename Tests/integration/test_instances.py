@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from berthtest import RPCError, create_lease, events, lease_params, make_host, make_hosts, ts, wait_until
+from berthtest import create_lease, events, lease_params, make_host, make_hosts, ts, wait_until
 
 
 def inst(vcpus: int, memory_mb: int = 1024, disk_gb: int = 10, count: int = 1, **extra) -> dict:
@@ -137,6 +137,24 @@ def test_one_lease_with_a_host_and_slots_uses_different_hosts(rpc):
     (whole,) = [a["host"] for a in lease["reservations"][1]["allocations"]]
     assert [h for h, _ in placed(lease)] == [({"h1", "h2"} - {whole}).pop()]
     refused(rpc, ts(1), ts(2), [inst(4, count=5), {"kind": "host", "count": 1}])
+    check_instance_invariants(rpc)
+
+
+def test_host_update_cannot_shrink_below_the_slots_it_holds(rpc):
+    make_host(rpc, "h1", vcpus=16, memory_mb=16384, disk_gb=100)
+    a = create_lease(rpc, ts(1), ts(3), reservations=[inst(8, 4096, 40)])
+    b = create_lease(rpc, ts(2), ts(4), reservations=[inst(4, 4096, 40)])
+    # Peak at 02:00-03:00: 12 vcpus, 8192 MB, 80 GB.
+    for fields in ({"vcpus": 11}, {"memory_mb": 8191}, {"disk_gb": 79}):
+        e = rpc.error("host.update", {"name": "h1", **fields}, -32005)
+        assert sorted(e.data["lease_ids"]) == sorted([a["id"], b["id"]]) and "shrink" in e.message
+    assert rpc.call("host.get", {"name": "h1"})["vcpus"] == 16
+    assert rpc.call("host.update", {"name": "h1", "vcpus": 12, "memory_mb": 8192, "disk_gb": 80})["vcpus"] == 12
+    refused(rpc, ts(2), ts(3), [inst(1, 1, 0)])
+    # Only what is still to come counts: after 03:00, b alone (4 vcpus) is left.
+    rpc.call("clock.set", {"now": ts(3)})
+    rpc.error("host.update", {"name": "h1", "vcpus": 3}, -32005)
+    assert rpc.call("host.update", {"name": "h1", "vcpus": 4})["vcpus"] == 4
     check_instance_invariants(rpc)
 
 
