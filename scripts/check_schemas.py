@@ -395,12 +395,13 @@ def check_self_tests(registry: Registry) -> None:
 
 def check_generators() -> None:
     sys.path.insert(0, str(ROOT / "scripts"))
+    import gen_gpu_models_swift
     import gen_openrpc_swift
     import gen_schemas
     import contextlib
     import io
 
-    for mod in (gen_schemas, gen_openrpc_swift):
+    for mod in (gen_schemas, gen_openrpc_swift, gen_gpu_models_swift):
         err = io.StringIO()
         with contextlib.redirect_stderr(err):
             rc = mod.main(["--check"])
