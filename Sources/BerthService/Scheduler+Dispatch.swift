@@ -16,7 +16,6 @@ extension Scheduler {
                 guard let s = v.stringValue, !s.isEmpty, s.utf8.count <= 255 else {
                     throw .invalidParam("idempotency_key", "expected a non-empty string of at most 255 bytes")
                 }
-                _ = s
                 idem = IdempotencyContext(method: method, params: params)
                 // A dry run is never recorded: it acts on nothing.
                 if params?["dry_run"]?.boolValue == true { idem = nil }
