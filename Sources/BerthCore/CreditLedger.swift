@@ -307,12 +307,14 @@ public struct CreditLedger: Sendable {
 
     // MARK: Reading
 
-    /// The project's balance per class it has any entry for (empty for an unknown project).
+    /// The project's balance per class it has a grant or a net charge in (empty for an unknown project).
     public func balance(project: String, now: Timestamp) -> [ResourceClass: CreditBalance] {
         var out: [ResourceClass: CreditBalance] = [:]
         for c in ResourceClass.allCases {
             let account = Account(project: project, resourceClass: c)
-            guard let t = totals[account] else { continue }
+            // An account appears once it has a grant or a net charge (enforcement off): a lease
+            // created and deleted without grants leaves no trace in the balance.
+            guard let t = totals[account], !(grantIDsByAccount[account] ?? []).isEmpty || !t.spent.isZero else { continue }
             var available = CreditAmount.zero
             var expired = CreditAmount.zero
             for g in grantIDsByAccount[account] ?? [] {
@@ -507,8 +509,8 @@ public struct CreditLedger: Sendable {
                     seg.pieces.append(p)
                 }
             }
-            // Pieces wholly before the cut that share the straddling piece's time keep their range;
-            // the remaining pieces that straddle `cut` now end there.
+            // Draws of the piece straddling the cut that were not given back now pay for its part
+            // before the cut (they hold exactly C(cut − origin) − C(a − origin) between them).
             for k in seg.pieces.indices where seg.pieces[k].to > cut { seg.pieces[k].to = cut }
             seg.end = cut
             segments.append(seg)

@@ -28,7 +28,8 @@ public enum LeaseCost {
     /// positive; nil if the result is beyond `CreditAmount.max`.
     public static func cost(units: Int64, seconds: Int64) -> CreditAmount? {
         guard units > 0, seconds > 0 else { return .zero }
-        let n = Int128(units) * Int128(seconds) * 2500
+        let (n, overflow) = (Int128(units) * Int128(seconds)).multipliedReportingOverflow(by: 2500)
+        guard !overflow else { return nil }
         let micro = (n + 8) / 9
         guard micro <= Int128(Int64.max) else { return nil }
         return CreditAmount(micro: Int64(micro))

@@ -114,7 +114,10 @@ enum Views {
                 let lease = [a["lease_id"], a["lease"], a["preemptible_id"]].first { $0 != nil && $0 != .null } ?? nil
                 var kind = Output.text(a["kind"])
                 if let gpu = a["gpu"] {
-                    kind += " (gpu \(Output.text(gpu))" + (a["profile"].map { " " + Output.text($0) } ?? "") + ")"
+                    kind += " (gpu \(Output.text(gpu))" + (a["profile"].map { " " + Output.text($0) } ?? "")
+                        + (a["slot"].map { " slot " + Output.text($0) } ?? "") + ")"
+                } else if let slots = a["slots"] {
+                    kind += " (\(Output.text(slots)) slots)"
                 }
                 rows.append([name, ref(lease), kind, Output.text(a["start"]), Output.text(a["end"])])
             }
