@@ -142,7 +142,8 @@ struct Daemon {
         let scheduler: Scheduler
         do throws(BerthError) {
             scheduler = try Scheduler(
-                store: store, clock: clock, policy: SchedulerPolicy(maxLeaseDuration: config.maxLeaseDuration), models: models,
+                store: store, clock: clock, policy: SchedulerPolicy(maxLeaseDuration: config.maxLeaseDuration, enforceCredits: config.enforceCredits),
+                models: models,
                 broadcaster: broadcaster, logger: logger,
                 actionsEnqueued: { outboxWakeup.signal() })
         } catch {

@@ -16,6 +16,8 @@ public struct DaemonConfig: Sendable {
     public var socketMode: UInt16 = 0o666
     public var maxLeaseDuration: Int64? = nil
     public var demoInventory = false
+    /// Refuse leases the project's credits cannot pay for (-32003); off by default: costs are recorded.
+    public var enforceCredits = false
     /// Extra or replacement GPU models (same format as data/gpu-models.json), merged over the built-in table.
     public var gpuModelsFile: String? = nil
     /// Role name → users and groups (names or numeric ids).
@@ -53,6 +55,7 @@ public struct DaemonConfig: Sendable {
         }
         if let v = r.int("max_lease_duration_s", min: 1) { c.maxLeaseDuration = v }
         if let v = r.bool("demo_inventory") { c.demoInventory = v }
+        if let v = r.bool("enforce_credits") { c.enforceCredits = v }
         if let v = r.string("gpu_models_file", maxLength: 4096) { c.gpuModelsFile = v }
         if let roles = r.raw("roles") {
             var rr = ParamReader(roles, path: "roles")

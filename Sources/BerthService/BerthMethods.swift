@@ -52,6 +52,7 @@ public final class BerthMethods: RPCHandler {
         "host.create", "host.get", "host.list", "host.update", "host.delete",
         "lease.create", "lease.get", "lease.list", "lease.update", "lease.delete",
         "availability.find", "calendar.get", "events.list", "events.subscribe", "actions.list",
+        "credits.grant", "credits.balance", "credits.ledger",
     ]
 
     public func handle(method: String, params: JSON?, context: RPCContext) async throws(RPCError) -> JSON {

@@ -2,9 +2,21 @@ import BerthCore
 import BerthJSON
 
 extension Scheduler {
+    func creditsGrant(_ params: JSON?, idempotency: IdempotencyContext?) throws(BerthError) -> JSON {
+        let now = clock.now()
+        let p = try CreditGrantParams.parse(params, now: now)
+        let entry = try ledger.planGrant(p, at: now)
+        var c = Change()
+        c.ledgerEntries = [entry]
+        let result = entry.json
+        idempotency?.record(result: result, at: now, into: &c.mutation)
+        try apply(c)
+        return result
+    }
+
     /// Methods that change state and so honour `idempotency_key`.
     static let mutatingMethods: Set<String> = [
-        "host.create", "host.update", "host.delete", "lease.create", "lease.update", "lease.delete",
+        "host.create", "host.update", "host.delete", "lease.create", "lease.update", "lease.delete", "credits.grant",
     ]
 
     /// Runs one scheduler method. Replay of an idempotent call is checked here, inside the actor,
@@ -34,6 +46,13 @@ extension Scheduler {
         case "lease.update": return try leaseUpdate(params, idempotency: idem)
         case "lease.delete": return try leaseDelete(params, idempotency: idem)
         case "availability.find": return try availabilityFind(params)
+        case "credits.grant": return try creditsGrant(params, idempotency: idem)
+        case "credits.balance":
+            var r = ParamReader(params)
+            let project = r.string("project_id", required: true)
+            try r.finish()
+            return ledger.balanceJSON(project: project!, now: clock.now())
+        case "credits.ledger": return try CreditLedgerParams.parse(params).page(of: ledger)
         case "calendar.get": return try calendarGet(params)
         case "clock.now":
             var r = ParamReader(params)

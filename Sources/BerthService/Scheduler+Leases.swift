@@ -74,6 +74,20 @@ extension Scheduler {
         return BerthError(.noCapacity, message + "; nothing fits within the search horizon")
     }
 
+    /// Plans the ledger entries that bring a lease's charge to what it now holds (-32003 when the
+    /// project's valid grants cannot pay and enforcement is on), and sets its `cost` to what it
+    /// will hold once they apply.
+    func price(_ lease: inout Lease, now: Timestamp) throws(BerthError) -> [LedgerEntry] {
+        let rates = LeaseCost.rates(
+            of: lease.reservations, models: models, gpuModelAt: LeaseCost.gpuModelLookup(sortedHosts))
+        let entries = try ledger.planLease(
+            lease.id, project: lease.projectID, rates: rates, start: lease.start, end: lease.end, now: now)
+        var preview = ledger
+        try preview.apply(entries)
+        lease.cost = LeaseCost.json(preview.held(lease: lease.id))
+        return entries
+    }
+
     func checkDuration(start: Timestamp, end: Timestamp, r: inout ParamReader) {
         if end <= start {
             r.fail("end", "must be after start (start \(start), end \(end))")
@@ -122,11 +136,13 @@ extension Scheduler {
                 Reservation(id: UUIDString.random(), request: req.request, status: .pending, allocations: allocs)
             }, createdAt: now)
         lease.updatedAt = now
+        let charges = try price(&lease, now: now)
         if dryRun { return lease.json() }
 
         var c = Change()
         c.leaseUpdates = [lease]
         c.addedToCalendar = [lease]
+        c.ledgerEntries = charges
         event("lease.created", at: now, lease: lease, into: &c)
         idempotency?.record(result: lease.json(), at: now, into: &c.mutation)
         try apply(c)
@@ -270,12 +286,14 @@ extension Scheduler {
             Reservation(id: item.id, request: item.request, status: old.status, allocations: allocs)
         }
         lease.updatedAt = now
+        let charges = try price(&lease, now: now)
         if dryRun { return lease.json() }
 
         var c = Change()
         c.leaseUpdates = [lease]
         c.removedFromCalendar = [old]
         c.addedToCalendar = [lease]
+        c.ledgerEntries = charges
         let oldHosts = Set(old.reservations.flatMap { $0.allocations.map(\.host) })
         let newHosts = Set(lease.reservations.flatMap { $0.allocations.map(\.host) })
         event(
@@ -316,9 +334,15 @@ extension Scheduler {
         lease.status = .deleted
         for i in lease.reservations.indices { lease.reservations[i].status = .deleted }
         lease.updatedAt = now
+        // Everything not yet used comes back: all of it before start, the remainder when active.
+        let refunds = ledger.planRelease(lease.id, now: now)
+        c.ledgerEntries = refunds
+        var after = ledger
+        try after.apply(refunds)
+        lease.cost = LeaseCost.json(after.held(lease: lease.id))
         event("lease.deleted", at: now, lease: lease, into: &c)
         c.leaseUpdates = [lease]
-        let result: JSON = ["refund": .object([:])]
+        let result: JSON = ["refund": .object(LeaseCost.json(CreditLedger.refunds(in: refunds)))]
         idempotency?.record(result: result, at: now, into: &c.mutation)
         try apply(c)
         return result

@@ -13,7 +13,14 @@ public struct SchedulerPolicy: Sendable {
     /// How far in the past a `start` may be and still be taken as "now" (client clock skew).
     public var startGrace: Int64
 
-    public init(maxLeaseDuration: Int64? = nil, searchHorizon: Int64 = 366 * 86_400, startGrace: Int64 = 60) {
+    /// Refuse leases the project's credits cannot pay for (-32003); off: costs are only recorded.
+    public var enforceCredits: Bool
+
+    public init(
+        maxLeaseDuration: Int64? = nil, searchHorizon: Int64 = 366 * 86_400, startGrace: Int64 = 60,
+        enforceCredits: Bool = false
+    ) {
+        self.enforceCredits = enforceCredits
         self.maxLeaseDuration = maxLeaseDuration
         self.searchHorizon = searchHorizon
         self.startGrace = startGrace
@@ -57,6 +64,8 @@ public actor Scheduler {
     var calendar = LeaseCalendar()
     var timers = Heap<LeaseTimer>()
     var lastEventSeq: Int64 = 0
+    /// Credit grants, charges and refunds (pure; rebuilt from the store's entries at start).
+    var ledger: CreditLedger
 
     public init(
         store: BerthStore, clock: BerthClock, policy: SchedulerPolicy = SchedulerPolicy(),
@@ -71,6 +80,7 @@ public actor Scheduler {
         self.logger = logger
         self.actionsEnqueued = actionsEnqueued
         let snap = try store.loadSnapshot()
+        ledger = try CreditLedger(entries: snap.ledger, enforce: policy.enforceCredits)
         for h in snap.hosts { hosts[h.name] = h }
         sortedHosts = snap.hosts.sorted { $0.name < $1.name }
         for l in snap.leases {
@@ -116,6 +126,8 @@ public actor Scheduler {
         var leaseUpdates: [Lease] = []
         var removedFromCalendar: [Lease] = []
         var addedToCalendar: [Lease] = []
+        /// Planned against `ledger` in this same actor turn; applied after the commit.
+        var ledgerEntries: [LedgerEntry] = []
     }
 
     func event(_ type: String, at: Timestamp, lease: Lease? = nil, host: String? = nil, data: [String: JSON] = [:], into c: inout Change) {
@@ -158,6 +170,7 @@ public actor Scheduler {
     func apply(_ c: Change) throws(BerthError) {
         var m = c.mutation
         m.leases = c.leaseUpdates
+        m.ledger = c.ledgerEntries
         if clock.mode == .manual { m.meta["manual_clock"] = String(clock.now().seconds) }
         try store.commit(m)
         for l in c.removedFromCalendar { calendar.remove(l) }
@@ -166,6 +179,15 @@ public actor Scheduler {
             leases[l.id] = l
         }
         for l in c.addedToCalendar { calendar.add(l) }
+        do {
+            try ledger.apply(c.ledgerEntries)
+        } catch {
+            // The entries are on disk; a plan that no longer applies is a bug: rebuild from the store.
+            logger.critical("ledger out of step with the store; rebuilding", metadata: ["error": "\(error)"])
+            if let snap = try? store.loadSnapshot(), let rebuilt = try? CreditLedger(entries: snap.ledger, enforce: ledger.enforce) {
+                ledger = rebuilt
+            }
+        }
         lastEventSeq += Int64(m.events.count)
         broadcaster.publish(m.events)
         if !m.actions.isEmpty { actionsEnqueued() }

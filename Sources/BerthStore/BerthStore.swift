@@ -59,6 +59,13 @@ public final class BerthStore: Sendable {
                     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
                     """)
         }
+        m.registerMigration("v2-credits") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE ledger (seq INTEGER PRIMARY KEY, project_id TEXT NOT NULL, body TEXT NOT NULL);
+                    CREATE INDEX ledger_project ON ledger(project_id, seq);
+                    """)
+        }
         return m
     }
 
@@ -68,6 +75,8 @@ public final class BerthStore: Sendable {
         public var leases: [Lease] = []
         public var lastEventSeq: Int64 = 0
         public var meta: [String: String] = [:]
+        /// Every credit ledger entry, in `seq` order (the ledger is rebuilt by replaying them).
+        public var ledger: [LedgerEntry] = []
     }
 
     public func loadSnapshot() throws(BerthError) -> Snapshot {
@@ -88,6 +97,13 @@ public final class BerthStore: Sendable {
                 s.leases.append(lease)
             }
             s.lastEventSeq = try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM event") ?? 0
+            for row in try Row.fetchAll(db, sql: "SELECT seq, body FROM ledger ORDER BY seq") {
+                let body: String = row["body"]
+                guard let j = try? JSONParser.parse(body), let e = LedgerEntry(json: j) else {
+                    throw BerthError(.internalError, "stored ledger entry \(row["seq"] as Int64? ?? 0) is unreadable")
+                }
+                s.ledger.append(e)
+            }
             for row in try Row.fetchAll(db, sql: "SELECT key, value FROM meta") {
                 s.meta[row["key"]] = row["value"]
             }
@@ -104,10 +120,11 @@ public final class BerthStore: Sendable {
         public var actions: [OutboxAction] = []
         public var idempotency: IdempotencyRecord?
         public var meta: [String: String] = [:]
+        public var ledger: [LedgerEntry] = []
         public init() {}
         public var isEmpty: Bool {
             hosts.isEmpty && deletedHosts.isEmpty && leases.isEmpty && events.isEmpty && actions.isEmpty
-                && idempotency == nil && meta.isEmpty
+                && idempotency == nil && meta.isEmpty && ledger.isEmpty
         }
     }
 
@@ -171,6 +188,11 @@ public final class BerthStore: Sendable {
                 try db.execute(
                     sql: "INSERT INTO idempotency (method, key, params, result, created_at) VALUES (?, ?, ?, ?, ?)",
                     arguments: [r.method, r.key, r.params, r.result, r.createdAt.seconds])
+            }
+            for e in m.ledger {
+                try db.execute(
+                    sql: "INSERT INTO ledger (seq, project_id, body) VALUES (?, ?, ?)",
+                    arguments: [e.seq, e.projectID, e.json.serialized()])
             }
             for (k, v) in m.meta {
                 try db.execute(
