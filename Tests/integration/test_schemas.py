@@ -23,9 +23,10 @@ IMPLEMENTED = {
     "host.create", "host.get", "host.list", "host.update", "host.delete",
     "lease.create", "lease.get", "lease.list", "lease.update", "lease.delete",
     "availability.find", "calendar.get", "events.list", "events.subscribe", "actions.list",
+    "credits.grant", "credits.balance", "credits.ledger",
 }
 NOT_YET = {"preemptible.create", "preemptible.get", "preemptible.list", "preemptible.delete",
-           "preemptible.horizon", "credits.grant", "credits.balance", "credits.ledger"}
+           "preemptible.horizon"}
 
 
 def contract_methods() -> list[str]:
