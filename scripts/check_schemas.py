@@ -347,9 +347,14 @@ SELF_TESTS = [
     ("methods/clock.now.result.json", {"now": "2030-01-01T10:00:00Z"}, True),
     ("methods/clock.now.result.json", {"now": "2030-01-01T10:00:00+00:00"}, False),
     ("methods/clock.now.result.json", {"now": "2030-01-01T10:00:00.5Z"}, False),
-    ("methods/credits.balance.result.json", {c: {"granted": 1, "spent": 0, "available": 1}
+    ("methods/credits.balance.result.json", {c: {"granted": 1, "spent": 0, "available": 1, "expired": 0}
                                              for c in ("host_hours", "gpu_slice_hours", "vcpu_hours")}, True),
-    ("methods/credits.balance.result.json", {"cpu_hours": {"granted": 1, "spent": 0, "available": 1}}, False),
+    ("methods/credits.balance.result.json", {"gpu_slice_hours": {"granted": 1, "spent": 2, "available": -1,
+                                                                 "expired": 0}}, True),
+    ("methods/credits.balance.result.json", {}, True),  # a project with no account
+    ("methods/credits.balance.result.json", {"host_hours": {"granted": 1, "spent": 0, "available": 1}}, False),
+    ("methods/credits.balance.result.json", {"cpu_hours": {"granted": 1, "spent": 0, "available": 1,
+                                                           "expired": 0}}, False),
     ("components/Error.json", {"code": -32602, "message": "Invalid params",
                                "data": {"reason": "invalid_params",
                                         "errors": [{"path": "reservations[0].count", "message": "must be >= 1"}]}},

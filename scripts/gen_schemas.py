@@ -475,7 +475,8 @@ component("CreditBalance", obj({
     "granted": {"type": "number"},
     "spent": {"type": "number"},
     "available": {"type": "number"},
-}, ["granted", "spent", "available"]))
+    "expired": {"type": "number"},
+}, ["granted", "spent", "available", "expired"]))
 
 # --- events and actions ----------------------------------------------------------------------
 
@@ -870,7 +871,9 @@ method("credits.grant", tag="credits", roles=["admin"],
        params=[
            p("project_id", ref("ProjectId"), True),
            p("resource_class", ref("ResourceClass"), True),
-           p("amount", {"type": "number", "exclusiveMinimum": 0}, True),
+           p("amount", {"description": "Credits (unit-hours), exact to 6 decimals: a number, or a decimal string such as \"0.25\".",
+                        "oneOf": [{"type": "number", "exclusiveMinimum": 0},
+                                  {"type": "string", "pattern": "^[0-9]+(\\.[0-9]{1,6})?$"}]}, True),
            p("valid_from", ref("TimestampInput")),
            p("valid_to", ref("TimestampInput")),
            p("note", string(maxLength=1024)),
@@ -879,10 +882,12 @@ method("credits.grant", tag="credits", roles=["admin"],
        errors=["Forbidden", "Conflict", "Unavailable"])
 method("credits.balance", tag="credits", roles=["admin", "portal"],
        summary="A project's balance per resource class.",
-       description="Every resource class is present. An unknown account is -32001.",
+       description="One entry per resource class the project has grants or charges in; a project "
+                   "with no account has an empty balance (`{}`), not an error. Always "
+                   "granted - spent = available + expired.",
        params=[p("project_id", ref("ProjectId"), True)],
        result={"type": "object", "propertyNames": ref("ResourceClass"),
-               "additionalProperties": ref("CreditBalance"), "required": RESOURCE_CLASSES},
+               "additionalProperties": ref("CreditBalance")},
        result_name="balance", errors=["NotFound", "Forbidden", "Unavailable"])
 method("credits.ledger", tag="credits", roles=["admin", "portal"],
        summary="A project's immutable ledger entries, oldest first.", description="",

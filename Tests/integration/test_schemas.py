@@ -79,6 +79,9 @@ def test_every_live_result_matches_its_schema(berthd):
     call("host.list")
     call("host.list", {"properties": ["==", "$rack", "r1"]})
     call("host.delete", {"name": "spare"})
+    call("credits.grant", {"project_id": "proj-a", "resource_class": "host_hours", "amount": 100,
+                           "valid_from": ts(0), "valid_to": ts(0, days=30), "note": "allocation"})
+    call("credits.grant", {"project_id": "proj-a", "resource_class": "gpu_slice_hours", "amount": 2.5})
     a = call("lease.create", lease_params(ts(1), ts(3), name="a", before_end_s=600, user_id="alice",
                                           reservations=[{"kind": "host", "count": 1, "properties": {"rack": "r1"}}]))
     b = call("lease.create", lease_params(ts(2), ts(5), name="b", reservations=[
@@ -108,6 +111,10 @@ def test_every_live_result_matches_its_schema(berthd):
     call("actions.list")
     call("actions.list", {"lease_id": b["id"], "status": "done"})
     call("actions.list", {"limit": 1})
+    call("credits.balance", {"project_id": "proj-a"})
+    call("credits.balance", {"project_id": "no-such-project"})
+    page = call("credits.ledger", {"project_id": "proj-a", "limit": 2})
+    call("credits.ledger", {"project_id": "proj-a", "cursor": page["next_cursor"]})
 
     s = Schemas.get()
     problems = []
