@@ -82,10 +82,22 @@ extension Scheduler {
             of: lease.reservations, models: models, gpuModelAt: LeaseCost.gpuModelLookup(sortedHosts))
         let entries = try ledger.planLease(
             lease.id, project: lease.projectID, rates: rates, start: lease.start, end: lease.end, now: now)
-        var preview = ledger
-        try preview.apply(entries)
-        lease.cost = LeaseCost.json(preview.held(lease: lease.id))
+        lease.cost = heldAfter(lease.id, entries)
         return entries
+    }
+
+    /// What a lease will hold once `entries` apply: its net charge now, plus charges, minus refunds
+    /// (computed, rather than applied to a copy of the whole ledger on every request).
+    func heldAfter(_ leaseID: String, _ entries: [LedgerEntry]) -> [String: JSON] {
+        var held = ledger.held(lease: leaseID)
+        for e in entries where e.leaseID == leaseID {
+            switch e.kind {
+            case .charge: held[e.resourceClass, default: .zero] += e.amount
+            case .refund: held[e.resourceClass, default: .zero] -= e.amount
+            default: break
+            }
+        }
+        return LeaseCost.json(held.filter { !$0.value.isZero })
     }
 
     func checkDuration(start: Timestamp, end: Timestamp, r: inout ParamReader) {
@@ -337,9 +349,7 @@ extension Scheduler {
         // Everything not yet used comes back: all of it before start, the remainder when active.
         let refunds = ledger.planRelease(lease.id, now: now)
         c.ledgerEntries = refunds
-        var after = ledger
-        try after.apply(refunds)
-        lease.cost = LeaseCost.json(after.held(lease: lease.id))
+        lease.cost = heldAfter(lease.id, refunds)
         event("lease.deleted", at: now, lease: lease, into: &c)
         c.leaseUpdates = [lease]
         let result: JSON = ["refund": .object(LeaseCost.json(CreditLedger.refunds(in: refunds)))]
