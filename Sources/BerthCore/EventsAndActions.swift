@@ -9,12 +9,14 @@ public struct LifecycleEvent: Sendable, Hashable {
     public var projectID: String?
     public var host: String?
     public var actionID: String?
+    public var preemptibleID: String?
     public var data: [String: JSON]
 
     public init(
         seq: Int64 = 0, type: String, at: Timestamp, leaseID: String? = nil, projectID: String? = nil,
-        host: String? = nil, actionID: String? = nil, data: [String: JSON] = [:]
+        host: String? = nil, actionID: String? = nil, preemptibleID: String? = nil, data: [String: JSON] = [:]
     ) {
+        self.preemptibleID = preemptibleID
         self.seq = seq
         self.type = type
         self.at = at
@@ -31,6 +33,7 @@ public struct LifecycleEvent: Sendable, Hashable {
         if let projectID { o["project_id"] = .string(projectID) }
         if let host { o["host"] = .string(host) }
         if let actionID { o["action_id"] = .string(actionID) }
+        if let preemptibleID { o["preemptible_id"] = .string(preemptibleID) }
         if !data.isEmpty { o["data"] = .object(data) }
         return .object(o)
     }

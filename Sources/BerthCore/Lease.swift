@@ -251,6 +251,9 @@ public struct Lease: Sendable, Hashable {
 
     public var window: Interval { Interval(start: start.seconds, end: end.seconds) }
 
+    /// Every host any of its reservations holds.
+    public var hostNames: Set<String> { Set(reservations.flatMap { $0.allocations.map(\.host) }) }
+
     /// When the before-end event is due, if the lease asked for one that falls inside the lease.
     public var beforeEndAt: Timestamp? {
         guard let s = beforeEndSeconds, s > 0 else { return nil }

@@ -9,28 +9,66 @@ public enum ResourceUsage: Sendable, Hashable {
 }
 
 /// Which reservation of which lease holds an interval on a resource, and how much of it.
+///
+/// A preemptible's entries have an empty `leaseID`, its id as `reservationID`, and
+/// `guaranteedUntil`: they bind reservations only before that instant (see `PreemptibleView`).
 public struct CalendarEntry: Sendable, Hashable {
     public var leaseID: String
     public var reservationID: String
     public var usage: ResourceUsage
-    public init(leaseID: String, reservationID: String, usage: ResourceUsage = .wholeHost) {
+    public var guaranteedUntil: Int64?
+    public init(leaseID: String, reservationID: String, usage: ResourceUsage = .wholeHost, guaranteedUntil: Int64? = nil) {
         self.leaseID = leaseID
         self.reservationID = reservationID
         self.usage = usage
+        self.guaranteedUntil = guaranteedUntil
     }
+
+    public var isPreemptible: Bool { guaranteedUntil != nil }
+}
+
+/// How the calendar's queries count preemptibles.
+public enum PreemptibleView: Sendable, Hashable {
+    /// For as long as they run (until ended or preempted, open-ended otherwise): placing here
+    /// preempts nobody. Used for backfill and for a reservation's first placement attempt.
+    case occupying
+    /// Only until `guaranteedUntil`: after it their capacity may be given to a reservation, and
+    /// they are then preempted. Used when no placement avoids preemption.
+    case guaranteedOnly
 }
 
 /// Every allocation over time, one interval tree per host, so "is this host free in this window"
 /// costs O(log n) however many leases exist.
 public struct LeaseCalendar: Sendable {
     public private(set) var trees: [String: IntervalTree<CalendarEntry>] = [:]
+    /// Preemptible entries per host, so hosts without any keep the O(log n) fast paths.
+    public private(set) var preemptibleEntries: [String: Int] = [:]
+    /// How queries count preemptibles; set on a copy (cheap: the trees are shared until mutated).
+    public var preemptibleView: PreemptibleView = .occupying
+
+    /// The end of an allocation with no planned end (a preemptible not yet scheduled for preemption).
+    public static let openEnd: Int64 = Timestamp.distantFuture.seconds
 
     public init() {}
+
+    /// The part of an entry's interval that binds under the current view; nil if none does.
+    @inline(__always)
+    func binding(_ iv: Interval, _ e: CalendarEntry) -> Interval? {
+        guard preemptibleView == .guaranteedOnly, let gu = e.guaranteedUntil else { return iv }
+        let end = Swift.min(iv.end, gu)
+        return end > iv.start ? Interval(start: iv.start, end: end) : nil
+    }
+
+    @inline(__always)
+    func viewIsExact(host: String) -> Bool {
+        preemptibleView == .occupying || (preemptibleEntries[host] ?? 0) == 0
+    }
 
     public var allocationCount: Int { trees.values.reduce(0) { $0 + $1.count } }
 
     public mutating func insert(host: String, interval: Interval, entry: CalendarEntry) {
         trees[host, default: IntervalTree()].insert(interval, entry)
+        if entry.isPreemptible { preemptibleEntries[host, default: 0] += 1 }
     }
 
     @discardableResult
@@ -39,7 +77,24 @@ public struct LeaseCalendar: Sendable {
         trees[host] = nil  // keep the tree uniquely referenced while mutating it
         let removed = tree.remove(interval, entry)
         if !tree.isEmpty { trees[host] = tree }
+        if removed && entry.isPreemptible {
+            let n = (preemptibleEntries[host] ?? 1) - 1
+            preemptibleEntries[host] = n > 0 ? n : nil
+        }
         return removed
+    }
+
+    /// Adds a preemptible's entries over `[created, occupiedUntil)`; an ended one that never ran is skipped.
+    public mutating func add(_ p: Preemptible) {
+        let iv = p.interval
+        guard iv.start < iv.end else { return }
+        for e in p.calendarEntries { insert(host: p.host, interval: iv, entry: e) }
+    }
+
+    public mutating func remove(_ p: Preemptible) {
+        let iv = p.interval
+        guard iv.start < iv.end else { return }
+        for e in p.calendarEntries { remove(host: p.host, interval: iv, entry: e) }
     }
 
     /// The calendar entry of one allocation of a reservation.
@@ -88,7 +143,9 @@ public struct LeaseCalendar: Sendable {
         var mask: UInt16 = 0
         var me = false
         var wholeHost = false
-        trees[host]?.forEachOverlapping(window) { _, e in
+        let exact = viewIsExact(host: host)
+        trees[host]?.forEachOverlapping(window) { iv, e in
+            if !exact, binding(iv, e).map({ $0.overlaps(window) }) != true { return true }
             switch e.usage {
             case .wholeHost:
                 wholeHost = true
@@ -111,7 +168,13 @@ public struct LeaseCalendar: Sendable {
     {
         var out: [(interval: Interval, vcpus: Int64, memoryMB: Int64, diskGB: Int64)] = []
         var wholeHost = false
+        let exact = viewIsExact(host: host)
         trees[host]?.forEachOverlapping(window) { iv, e in
+            var iv = iv
+            if !exact {
+                guard let b = binding(iv, e), b.overlaps(window) else { return true }
+                iv = b
+            }
             switch e.usage {
             case .wholeHost:
                 wholeHost = true
@@ -128,7 +191,13 @@ public struct LeaseCalendar: Sendable {
 
     public func isFree(host: String, during window: Interval) -> Bool {
         guard let tree = trees[host] else { return true }
-        return !tree.hasOverlap(window)
+        if viewIsExact(host: host) { return !tree.hasOverlap(window) }
+        var free = true
+        tree.forEachOverlapping(window) { iv, e in
+            if binding(iv, e).map({ $0.overlaps(window) }) == true { free = false }
+            return free
+        }
+        return free
     }
 
     public func entries(host: String, overlapping window: Interval) -> [(interval: Interval, payload: CalendarEntry)] {
@@ -144,11 +213,37 @@ public struct LeaseCalendar: Sendable {
         return before + after
     }
 
+    /// The first instant at or after `t` at which a reservation (not a preemptible) begins to hold
+    /// capacity on the host; nil if none is planned.
+    public func nextReservationStart(host: String, atOrAfter t: Int64) -> Int64? {
+        guard let tree = trees[host], t < LeaseCalendar.openEnd else { return nil }
+        if (preemptibleEntries[host] ?? 0) == 0 { return tree.minStart(atOrAfter: t) }
+        var first: Int64? = nil
+        tree.forEachOverlapping(Interval(start: t, end: LeaseCalendar.openEnd)) { iv, e in
+            if !e.isPreemptible, iv.start >= t, first.map({ iv.start < $0 }) ?? true { first = iv.start }
+            return true
+        }
+        return first
+    }
+
+    /// Reservation allocations on a host that hold capacity at or after `t`.
+    public func reservationHolders(host: String, from t: Int64) -> [(interval: Interval, entry: CalendarEntry)] {
+        guard let tree = trees[host], t < LeaseCalendar.openEnd else { return [] }
+        var out: [(Interval, CalendarEntry)] = []
+        tree.forEachOverlapping(Interval(start: t, end: LeaseCalendar.openEnd)) { iv, e in
+            if !e.isPreemptible { out.append((iv, e)) }
+            return true
+        }
+        return out
+    }
+
     /// Ends of allocations on a host inside a range: the only instants at which a window can begin
     /// to fit where it did not before.
     public func ends(host: String, in range: Interval, into out: inout [Int64]) {
-        trees[host]?.forEachOverlapping(range) { iv, _ in
-            if iv.end > range.start && iv.end < range.end { out.append(iv.end) }
+        let exact = viewIsExact(host: host)
+        trees[host]?.forEachOverlapping(range) { iv, e in
+            let end = exact ? iv.end : (binding(iv, e)?.end ?? iv.start)
+            if end > range.start && end < range.end { out.append(end) }
             return true
         }
     }

@@ -131,6 +131,7 @@ struct Daemon {
         }
         let clock = BerthClock(mode: config.clock)
         let outboxWakeup = Wakeup()
+        let hookWakeup = Wakeup()
         let tickerWakeup = Wakeup()
         let broadcaster = EventBroadcaster()
         let models: GPUModelTable
@@ -142,14 +143,22 @@ struct Daemon {
         let scheduler: Scheduler
         do throws(BerthError) {
             scheduler = try Scheduler(
-                store: store, clock: clock, policy: SchedulerPolicy(maxLeaseDuration: config.maxLeaseDuration, enforceCredits: config.enforceCredits),
+                store: store, clock: clock, policy: SchedulerPolicy(
+                    maxLeaseDuration: config.maxLeaseDuration, enforceCredits: config.enforceCredits,
+                    preemption: config.preemption),
                 models: models,
                 broadcaster: broadcaster, logger: logger,
-                actionsEnqueued: { outboxWakeup.signal() })
+                actionsEnqueued: {
+                    outboxWakeup.signal()
+                    hookWakeup.signal()
+                })
         } catch {
             BerthdMain.fail("cannot load state: \(error.message)")
         }
         if let initialTime { clock.set(initialTime) }
+        let hook = PreemptionHook(config.hookSettings)
+        await scheduler.setHookConfigured(config.hookSettings != nil)
+        Daemon.checkHook(config.hookSettings, logger: logger)
         // Catch up: every lifecycle event missed while the daemon was down, in time order.
         let missed = await scheduler.nextDue().map { $0 <= clock.now() } ?? false
         await scheduler.processDue()
@@ -179,8 +188,11 @@ struct Daemon {
         } catch {
             BerthdMain.fail("cannot listen on \(config.socketPath): \(error)")
         }
-        let delivery = OutboxDelivery(store: store, scheduler: scheduler, adapter: adapter, wakeup: outboxWakeup, logger: logger)
-        var services: [any Service] = [OutboxService(delivery: delivery)]
+        let delivery = OutboxDelivery(
+            store: store, scheduler: scheduler, adapter: adapter, wakeup: outboxWakeup, hooks: false, logger: logger)
+        let hookDelivery = OutboxDelivery(
+            store: store, scheduler: scheduler, adapter: hook, wakeup: hookWakeup, hooks: true, logger: logger)
+        var services: [any Service] = [OutboxService(delivery: delivery), OutboxService(delivery: hookDelivery)]
         if clock.mode == .system { services.append(LifecycleTicker(scheduler: scheduler, wakeup: tickerWakeup)) }
         if let interval = notifier.watchdogPingInterval() {
             services.append(WatchdogService(scheduler: scheduler, notifier: notifier, interval: interval))
@@ -199,6 +211,9 @@ struct Daemon {
                     for w in warnings { logger.warning("config: \(w)") }
                     methods.updateRoles(map)
                     if let l = Logger.Level(rawValue: fresh.logLevel) { logLevel.set(l) }
+                    hook.update(fresh.hookSettings)
+                    await scheduler.setHookConfigured(fresh.hookSettings != nil)
+                    Daemon.checkHook(fresh.hookSettings, logger: logger)
                     logger.notice("configuration reloaded", metadata: ["config": "\(configPath)"])
                 } catch {
                     logger.error("reload failed; keeping the previous configuration", metadata: ["error": "\(error.message)"])
@@ -224,6 +239,20 @@ struct Daemon {
         try await group.run()
         notifier.stopping(status: "stopped")
         logger.notice("berthd stopped")
+    }
+}
+
+extension Daemon {
+    /// A missing hook is reported at once (runs are still queued, and fail visibly until it exists).
+    static func checkHook(_ s: PreemptionHook.Settings?, logger: Logger) {
+        guard let program = s?.command.first else { return }
+        if access(program, X_OK) != 0 {
+            logger.error(
+                "preemption hook is missing or not executable; hook runs will fail and be retried until it is fixed",
+                metadata: ["hook": "\(program)", "error": "\(String(cString: strerror(errno)))"])
+        } else {
+            logger.info("preemption hook configured", metadata: ["hook": "\(s!.command.joined(separator: " "))"])
+        }
     }
 }
 

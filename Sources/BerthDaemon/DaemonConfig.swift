@@ -20,6 +20,11 @@ public struct DaemonConfig: Sendable {
     public var enforceCredits = false
     /// Extra or replacement GPU models (same format as data/gpu-models.json), merged over the built-in table.
     public var gpuModelsFile: String? = nil
+    /// Preemptible lifetimes, notice and preempt action (config section `preemption`).
+    public var preemption = PreemptionPolicy()
+    /// The preemption hook's argv prefix (`preemption.hook`), nil for none.
+    public var preemptionHook: [String]? = nil
+    public var preemptionHookTimeout: Int64 = 30
     /// Role name → users and groups (names or numeric ids).
     public var roles: [Role: (users: [String], groups: [String])] = [
         .portal: ([], ["berth-portal"]),
@@ -57,6 +62,30 @@ public struct DaemonConfig: Sendable {
         if let v = r.bool("demo_inventory") { c.demoInventory = v }
         if let v = r.bool("enforce_credits") { c.enforceCredits = v }
         if let v = r.string("gpu_models_file", maxLength: 4096) { c.gpuModelsFile = v }
+        if let section = r.raw("preemption") {
+            var pr = ParamReader(section, path: "preemption")
+            if let v = pr.int("default_min_lifetime_s", min: 1) { c.preemption.defaultMinLifetime = v }
+            if let v = pr.int("max_min_lifetime_s", min: 1) { c.preemption.maxMinLifetime = v }
+            if let v = pr.int("notice_s", min: 0) { c.preemption.notice = v }
+            if let v = pr.enumValue("action", PreemptionPolicy.PreemptAction.self) { c.preemption.action = v }
+            if let v = pr.raw("hook") {
+                switch v {
+                case .string(let s) where !s.isEmpty: c.preemptionHook = [s]
+                case .array(let items) where !items.isEmpty && items.allSatisfy({ ($0.stringValue ?? "").isEmpty == false }):
+                    c.preemptionHook = items.compactMap(\.stringValue)
+                default: pr.fail("hook", "expected a command path or a non-empty array of strings (argv)")
+                }
+                if let program = c.preemptionHook?.first, !program.hasPrefix("/") {
+                    pr.fail("hook", "the hook command must be an absolute path (got \(program))")
+                }
+            }
+            if let v = pr.int("hook_timeout_s", min: 1, max: 3600) { c.preemptionHookTimeout = v }
+            if c.preemption.defaultMinLifetime > c.preemption.maxMinLifetime {
+                pr.fail("default_min_lifetime_s", "is longer than max_min_lifetime_s (\(c.preemption.maxMinLifetime))")
+            }
+            pr.rejectUnknown()
+            r.merge(pr.errors)
+        }
         if let roles = r.raw("roles") {
             var rr = ParamReader(roles, path: "roles")
             for role in Role.allCases {
@@ -77,6 +106,11 @@ public struct DaemonConfig: Sendable {
             throw BerthError(.invalidParams, "config file \(path): \(error.message)")
         }
         return c
+    }
+
+    /// The preemption hook's settings, nil when none is configured.
+    public var hookSettings: PreemptionHook.Settings? {
+        preemptionHook.map { PreemptionHook.Settings(command: $0, timeout: .seconds(preemptionHookTimeout)) }
     }
 
     /// The built-in GPU model table, with the operator's file merged over it.

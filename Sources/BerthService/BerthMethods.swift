@@ -53,6 +53,7 @@ public final class BerthMethods: RPCHandler {
         "lease.create", "lease.get", "lease.list", "lease.update", "lease.delete",
         "availability.find", "calendar.get", "events.list", "events.subscribe", "actions.list",
         "credits.grant", "credits.balance", "credits.ledger",
+        "preemptible.create", "preemptible.get", "preemptible.list", "preemptible.delete", "preemptible.horizon",
     ]
 
     public func handle(method: String, params: JSON?, context: RPCContext) async throws(RPCError) -> JSON {

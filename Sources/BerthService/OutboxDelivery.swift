@@ -21,8 +21,14 @@ public struct OutboxDelivery: Sendable {
     let wakeup: Wakeup
     let retry: Retry
     let logger: Logger
+    /// Which actions this worker takes: hook runs only (true), all but hook runs (false), or all (nil).
+    let hooks: Bool?
 
-    public init(store: BerthStore, scheduler: Scheduler, adapter: any CloudAdapter, wakeup: Wakeup, retry: Retry = Retry(), logger: Logger) {
+    public init(
+        store: BerthStore, scheduler: Scheduler, adapter: any CloudAdapter, wakeup: Wakeup, retry: Retry = Retry(),
+        hooks: Bool? = nil, logger: Logger
+    ) {
+        self.hooks = hooks
         self.store = store
         self.scheduler = scheduler
         self.adapter = adapter
@@ -46,7 +52,7 @@ public struct OutboxDelivery: Sendable {
         while !Task.isCancelled {
             let batch: [OutboxAction]
             do {
-                batch = try store.deliverableActions(now: scheduler.clock.now(), limit: 64)
+                batch = try store.deliverableActions(now: scheduler.clock.now(), limit: 64, hooks: hooks)
             } catch {
                 logger.error("cannot read the outbox", metadata: ["error": "\(error)"])
                 return attempted

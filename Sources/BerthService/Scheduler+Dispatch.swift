@@ -17,6 +17,7 @@ extension Scheduler {
     /// Methods that change state and so honour `idempotency_key`.
     static let mutatingMethods: Set<String> = [
         "host.create", "host.update", "host.delete", "lease.create", "lease.update", "lease.delete", "credits.grant",
+        "preemptible.create", "preemptible.delete",
     ]
 
     /// Runs one scheduler method. Replay of an idempotent call is checked here, inside the actor,
@@ -54,6 +55,11 @@ extension Scheduler {
             return ledger.balanceJSON(project: project!, now: clock.now())
         case "credits.ledger": return try CreditLedgerParams.parse(params).page(of: ledger)
         case "calendar.get": return try calendarGet(params)
+        case "preemptible.create": return try preemptibleCreate(params, idempotency: idem)
+        case "preemptible.get": return try preemptibleGet(params)
+        case "preemptible.list": return try preemptibleList(params)
+        case "preemptible.delete": return try preemptibleDelete(params, idempotency: idem)
+        case "preemptible.horizon": return try preemptibleHorizon(params)
         case "clock.now":
             var r = ParamReader(params)
             try r.finish()

@@ -140,7 +140,7 @@ extension Scheduler {
                 // Leases holding this host now or later can no longer be honoured as placed.
                 let affected = Set(
                     calendar.entries(host: host.name, overlapping: Interval(start: now.seconds, end: Timestamp.distantFuture.seconds))
-                        .map(\.payload.leaseID))
+                        .filter { !$0.payload.isPreemptible }.map(\.payload.leaseID))
                 for id in affected.sorted() {
                     guard var l = leases[id], l.status == .pending || l.status == .active else { continue }
                     l.degraded = true
@@ -169,10 +169,10 @@ extension Scheduler {
         var gpuLeases: [Int: Set<String>] = [:]
         for (iv, e) in held {
             switch e.usage {
-            case .gpuSlices(let gpu, _, _, _): gpuLeases[gpu, default: []].insert(e.leaseID)
+            case .gpuSlices(let gpu, _, _, _): gpuLeases[gpu, default: []].insert(e.isPreemptible ? "preemptible \(e.reservationID)" : e.leaseID)
             case .instances(let n, let v, let m, let d):
                 usages.append(InstanceUsage(interval: iv, total: InstanceSize(vcpus: v * n, memoryMB: m * n, diskGB: d * n)))
-                instanceLeases.insert(e.leaseID)
+                instanceLeases.insert(e.isPreemptible ? "preemptible \(e.reservationID)" : e.leaseID)
             case .wholeHost: break
             }
         }
@@ -203,11 +203,14 @@ extension Scheduler {
         let holding = calendar.entries(
             host: host.name, overlapping: Interval(start: now.seconds, end: Timestamp.distantFuture.seconds))
         if !holding.isEmpty {
-            let ids = Set(holding.map(\.payload.leaseID)).sorted()
+            let ids = Set(holding.filter { !$0.payload.isPreemptible }.map(\.payload.leaseID)).sorted()
+            let pre = Set(holding.filter { $0.payload.isPreemptible }.map(\.payload.reservationID)).sorted()
+            var what: [String] = []
+            if !ids.isEmpty { what.append("\(ids.count) lease\(ids.count == 1 ? "" : "s") (\(ids.prefix(5).joined(separator: ", ")))") }
+            if !pre.isEmpty { what.append("\(pre.count) preemptible\(pre.count == 1 ? "" : "s") (\(pre.prefix(5).joined(separator: ", ")))") }
             throw BerthError(
-                .conflict,
-                "host '\(host.name)' holds current or future allocations of \(ids.count) lease\(ids.count == 1 ? "" : "s") (\(ids.prefix(5).joined(separator: ", ")))",
-                data: ["lease_ids": .array(ids.map { .string($0) })])
+                .conflict, "host '\(host.name)' holds current or future allocations of \(what.joined(separator: " and "))",
+                data: ["lease_ids": .array(ids.map { .string($0) }), "preemptible_ids": .array(pre.map { .string($0) })])
         }
         var c = Change()
         c.mutation.deletedHosts = [host.name]

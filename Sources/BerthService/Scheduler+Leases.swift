@@ -135,11 +135,10 @@ extension Scheduler {
         try checkPolicy(start: start, end: end)
 
         let window = Interval(start: start.seconds, end: end.seconds)
-        let p = planner
         let placed: [[Allocation]]
-        switch p.place(requests.map(\.request), window: window) {
-        case .success(let a): placed = a
-        case .failure(let f): throw noCapacity(f, requests: requests.map(\.request), window: window, planner: p)
+        switch placeLease(requests.map(\.request), window: window, calendar: calendar) {
+        case (.success(let a), _): placed = a
+        case (.failure(let f), let p): throw noCapacity(f, requests: requests.map(\.request), window: window, planner: p)
         }
         var lease = Lease(
             id: UUIDString.random(), name: name, projectID: project, userID: user, start: start, end: end,
@@ -149,9 +148,10 @@ extension Scheduler {
             }, createdAt: now)
         lease.updatedAt = now
         let charges = try price(&lease, now: now)
+        var c = Change()
+        try planPreemptions(hosts: lease.hostNames, lease: lease, replacing: nil, now: now, into: &c)
         if dryRun { return lease.json() }
 
-        var c = Change()
         c.leaseUpdates = [lease]
         c.addedToCalendar = [lease]
         c.ledgerEntries = charges
@@ -281,12 +281,11 @@ extension Scheduler {
         // Plan against a calendar without this lease, so it never conflicts with itself.
         var cal = calendar
         cal.remove(old)
-        let p = LeasePlanner(hosts: sortedHosts, calendar: cal, models: models)
         let window = Interval(start: newStart.seconds, end: newEnd.seconds)
         let placed: [[Allocation]]
-        switch p.place(plan.map(\.request), window: window, keep: plan.map(\.keep)) {
-        case .success(let a): placed = a
-        case .failure(let f): throw noCapacity(f, requests: plan.map(\.request), window: window, planner: p)
+        switch placeLease(plan.map(\.request), window: window, keep: plan.map(\.keep), calendar: cal) {
+        case (.success(let a), _): placed = a
+        case (.failure(let f), let p): throw noCapacity(f, requests: plan.map(\.request), window: window, planner: p)
         }
         var lease = old
         if let name { lease.name = name }
@@ -299,9 +298,10 @@ extension Scheduler {
         }
         lease.updatedAt = now
         let charges = try price(&lease, now: now)
+        var c = Change()
+        try planPreemptions(hosts: lease.hostNames, lease: lease, replacing: old.id, now: now, into: &c)
         if dryRun { return lease.json() }
 
-        var c = Change()
         c.leaseUpdates = [lease]
         c.removedFromCalendar = [old]
         c.addedToCalendar = [lease]

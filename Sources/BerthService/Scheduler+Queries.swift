@@ -40,7 +40,25 @@ extension Scheduler {
         }
         let window = Interval(start: from!.seconds, end: to!.seconds)
         let rows: [JSON] = selected.map { h in
-            let allocs: [JSON] = calendar.entries(host: h.name, overlapping: window).map { iv, entry in
+            let allocs: [JSON] = calendar.entries(host: h.name, overlapping: window).compactMap { iv, entry -> JSON? in
+                if entry.isPreemptible {
+                    // One allocation per preemptible (its GPU slice entry is folded into it).
+                    guard case .instances = entry.usage, let p = preemptibles[entry.reservationID] else { return nil }
+                    var o: [String: JSON] = [
+                        "lease_id": .null, "reservation_id": .null, "lease_name": .null, "preemptible_id": .string(p.id),
+                        "project_id": .string(p.projectID), "kind": "preemptible",
+                        "start": .string(Timestamp(seconds: iv.start).rfc3339),
+                        "end": iv.end >= LeaseCalendar.openEnd ? .null : .string(Timestamp(seconds: iv.end).rfc3339),
+                        "status": .string(p.status.rawValue), "slots": 1,
+                    ]
+                    if let g = p.gpu, let slot = p.slot {
+                        o["gpu"] = .int(Int64(g))
+                        o["slot"] = .int(Int64(slot))
+                        o["size"] = .int(Int64(p.sliceSize ?? 1))
+                        o["profile"] = JSON(p.gpuProfile)
+                    }
+                    return .object(o)
+                }
                 let l = leases[entry.leaseID]
                 let res = l?.reservations.first { $0.id == entry.reservationID }
                 var o: [String: JSON] = [

@@ -15,23 +15,49 @@ public struct SchedulerPolicy: Sendable {
 
     /// Refuse leases the project's credits cannot pay for (-32003); off: costs are only recorded.
     public var enforceCredits: Bool
+    /// Preemptible lifetimes, notice and what preemption does.
+    public var preemption: PreemptionPolicy
 
     public init(
         maxLeaseDuration: Int64? = nil, searchHorizon: Int64 = 366 * 86_400, startGrace: Int64 = 60,
-        enforceCredits: Bool = false
+        enforceCredits: Bool = false, preemption: PreemptionPolicy = PreemptionPolicy()
     ) {
         self.enforceCredits = enforceCredits
+        self.preemption = preemption
         self.maxLeaseDuration = maxLeaseDuration
         self.searchHorizon = searchHorizon
         self.startGrace = startGrace
     }
 }
 
-/// One lifecycle moment of one lease, due at `at`.
+/// Settings for preemptible instances (config section `preemption`).
+public struct PreemptionPolicy: Sendable {
+    /// Guaranteed lifetime when a request names none.
+    public var defaultMinLifetime: Int64
+    /// Longest guaranteed lifetime a request may ask for (`policy_violation`, rule `max_min_lifetime`).
+    public var maxMinLifetime: Int64
+    /// How long before a reservation needs the capacity its preemptibles are preempted.
+    public var notice: Int64
+    /// What the adapter does to a preempted server.
+    public var action: PreemptAction
+
+    public enum PreemptAction: String, Sendable, CaseIterable { case delete, shelve }
+
+    public init(defaultMinLifetime: Int64 = 3600, maxMinLifetime: Int64 = 7 * 86_400, notice: Int64 = 600, action: PreemptAction = .delete) {
+        self.defaultMinLifetime = defaultMinLifetime
+        self.maxMinLifetime = maxMinLifetime
+        self.notice = notice
+        self.action = action
+    }
+}
+
+/// One lifecycle moment of one lease (or one preemptible's preemption), due at `at`.
 struct LeaseTimer: Comparable {
-    enum Kind: Int { case end = 0, beforeEnd = 1, start = 2 }  // at the same instant, ends free capacity first
+    /// At the same instant: ends free capacity first, and preemptions happen before starts.
+    enum Kind: Int { case end = 0, preempt = 1, beforeEnd = 2, start = 3 }
     var at: Timestamp
     var kind: Kind
+    /// A lease id, or a preemptible id for `.preempt`.
     var leaseID: String
 
     static func < (a: LeaseTimer, b: LeaseTimer) -> Bool {
@@ -66,6 +92,13 @@ public actor Scheduler {
     var lastEventSeq: Int64 = 0
     /// Credit grants, charges and refunds (pure; rebuilt from the store's entries at start).
     var ledger: CreditLedger
+    var preemptibles: [String: Preemptible] = [:]
+    /// Preemptibles in listing order (created_at, id).
+    var preemptibleOrder: [(Timestamp, String)] = []
+    /// Ids of the preemptibles still holding capacity, per host.
+    var livePreemptibles: [String: Set<String>] = [:]
+    /// Whether a preemption hook is configured (hook runs are queued only then); follows reloads.
+    var hookConfigured = false
 
     public init(
         store: BerthStore, clock: BerthClock, policy: SchedulerPolicy = SchedulerPolicy(),
@@ -90,6 +123,13 @@ public actor Scheduler {
             for t in Scheduler.timers(for: l) { timers.insert(t) }
         }
         leaseOrder.sort { $0 < $1 }
+        for p in snap.preemptibles {
+            preemptibles[p.id] = p
+            preemptibleOrder.append((p.createdAt, p.id))
+            calendar.add(p)
+            if p.status.isLive { livePreemptibles[p.host, default: []].insert(p.id) }
+            if p.status == .preempting, let at = p.preemptAt { timers.insert(LeaseTimer(at: at, kind: .preempt, leaseID: p.id)) }
+        }
         lastEventSeq = snap.lastEventSeq
         if clock.mode == .manual, let saved = snap.meta["manual_clock"].flatMap(Int64.init) {
             clock.set(Timestamp(seconds: saved))
@@ -128,10 +168,17 @@ public actor Scheduler {
         var addedToCalendar: [Lease] = []
         /// Planned against `ledger` in this same actor turn; applied after the commit.
         var ledgerEntries: [LedgerEntry] = []
+        /// New versions of preemptibles (their calendar entries are replaced on apply).
+        var preemptibleUpdates: [Preemptible] = []
     }
 
-    func event(_ type: String, at: Timestamp, lease: Lease? = nil, host: String? = nil, data: [String: JSON] = [:], into c: inout Change) {
-        var e = LifecycleEvent(type: type, at: at, leaseID: lease?.id, projectID: lease?.projectID, host: host, data: data)
+    func event(
+        _ type: String, at: Timestamp, lease: Lease? = nil, host: String? = nil, preemptible: Preemptible? = nil,
+        data: [String: JSON] = [:], into c: inout Change
+    ) {
+        var e = LifecycleEvent(
+            type: type, at: at, leaseID: lease?.id, projectID: lease?.projectID ?? preemptible?.projectID,
+            host: host ?? preemptible?.host, preemptibleID: preemptible?.id, data: data)
         e.seq = lastEventSeq + Int64(c.mutation.events.count) + 1
         c.mutation.events.append(e)
     }
@@ -171,6 +218,7 @@ public actor Scheduler {
         var m = c.mutation
         m.leases = c.leaseUpdates
         m.ledger = c.ledgerEntries
+        m.preemptibles = c.preemptibleUpdates
         if clock.mode == .manual { m.meta["manual_clock"] = String(clock.now().seconds) }
         try store.commit(m)
         for l in c.removedFromCalendar { calendar.remove(l) }
@@ -179,6 +227,7 @@ public actor Scheduler {
             leases[l.id] = l
         }
         for l in c.addedToCalendar { calendar.add(l) }
+        for p in c.preemptibleUpdates { applyPreemptible(p) }
         do {
             try ledger.apply(c.ledgerEntries)
         } catch {
@@ -191,6 +240,26 @@ public actor Scheduler {
         lastEventSeq += Int64(m.events.count)
         broadcaster.publish(m.events)
         if !m.actions.isEmpty { actionsEnqueued() }
+    }
+
+    /// Replaces a preemptible in memory: calendar entries, live set, listing order, timer.
+    private func applyPreemptible(_ p: Preemptible) {
+        if let old = preemptibles[p.id] {
+            calendar.remove(old)
+        } else {
+            let key = (p.createdAt, p.id)
+            let i = preemptibleOrder.firstIndex { $0 > key } ?? preemptibleOrder.count
+            preemptibleOrder.insert(key, at: i)
+        }
+        preemptibles[p.id] = p
+        calendar.add(p)
+        if p.status.isLive {
+            livePreemptibles[p.host, default: []].insert(p.id)
+        } else {
+            livePreemptibles[p.host]?.remove(p.id)
+            if livePreemptibles[p.host]?.isEmpty == true { livePreemptibles[p.host] = nil }
+        }
+        if p.status == .preempting, let at = p.preemptAt { timers.insert(LeaseTimer(at: at, kind: .preempt, leaseID: p.id)) }
     }
 
     private func insertOrdered(_ l: Lease) {
@@ -226,9 +295,12 @@ public actor Scheduler {
 
     /// Timers are never removed eagerly; a popped timer that no longer matches its lease is ignored.
     func fire(_ t: LeaseTimer) throws(BerthError) {
+        if t.kind == .preempt { return try firePreemption(t) }
         guard var l = leases[t.leaseID] else { return }
         var c = Change()
         switch t.kind {
+        case .preempt:
+            return
         case .start:
             guard l.status == .pending, l.start == t.at else { return }
             l.status = .active

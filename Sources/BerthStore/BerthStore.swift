@@ -66,6 +66,15 @@ public final class BerthStore: Sendable {
                     CREATE INDEX ledger_project ON ledger(project_id, seq);
                     """)
         }
+        m.registerMigration("v3-preemptibles") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE preemptible (
+                        id TEXT PRIMARY KEY, project_id TEXT NOT NULL, host TEXT NOT NULL, status TEXT NOT NULL,
+                        created_at INTEGER NOT NULL, body TEXT NOT NULL);
+                    CREATE INDEX preemptible_host ON preemptible(host, status);
+                    """)
+        }
         return m
     }
 
@@ -77,6 +86,7 @@ public final class BerthStore: Sendable {
         public var meta: [String: String] = [:]
         /// Every credit ledger entry, in `seq` order (the ledger is rebuilt by replaying them).
         public var ledger: [LedgerEntry] = []
+        public var preemptibles: [Preemptible] = []
     }
 
     public func loadSnapshot() throws(BerthError) -> Snapshot {
@@ -95,6 +105,13 @@ public final class BerthStore: Sendable {
                     throw BerthError(.internalError, "stored lease \(row["id"] as String? ?? "?") is unreadable")
                 }
                 s.leases.append(lease)
+            }
+            for row in try Row.fetchAll(db, sql: "SELECT id, body FROM preemptible ORDER BY created_at, id") {
+                let body: String = row["body"]
+                guard let j = try? JSONParser.parse(body), let p = Preemptible(json: j) else {
+                    throw BerthError(.internalError, "stored preemptible \(row["id"] as String? ?? "?") is unreadable")
+                }
+                s.preemptibles.append(p)
             }
             s.lastEventSeq = try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM event") ?? 0
             for row in try Row.fetchAll(db, sql: "SELECT seq, body FROM ledger ORDER BY seq") {
@@ -121,10 +138,11 @@ public final class BerthStore: Sendable {
         public var idempotency: IdempotencyRecord?
         public var meta: [String: String] = [:]
         public var ledger: [LedgerEntry] = []
+        public var preemptibles: [Preemptible] = []
         public init() {}
         public var isEmpty: Bool {
             hosts.isEmpty && deletedHosts.isEmpty && leases.isEmpty && events.isEmpty && actions.isEmpty
-                && idempotency == nil && meta.isEmpty && ledger.isEmpty
+                && idempotency == nil && meta.isEmpty && ledger.isEmpty && preemptibles.isEmpty
         }
     }
 
@@ -164,6 +182,16 @@ public final class BerthStore: Sendable {
                     arguments: [
                         l.id, l.projectID, l.status.rawValue, l.start.seconds, l.end.seconds, l.createdAt.seconds,
                         l.json(internal: true).serialized(),
+                    ])
+            }
+            for p in m.preemptibles {
+                try db.execute(
+                    sql: """
+                        INSERT INTO preemptible (id, project_id, host, status, created_at, body) VALUES (?, ?, ?, ?, ?, ?)
+                        ON CONFLICT(id) DO UPDATE SET status = excluded.status, body = excluded.body
+                        """,
+                    arguments: [
+                        p.id, p.projectID, p.host, p.status.rawValue, p.createdAt.seconds, p.json(internal: true).serialized(),
                     ])
             }
             for e in m.events {
@@ -268,11 +296,14 @@ public final class BerthStore: Sendable {
     }
 
     /// Actions a delivery worker should attempt now (pending and due, or left running by a crash).
-    public func deliverableActions(now: Timestamp, limit: Int) throws(BerthError) -> [OutboxAction] {
-        try read { db in
+    /// `hooks`: true for local hook runs only (`hook.*`), false for everything else, nil for all;
+    /// so a slow hook never holds up what the cloud is owed, nor the reverse.
+    public func deliverableActions(now: Timestamp, limit: Int, hooks: Bool? = nil) throws(BerthError) -> [OutboxAction] {
+        let kindFilter = hooks.map { $0 ? " AND kind LIKE 'hook.%'" : " AND kind NOT LIKE 'hook.%'" } ?? ""
+        return try read { db in
             try Row.fetchAll(
                 db,
-                sql: "SELECT * FROM action WHERE status IN ('pending', 'running') AND due_at <= ? ORDER BY seq LIMIT ?",
+                sql: "SELECT * FROM action WHERE status IN ('pending', 'running') AND due_at <= ?\(kindFilter) ORDER BY seq LIMIT ?",
                 arguments: [now.seconds, limit]
             ).map(BerthStore.action(from:))
         }
@@ -360,6 +391,7 @@ extension LifecycleEvent {
         self.init(
             seq: seq, type: type, at: at, leaseID: json["lease_id"]?.stringValue,
             projectID: json["project_id"]?.stringValue, host: json["host"]?.stringValue,
-            actionID: json["action_id"]?.stringValue, data: json["data"]?.objectValue ?? [:])
+            actionID: json["action_id"]?.stringValue, preemptibleID: json["preemptible_id"]?.stringValue,
+            data: json["data"]?.objectValue ?? [:])
     }
 }
