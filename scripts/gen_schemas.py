@@ -111,7 +111,7 @@ EVENT_TYPES = [
     "action.failed",
 ]
 ACTION_KINDS = ["lease.start", "lease.update", "lease.end", "preemptible.preempt", "preemptible.start",
-                "preemptible.end"]
+                "preemptible.end", "hook.preemption"]
 ACTION_STATUSES = ["pending", "running", "done", "failed"]
 
 # Regular expressions use only [0-9]-style classes so they mean the same in ECMA-262, Python and ICU.
@@ -452,8 +452,18 @@ component("Preemptible", obj({
     "slurm_node": nullable(NONEMPTY),
     "created_at": ref("TimestampUTC"),
     "preempt_at": desc(nullable(ref("TimestampUTC")), "When it is scheduled to be preempted, if it is."),
+    "needed_at": desc(nullable(ref("TimestampUTC")),
+                      "When the reservation that preempts it takes the capacity (preempt_at is notice_s earlier, "
+                      "never before guaranteed_until)."),
+    "needed_by_lease_id": desc(nullable(ref("Uuid")), "The lease whose reservation needs its capacity."),
+    "ended_at": desc(nullable(ref("TimestampUTC")), "When it stopped holding capacity (preempted or deleted)."),
+    "gpu": desc(integer(0), "With gpu_profile: the GPU index on the host holding its slice."),
+    "slot": desc(integer(0, 7), "With gpu_profile: the MIG instance's start slot."),
+    "updated_at": ref("TimestampUTC"),
 }, ["id", "host", "guaranteed_until", "status", "project_id", "vcpus", "memory_mb", "disk_gb", "gpu_profile",
-    "min_lifetime_s", "created_at", "preempt_at"], description="A preemptible instance backfilling free capacity."))
+    "min_lifetime_s", "created_at", "preempt_at", "needed_at", "needed_by_lease_id", "ended_at", "updated_at"],
+    description="A preemptible instance backfilling free capacity. Status: running → preempting (a reservation "
+                "needs its capacity; preempt_at set) → preempted; or ended (deleted)."))
 
 # --- credits ---------------------------------------------------------------------------------
 
@@ -517,8 +527,12 @@ component("Action", obj({
     "payload": desc({"type": "object"}, "What the adapter needs to act (lease_id, project_id, name, hosts (each "
                                         "once), start, end and allocations for lease actions: every allocation with "
                                         "its reservation_id and kind, e.g. {reservation_id, kind: gpu, host, gpu, "
-                                        "profile, slot} or {reservation_id, kind: instance, host, slots}), frozen "
-                                        "when the action was enqueued."),
+                                        "profile, slot} or {reservation_id, kind: instance, host, slots}; "
+                                        "preemptible_id, project_id, host, vcpus, memory_mb, disk_gb, gpu_profile, "
+                                        "gpu, slot, server, slurm_node for preemptible actions, plus mode "
+                                        "(delete|shelve) for preemptible.preempt; event, preempt_at, needed_at, "
+                                        "needed_until, lease_id and event_json for hook.preemption, a run of the "
+                                        "configured preemption hook), frozen when the action was enqueued."),
 }, ["id", "kind", "target", "lease_id", "status", "attempts", "last_error", "created_at", "updated_at", "due_at",
     "payload"],
     description="An outbound action to the cloud, delivered at least once through the outbox."))
@@ -845,6 +859,7 @@ method("preemptible.list", tag="preemptibles", roles=_PRE_ROLES,
            p("project_id", ref("ProjectId")),
            p("host", ref("HostName")),
            p("status", ref("PreemptibleStatus")),
+           p("slurm_node", NONEMPTY, description="Only the preemptible(s) backing this Slurm node."),
            p("cursor", ref("Cursor")),
            limit(1000, 100),
        ], result=page(ref("Preemptible"), NEXT_CURSOR),

@@ -86,14 +86,12 @@ public struct LeaseCalendar: Sendable {
 
     /// Adds a preemptible's entries over `[created, occupiedUntil)`; an ended one that never ran is skipped.
     public mutating func add(_ p: Preemptible) {
-        let iv = p.interval
-        guard iv.start < iv.end else { return }
+        guard let iv = p.interval else { return }
         for e in p.calendarEntries { insert(host: p.host, interval: iv, entry: e) }
     }
 
     public mutating func remove(_ p: Preemptible) {
-        let iv = p.interval
-        guard iv.start < iv.end else { return }
+        guard let iv = p.interval else { return }
         for e in p.calendarEntries { remove(host: p.host, interval: iv, entry: e) }
     }
 

@@ -89,7 +89,10 @@ public struct Preemptible: Sendable, Hashable {
         return out
     }
 
-    public var interval: Interval { Interval(start: createdAt.seconds, end: occupiedUntil) }
+    /// The calendar interval, nil when it never held capacity (ended in the second it was created).
+    public var interval: Interval? {
+        occupiedUntil > createdAt.seconds ? Interval(start: createdAt.seconds, end: occupiedUntil) : nil
+    }
 
     /// The contract's shape (`schemas/components/Preemptible.json`); `internal` adds what only the
     /// store needs (server fields, slice geometry).

@@ -11,6 +11,13 @@ extension String {
 extension Scheduler {
     var planner: LeasePlanner { LeasePlanner(hosts: sortedHosts, calendar: calendar, models: models) }
 
+    /// The planner that sees preemptibles only until their guarantees end: what a reservation may take.
+    var reservationPlanner: LeasePlanner {
+        var cal = calendar
+        if !livePreemptibles.isEmpty { cal.preemptibleView = .guaranteedOnly }
+        return LeasePlanner(hosts: sortedHosts, calendar: cal, models: models)
+    }
+
     func requireLease(_ id: String) throws(BerthError) -> Lease {
         guard let l = leases[id] else { throw .notFound("no lease with id '\(id)'") }
         return l

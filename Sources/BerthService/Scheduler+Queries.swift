@@ -17,7 +17,8 @@ extension Scheduler {
             r.fail("latest", "leaves no room for \(duration) s after \(earliest)")
         }
         try r.finish()
-        let windows = planner.findWindows(
+        // A window where a reservation fits by preempting instances past their guarantee is a window.
+        let windows = reservationPlanner.findWindows(
             requests!.map(\.request), duration: duration!, earliest: earliest, latest: latest, limit: limit)
         return [
             "items": .array(

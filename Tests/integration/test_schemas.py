@@ -24,9 +24,9 @@ IMPLEMENTED = {
     "lease.create", "lease.get", "lease.list", "lease.update", "lease.delete",
     "availability.find", "calendar.get", "events.list", "events.subscribe", "actions.list",
     "credits.grant", "credits.balance", "credits.ledger",
+    "preemptible.create", "preemptible.get", "preemptible.list", "preemptible.delete", "preemptible.horizon",
 }
-NOT_YET = {"preemptible.create", "preemptible.get", "preemptible.list", "preemptible.delete",
-           "preemptible.horizon"}
+NOT_YET: set[str] = set()
 
 
 def contract_methods() -> list[str]:
@@ -95,6 +95,25 @@ def test_every_live_result_matches_its_schema(berthd):
     call("lease.get", {"id": a["id"]})
     call("availability.find", {"reservations": [{"kind": "host", "count": 2}], "duration_s": 3600})
     call("availability.find", {"reservations": [{"kind": "host", "count": 9}], "duration_s": 3600})
+    pa = call("preemptible.create", {"project_id": "proj-b", "vcpus": 2, "memory_mb": 2048, "disk_gb": 10,
+                                     "min_lifetime_s": 1800, "slurm_node": "node-1", "idempotency_key": "pk",
+                                     "server": {"name": "pre-1", "imageRef": "img", "flavorRef": "f"}})
+    call("preemptible.create", {"project_id": "proj-b", "vcpus": 2, "memory_mb": 2048, "disk_gb": 10,
+                                "min_lifetime_s": 1800, "slurm_node": "node-1", "idempotency_key": "pk",
+                                "server": {"name": "pre-1", "imageRef": "img", "flavorRef": "f"}})
+    pg = call("preemptible.create", {"project_id": "proj-b", "vcpus": 1, "memory_mb": 1024, "disk_gb": 0,
+                                     "gpu_profile": "1g.5gb"})
+    call("preemptible.get", {"id": pa["id"]})
+    call("preemptible.list")
+    call("preemptible.list", {"host": pa["host"], "status": "running", "limit": 1, "project_id": "proj-b"})
+    call("preemptible.list", {"slurm_node": "node-1"})
+    call("preemptible.horizon", {"host": "cpu-1"})
+    call("preemptible.horizon", {"id": pa["id"]})
+    call("preemptible.delete", {"id": pg["id"]})
+    # Every host for an hour, later on: the remaining preemptible must make way.
+    call("lease.create", lease_params(ts(12), ts(13), name="all", count=3))
+    call("preemptible.get", {"id": pa["id"]})
+    call("preemptible.horizon", {"id": pa["id"]})
     call("calendar.get", {"from": ts(0), "to": ts(24)})
     call("clock.advance", {"seconds": 3600 * 2})  # a active, b active
     call("lease.update", {"id": b["id"], "end": ts(6)})
