@@ -214,7 +214,9 @@ def test_scheduled_creates_maint_reservation_from_preempt_at(slurm):
     pid = str(uuid.uuid4())
     preempt_at = utcnow() + dt.timedelta(hours=1, minutes=50)
     needed_until = preempt_at + dt.timedelta(hours=2, minutes=10)
-    p = run_hook(slurm, "preemption.scheduled", hook_env(slurm, node, pid, preempt_at, needed_until))
+    # Whatever berthd's time zone, the hook gives scontrol UTC times with TZ=UTC.
+    env = hook_env(slurm, node, pid, preempt_at, needed_until, TZ="Asia/Tokyo")
+    p = run_hook(slurm, "preemption.scheduled", env)
     assert_ok(p, "hook")
     r = slurm.reservation(resv_name(pid))
     assert r is not None, f"no reservation {resv_name(pid)}; hook said: {p.stderr}"
@@ -289,8 +291,9 @@ def test_scheduled_without_needed_until_uses_default_length(slurm):
     node = slurm.take_node()
     pid = str(uuid.uuid4())
     preempt_at = utcnow() + dt.timedelta(hours=2)
+    # SCONTROL may carry leading words (e.g. "sudo -n /usr/bin/scontrol").
     env = hook_env(slurm, node, pid, preempt_at, None, BERTH_SLURM_RESV_DEFAULT_S="7200",
-                   BERTH_SLURM_RESV_USERS="root,daemon")
+                   BERTH_SLURM_RESV_USERS="root,daemon", SCONTROL=f"/usr/bin/env {_find('scontrol')}")
     env["BERTH_EVENT_JSON"] = "{}"
     assert_ok(run_hook(slurm, "preemption.scheduled", env), "hook")
     r = slurm.reservation(resv_name(pid))
@@ -352,7 +355,7 @@ def test_scontrol_failures_exit_nonzero_with_a_message(slurm):
     text = slurm.conf.read_text()
     bad.write_text(re.sub(r"SlurmctldPort=\d+", "SlurmctldPort=1", text))
     env = hook_env(slurm, slurm.take_node(), pid, preempt_at, until, SLURM_CONF=str(bad),
-                   BERTH_SLURM_COMMAND_TIMEOUT_S="5")
+                   BERTH_SLURM_COMMAND_TIMEOUT_S="2")
     p = run_hook(slurm, "preemption.scheduled", env)
     assert p.returncode != 0
     assert "scontrol" in p.stderr, p.stderr

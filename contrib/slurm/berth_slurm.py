@@ -20,6 +20,7 @@ import json
 import math
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -37,7 +38,7 @@ DEFAULTS = {
     "BERTH_SLURM_RESV_FLAGS": "MAINT,IGNORE_JOBS",
     # Length of the Slurm reservation when the event carries no BERTH_NEEDED_UNTIL.
     "BERTH_SLURM_RESV_DEFAULT_S": "86400",
-    "BERTH_SLURM_COMMAND_TIMEOUT_S": "20",
+    "BERTH_SLURM_COMMAND_TIMEOUT_S": "10",
     "BERTH_SLURM_SYSLOG": "1",
     "BERTH_SLURM_DOWN_ON_FAILURE": "1",
 }
@@ -133,14 +134,19 @@ class Config:
     def flag(self, key: str) -> bool:
         return (self.get(key) or "0").lower() not in ("0", "no", "false", "off")
 
-    def which(self, key: str) -> str:
-        prog = self.get(key) or key.lower()
-        if "/" in prog:
-            return prog
-        found = shutil.which(prog, path=self.values["PATH"])
-        if not found:
-            raise Failure(f"{prog} not found (searched {self.values['PATH']}); set {key} to its path", 2)
-        return found
+    def command(self, key: str) -> list[str]:
+        """A command setting as argv: a program (searched on PATH unless it has a slash), possibly
+        with leading words, e.g. SCONTROL="sudo -n /usr/bin/scontrol"."""
+        words = shlex.split(self.get(key) or key.lower())
+        if not words:
+            raise Failure(f"{key} is empty", 2)
+        prog = words[0]
+        if "/" not in prog:
+            found = shutil.which(prog, path=self.values["PATH"])
+            if not found:
+                raise Failure(f"{prog} not found (searched {self.values['PATH']}); set {key} to its path", 2)
+            words[0] = found
+        return words
 
 
 class Log:
@@ -195,7 +201,7 @@ def run(cfg: Config, argv: list[str], *, timeout_key: str = "BERTH_SLURM_COMMAND
     env = dict(cfg.env)
     env["PATH"] = cfg.values["PATH"]
     env["TZ"] = "UTC"
-    timeout = cfg.int(timeout_key, 20)
+    timeout = cfg.int(timeout_key, 10)
     try:
         p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env,
                            timeout=timeout)
@@ -253,10 +259,10 @@ class Slurm:
     def __init__(self, cfg: Config, log: Log):
         self.cfg = cfg
         self.log = log
-        self.scontrol = cfg.which("SCONTROL")
+        self.scontrol = cfg.command("SCONTROL")
 
     def call(self, *args: str) -> Result:
-        return run(self.cfg, [self.scontrol, *args])
+        return run(self.cfg, [*self.scontrol, *args])
 
     def show_reservation(self, name: str) -> dict[str, str] | None:
         r = self.call("show", "-o", "reservation", name)
@@ -454,10 +460,10 @@ class BerthError(Failure):
 class Berth:
     def __init__(self, cfg: Config):
         self.cfg = cfg
-        self.berthctl = cfg.which("BERTHCTL")
+        self.berthctl = cfg.command("BERTHCTL")
 
     def call(self, *args: str) -> Any:
-        argv = [self.berthctl, "--json"]
+        argv = [*self.berthctl, "--json"]
         if self.cfg.get("BERTH_SOCKET"):
             argv += ["--socket", self.cfg.get("BERTH_SOCKET")]
         argv += list(args)
