@@ -165,6 +165,29 @@ def test_hook_group_may_read_events_but_not_lease(daemon, make_group):
     assert len(rpc.call("lease.list")["items"]) == 1
 
 
+def test_hook_group_manages_preemptibles(daemon, make_group):
+    """The Slurm hooks run as the hook role: preemptible.* is theirs, reservations are not."""
+    name, gid = make_group("hook")
+    daemon.start(config={"roles": {"hook": {"groups": [name]}}})
+    rpc = daemon.client()
+    make_hosts(rpc, "h1")
+    replies = calls_as(NOBODY, gid, daemon.socket_path, [
+        request("preemptible.create", {"project_id": "slurm", "vcpus": 2, "memory_mb": 1024, "disk_gb": 5,
+                                       "slurm_node": "n1"}, 1),
+        request("preemptible.list", {"slurm_node": "n1"}, 2),
+        request("preemptible.horizon", {"host": "h1"}, 3),
+        request("lease.create", lease_params(ts(3), ts(4)), 4),
+        request("credits.grant", {"project_id": "slurm", "resource_class": "host_hours", "amount": 1}, 5),
+    ])
+    assert codes(replies[:3]) == ["ok"] * 3, replies[:3]
+    made = replies[0]["result"]
+    assert replies[1]["result"]["items"] == [made]
+    for r in replies[3:5]:
+        assert_forbidden(r)
+    replies = calls_as(NOBODY, gid, daemon.socket_path, [request("preemptible.delete", {"id": made["id"]}, 1)])
+    assert replies[0]["result"]["status"] == "ended"
+
+
 def test_users_are_mapped_by_name_and_root_is_always_admin(daemon):
     user = pwd.getpwuid(NOBODY).pw_name
     # Even a config that names root elsewhere cannot make it less than admin.
