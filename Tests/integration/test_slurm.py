@@ -40,6 +40,7 @@ CONTRIB = REPO / "contrib" / "slurm"
 HOOK = CONTRIB / "berth-slurm-hook"
 RESUME = CONTRIB / "berth-resume"
 SUSPEND = CONTRIB / "berth-suspend"
+PROLOG = CONTRIB / "berth-prolog"
 SLURM_ENV = REPO / "Tests" / "slurm" / "slurm-env.sh"
 NODE_COUNT = 32
 NODE_CPUS, NODE_MEMORY_MB, NODE_TMPDISK_MB = 4, 8000, 20000
@@ -514,6 +515,47 @@ def test_slurm_power_saving_drives_resume_and_suspend(slurm, daemon):
         if job:
             slurm.run(_find("scancel"), job, check=False)
         conf.unlink(missing_ok=True)
+
+
+def test_prolog_refuses_a_job_that_would_run_into_the_preemption(slurm, daemon):
+    """contrib/slurm/berth-prolog (PrologSlurmctld) asks preemptible.horizon: a job whose time
+    limit reaches past the node's preemption must not start there."""
+    node, other = slurm.take_node(), slurm.take_node()
+    now = utcnow().replace(second=0)
+    rpc = start_berthd(daemon, hosts=1, vcpus=16, now=rfc(now))
+    pid = rpc.call("preemptible.create", {"project_id": PROJECT, "vcpus": 4, "memory_mb": 8000, "disk_gb": 20,
+                                          "min_lifetime_s": 3600, "slurm_node": node})["id"]
+    start = now + dt.timedelta(hours=2)
+    rpc.call("lease.create", {"name": "r", "project_id": "proj-r", "start": rfc(start),
+                              "end": rfc(start + dt.timedelta(hours=1)), "reservations": [{"kind": "host", "count": 1}]})
+    preempt_at = parse_ts(rpc.call("preemptible.horizon", {"id": pid})["preempt_at"])
+    assert preempt_at == start - dt.timedelta(seconds=600)
+    env = script_env(slurm, BERTH_SOCKET=daemon.socket_path, BERTH_PROJECT_ID=PROJECT)
+    jobs = []
+    try:
+        def job(minutes: int) -> str:
+            p = slurm.run(_find("sbatch"), "--parsable", "--hold", "-p", "preempt", "-t", str(minutes), "--wrap", "true")
+            jobs.append(p.stdout.strip().split(";")[0])
+            return jobs[-1]
+
+        fits = int((preempt_at - utcnow()).total_seconds() // 60) - 5
+        p = run_script(PROLOG, [], dict(env, SLURM_JOB_ID=job(fits), SLURM_JOB_NODELIST=node))
+        assert_ok(p, "prolog for a job that ends before the preemption")
+        long_job = job(fits + 30)
+        p = run_script(PROLOG, [], dict(env, SLURM_JOB_ID=long_job, SLURM_JOB_NODELIST=f"{node},{other}"))
+        assert p.returncode == 1, p.stderr
+        assert f"node {node} is preempted at {slurm_ts(preempt_at)}Z" in p.stderr and pid in p.stderr, p.stderr
+        # Another node with no preemptible: no objection.
+        p = run_script(PROLOG, [], dict(env, SLURM_JOB_ID=long_job, SLURM_JOB_NODELIST=other))
+        assert_ok(p, "prolog on a node without a preemptible")
+        # berthd unreachable: the MAINT reservation is the main guard; the job may start.
+        p = run_script(PROLOG, [], dict(env, SLURM_JOB_ID=long_job, SLURM_JOB_NODELIST=node,
+                                        BERTH_SOCKET="/nonexistent/berth.sock"))
+        assert_ok(p, "prolog with berthd unreachable")
+        assert "letting the job start" in p.stderr
+    finally:
+        for j in jobs:
+            slurm.run(_find("scancel"), j, check=False)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -677,3 +677,81 @@ def _suspend(argv: list[str], cfg: Config, log: Log) -> int:
                 failed += 1
                 log.error(f"node {node}: deleting preemptible {pid} failed: {e}")
     return 1 if failed else 0
+
+
+# ------------------------------------------------------------------------------------------------
+# PrologSlurmctld: refuse a job start that would run into a scheduled preemption
+# ------------------------------------------------------------------------------------------------
+
+def prolog_main(argv: list[str], env: dict[str, str] | None = None) -> int:
+    env = dict(os.environ if env is None else env)
+    try:
+        cfg = Config(env)
+    except Failure as e:
+        print(f"berth-prolog: {e}", file=sys.stderr)
+        return e.code
+    log = Log("berth-prolog", cfg.flag("BERTH_SLURM_SYSLOG"))
+    try:
+        return _prolog(argv, env, cfg, log)
+    except Failure as e:
+        log.error(str(e))
+        return e.code
+
+
+def parse_time_limit(s: str) -> dt.timedelta | None:
+    """Slurm's TimeLimit ([D-]HH:MM:SS, MM:SS, MM, D-HH[:MM]); None for UNLIMITED or unknown."""
+    s = s.strip()
+    m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", s)
+    if not m:
+        return None
+    days, a, b, c = m.groups()
+    if days is not None:
+        h, mi, se = int(a), int(b or 0), int(c or 0)
+        return dt.timedelta(days=int(days), hours=h, minutes=mi, seconds=se)
+    if c is not None:
+        return dt.timedelta(hours=int(a), minutes=int(b), seconds=int(c))
+    if b is not None:
+        return dt.timedelta(minutes=int(a), seconds=int(b))
+    return dt.timedelta(minutes=int(a))
+
+
+def _prolog(argv: list[str], env: dict[str, str], cfg: Config, log: Log) -> int:
+    job = env.get("SLURM_JOB_ID") or env.get("SLURM_JOBID")
+    nodelist = env.get("SLURM_JOB_NODELIST") or (argv[1] if len(argv) > 1 else "")
+    if not job or not nodelist:
+        raise Failure("SLURM_JOB_ID and SLURM_JOB_NODELIST must be set (run as Slurm's PrologSlurmctld)", 2)
+    slurm = Slurm(cfg, log)
+    r = slurm.call("show", "-o", "job", job)
+    if not r.ok or not r.out.strip():
+        raise Failure(f"scontrol show job {job} failed: {r.message()}")
+    limit = parse_time_limit(parse_kv(r.out.splitlines()[0]).get("TimeLimit", ""))
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    end = now + limit if limit is not None else None
+    nodes = slurm.hostnames(nodelist)
+    berth = Berth(cfg)
+    try:
+        existing = berth.preemptibles(cfg.get("BERTH_PROJECT_ID"))
+    except BerthError as e:
+        # The MAINT reservation made by the preemption hook is the main guard; do not stop the
+        # cluster because berthd cannot be asked.
+        log.warning(f"job {job}: cannot ask berthd ({e}); letting the job start")
+        return 0
+    for node in nodes:
+        for p in existing:
+            if p.get("slurm_node") != node or p.get("status") not in LIVE_STATUSES:
+                continue
+            try:
+                horizon = berth.call("preemptible", "horizon", "--id", str(p.get("id")))
+            except BerthError as e:
+                log.warning(f"job {job}: preemptible.horizon for {p.get('id')} failed ({e}); letting the job start")
+                continue
+            at = horizon.get("preempt_at") if isinstance(horizon, dict) else None
+            if not at:
+                continue
+            preempt_at = parse_rfc3339(at, "preempt_at")
+            if end is None or preempt_at < end:
+                until = "no time limit" if end is None else f"its time limit ends {slurm_time(end)}Z"
+                log.error(f"job {job}: node {node} is preempted at {slurm_time(preempt_at)}Z (preemptible "
+                          f"{p.get('id')}) but {until}; refusing the start so Slurm requeues it")
+                return 1
+    return 0
