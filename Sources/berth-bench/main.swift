@@ -105,6 +105,64 @@ do {
     results["allocator_accept_rate"] = .double(Double(accepted) / Double(iterations))
 }
 
+// MARK: 1b. Preemptibles: backfill placement and victim choice
+
+do {
+    var rng = SplitMix64(seed: 11)
+    var cal = calendar
+    var backfill: [Double] = []
+    var placedPreemptibles: [Preemptible] = []
+    let count = min(iterations, 2000)
+    for i in 0..<count {
+        let now = base + 60 * Int64(i)
+        let size = InstanceSize(vcpus: Int64.random(in: 1...16, using: &rng), memoryMB: 4096, diskGB: 20)
+        let window = Interval(start: now.seconds, end: now.seconds + 3600)
+        let t0 = nanos()
+        let r = PreemptionPlanner.backfill(size: size, gpuProfile: nil, window: window, hosts: hosts, calendar: cal, models: .builtIn)
+        backfill.append(Double(nanos() - t0) / 1000)
+        if case .success(let placement) = r {
+            let p = Preemptible(id: "p\(i)", projectID: "slurm", size: size, minLifetime: 3600, host: placement.host, createdAt: now)
+            cal.add(p)
+            placedPreemptibles.append(p)
+        }
+    }
+    rows.append(("preemptible: backfill (\(placedPreemptibles.count) placed)", Stats(samples: backfill)))
+    // Victim choice on the busiest hosts: every preemptible there against a whole-host reservation.
+    var byHost: [String: [Preemptible]] = [:]
+    for p in placedPreemptibles { byHost[p.host, default: []].append(p) }
+    var planSamples: [Double] = []
+    let busiest = byHost.sorted { ($0.value.count, $0.key) > ($1.value.count, $1.key) }.prefix(50)
+    for (host, list) in busiest {
+        let h = hosts.first { $0.name == host }!
+        let holders = cal.reservationHolders(host: host, from: base.seconds + 7200).map {
+            PreemptionPlanner.Holder(interval: $0.interval, leaseID: $0.entry.leaseID, usage: $0.entry.usage)
+        } + [PreemptionPlanner.Holder(
+            interval: Interval(start: base.seconds + 86_400, end: base.seconds + 90_000), leaseID: "new",
+            usage: .instances(count: 1, vcpus: 48, memoryMB: 4096, diskGB: 20))]
+        let t0 = nanos()
+        _ = PreemptionPlanner.plan(
+            capacity: InstanceSize(vcpus: h.vcpus, memoryMB: h.memoryMB, diskGB: h.diskGB), holders: holders,
+            preemptibles: list.map(PreemptionPlanner.Holding.init), now: base.seconds + 7200, notice: 600)
+        planSamples.append(Double(nanos() - t0) / 1000)
+    }
+    rows.append(("preemptible: victim plan, busiest hosts (max \(busiest.first?.value.count ?? 0) on a host)", Stats(samples: planSamples)))
+    // A reservation over preemptibles: the occupying view fails first, then the guaranteed-only one.
+    var lenient = cal
+    lenient.preemptibleView = .guaranteedOnly
+    var twoPass: [Double] = []
+    for _ in 0..<min(iterations, 500) {
+        let start = base + 7200 + 3600 * Int64.random(in: 0..<(horizon / 3600), using: &rng)
+        let window = Interval(start: start.seconds, end: start.seconds + 3600 * Int64.random(in: 1...72, using: &rng))
+        let request = ReservationRequest(hosts: Int64.random(in: 1...4, using: &rng))
+        let t0 = nanos()
+        if case .failure = LeasePlanner(hosts: hosts, calendar: cal).place([request], window: window) {
+            _ = LeasePlanner(hosts: hosts, calendar: lenient).place([request], window: window)
+        }
+        twoPass.append(Double(nanos() - t0) / 1000)
+    }
+    rows.append(("allocator: place 1-4 hosts among preemptibles", Stats(samples: twoPass)))
+}
+
 // MARK: 2. lease.create over the socket against a real berthd
 
 @MainActor func runDaemonBenchmark() throws {
