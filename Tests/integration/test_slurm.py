@@ -362,6 +362,23 @@ def test_scontrol_failures_exit_nonzero_with_a_message(slurm):
     assert "scontrol" in p.stderr, p.stderr
 
 
+def test_hook_without_slurm_admin_rights_fails_clearly(slurm):
+    """berthd runs the hook as its own user (systemd: User=berth). Slurm lets only root, SlurmUser
+    or AdminLevel=Admin users create reservations and set nodes DOWN (docs/slurm.md, privileges):
+    without that, the hook fails with Slurm's reason, and berthd retries."""
+    node = slurm.take_node()
+    pid = str(uuid.uuid4())
+    preempt_at = utcnow() + dt.timedelta(hours=1)
+    env = hook_env(slurm, node, pid, preempt_at, preempt_at + dt.timedelta(hours=1))
+    for event in ("preemption.scheduled", "preemption.executed"):
+        p = subprocess.run([str(HOOK), event], env=dict(env, BERTH_EVENT=event), capture_output=True, text=True,
+                           timeout=60, user=65534, group=65534, extra_groups=[])
+        assert p.returncode == 1, (event, p.stderr)
+        assert "AdminLevel=Admin" in p.stderr and "uid 65534" in p.stderr, p.stderr
+    assert slurm.reservation(resv_name(pid)) is None
+    assert "DOWN" not in slurm.node(node)["State"].split("+")
+
+
 def test_bad_event_data_is_refused_clearly(slurm):
     node = slurm.take_node()
     pid = str(uuid.uuid4())

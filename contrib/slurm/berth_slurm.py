@@ -194,7 +194,12 @@ class Result:
 
     def message(self) -> str:
         text = (self.err.strip() or self.out.strip() or f"exit status {self.code}")
-        return " ".join(text.split())[:500]
+        text = " ".join(text.split())[:500]
+        if re.search(r"invalid user id|access/permission denied|user not authorized", text, re.I):
+            # Slurm's words when the caller may not create reservations or update nodes.
+            text += (f" (this runs as uid {os.getuid()}: creating reservations and setting nodes DOWN needs "
+                     "root, SlurmUser or Slurm AdminLevel=Admin; see docs/slurm.md)")
+        return text
 
 
 def run(cfg: Config, argv: list[str], *, timeout_key: str = "BERTH_SLURM_COMMAND_TIMEOUT_S") -> Result:
