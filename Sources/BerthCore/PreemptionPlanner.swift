@@ -7,8 +7,9 @@
 ///   a request without a GPU profile, then the busiest (best fit), then by name.
 /// - **Victims**: on each host, at each instant a reservation begins to hold capacity, the
 ///   preemptibles that overlap what it holds (the whole host, or the same GPU slices) must go; if
-///   shared vcpus/memory/disk are still short, the fewest more preemptibles go, then those whose
-///   preemption loses the least work (vcpus × seconds run), then the newest. Only preemptibles
+///   shared vcpus/memory/disk are still short, the fewest more preemptibles go (ones already
+///   scheduled, or just created, count as free), then those whose preemption loses the least work
+///   (vcpus × seconds run), then the newest. Only preemptibles
 ///   past their guarantee at that instant are ever chosen.
 /// - **When**: a victim is preempted `notice` seconds before the reservation needs its capacity,
 ///   never before its `guaranteedUntil`, never in the past. A preemption once scheduled is kept
@@ -82,8 +83,12 @@ public enum PreemptionPlanner {
 
     /// Plans the preemptions one host needs so that, at every instant from `now` on, its
     /// reservations and the preemptibles still running fit its capacity.
+    ///
+    /// `preferred` are chosen first where a choice exists (counted like already-scheduled ones): a
+    /// preemptible just created is preempted itself rather than making way by preempting others.
     public static func plan(
-        capacity: InstanceSize, holders: [Holder], preemptibles: [Holding], now: Int64, notice: Int64
+        capacity: InstanceSize, holders: [Holder], preemptibles: [Holding], now: Int64, notice: Int64,
+        preferred: Set<String> = []
     ) -> Plan {
         var out = Plan()
         guard !preemptibles.isEmpty else { return out }
@@ -132,7 +137,7 @@ public enum PreemptionPlanner {
                     let candidates = remaining.filter { $0.guaranteedUntil <= t }
                     if let chosen = chooseExtra(
                         candidates: candidates, deficit: used - capacity, at: t, notice: notice, now: now,
-                        scheduled: Set(preemptAt.keys))
+                        scheduled: Set(preemptAt.keys).union(preferred))
                     {
                         for p in chosen { victims.append((p, holder)) }
                     } else {

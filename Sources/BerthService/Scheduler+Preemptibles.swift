@@ -26,9 +26,10 @@ extension Scheduler {
     /// Chooses and schedules the preemptions that `lease` (replacing `replacing`, on updates) and
     /// the preemptibles in `c` make necessary on the hosts they touch, adding them to `c`.
     /// Refuses (-32002) a placement that could only fit by breaking a guarantee.
-    func planPreemptions(hosts touched: Set<String>, lease: Lease?, replacing: String?, now: Timestamp, into c: inout Change)
-        throws(BerthError)
-    {
+    func planPreemptions(
+        hosts touched: Set<String>, lease: Lease?, replacing: String?, now: Timestamp, preferred: Set<String> = [],
+        into c: inout Change
+    ) throws(BerthError) {
         let pending = Dictionary(c.preemptibleUpdates.map { ($0.id, $0) }, uniquingKeysWith: { $1 })
         for host in touched.sorted() {
             var ids = livePreemptibles[host] ?? []
@@ -51,7 +52,7 @@ extension Scheduler {
             let plan = PreemptionPlanner.plan(
                 capacity: InstanceSize(vcpus: h.vcpus, memoryMB: h.memoryMB, diskGB: h.diskGB), holders: holders,
                 preemptibles: live.map(PreemptionPlanner.Holding.init), now: now.seconds,
-                notice: policy.preemption.notice)
+                notice: policy.preemption.notice, preferred: preferred)
             if let t = plan.overcommitted.first {
                 logger.error(
                     "placement would need a preemptible before its guarantee; refused",
@@ -204,7 +205,8 @@ extension Scheduler {
             data: ["guaranteed_until": .string(p.guaranteedUntil.rfc3339), "slurm_node": JSON(p.slurmNode)], into: &c)
         preemptibleAction("preemptible.start", p, at: now, into: &c)
         // Reservations already planned here may need its capacity after its guarantee.
-        try planPreemptions(hosts: [p.host], lease: nil, replacing: nil, now: now, into: &c)
+        // If it is in the way, it is the one preempted (not an older one making way for it).
+        try planPreemptions(hosts: [p.host], lease: nil, replacing: nil, now: now, preferred: [p.id], into: &c)
         let result = (c.preemptibleUpdates.last { $0.id == p.id } ?? p).json()
         idempotency?.record(result: result, at: now, into: &c.mutation)
         try apply(c)

@@ -188,6 +188,19 @@ def test_fewest_victims_then_least_work_lost(rpc):
     assert rpc.call("preemptible.get", {"id": small_old["id"]})["status"] == "running"
 
 
+def test_a_new_preemptible_in_the_way_is_the_one_preempted(rpc):
+    make_host(rpc, "h1", vcpus=32, memory_mb=65536, disk_gb=500)
+    create_lease(rpc, ts(3), ts(4), reservations=[{"kind": "instance", "vcpus": 16, "memory_mb": 8192,
+                                                    "disk_gb": 10, "count": 1}])
+    old = pre(rpc, vcpus=8)
+    rpc.call("clock.advance", {"seconds": 600})
+    # Fits for its hour, but at 03:00 the reservation and both preemptibles exceed the host. By
+    # work lost alone the old one (8 vcpus × 170 min < 12 × 160) would go; the newcomer goes instead.
+    new = pre(rpc, vcpus=12)
+    assert new["status"] == "preempting" and new["preempt_at"] == ts(2, minutes=50)
+    assert rpc.call("preemptible.get", {"id": old["id"]})["status"] == "running"
+
+
 def test_gpu_slice_preemptible(rpc):
     make_host(rpc, "g1", vcpus=64, memory_mb=262144, disk_gb=960, gpus=[{"model": "A100-40GB"}])
     p = pre(rpc, gpu_profile="3g.20gb", min_lifetime_s=1800)
