@@ -52,6 +52,20 @@ KNOWN_KEYS = set(DEFAULTS) | {
 EXTRA_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 
 
+def _stop_on_sigterm() -> None:
+    """berthd stops a hook run that outlives hook_timeout_s with SIGTERM: turn it into an exception
+    so a running scontrol/berthctl child is killed too (subprocess.run kills it on the way out)."""
+    import signal
+
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (imported by a test harness)
+        pass
+
+
 class Failure(Exception):
     """A failure with a message for stderr/syslog; `code` is the exit status."""
 
@@ -304,6 +318,7 @@ class Slurm:
 # ------------------------------------------------------------------------------------------------
 
 def hook_main(argv: list[str], env: dict[str, str] | None = None) -> int:
+    _stop_on_sigterm()
     env = dict(os.environ if env is None else env)
     try:
         cfg = Config(env)
@@ -507,6 +522,7 @@ def _slurm_nodes(cfg: Config, log: Log, argv: list[str], ident: str) -> tuple[Sl
 # ------------------------------------------------------------------------------------------------
 
 def resume_main(argv: list[str], env: dict[str, str] | None = None) -> int:
+    _stop_on_sigterm()
     env = dict(os.environ if env is None else env)
     try:
         cfg = Config(env)
@@ -645,6 +661,7 @@ def _resume_node(cfg: Config, log: Log, slurm: Slurm, berth: Berth, project: str
 # ------------------------------------------------------------------------------------------------
 
 def suspend_main(argv: list[str], env: dict[str, str] | None = None) -> int:
+    _stop_on_sigterm()
     env = dict(os.environ if env is None else env)
     try:
         cfg = Config(env)
@@ -689,6 +706,7 @@ def _suspend(argv: list[str], cfg: Config, log: Log) -> int:
 # ------------------------------------------------------------------------------------------------
 
 def prolog_main(argv: list[str], env: dict[str, str] | None = None) -> int:
+    _stop_on_sigterm()
     env = dict(os.environ if env is None else env)
     try:
         cfg = Config(env)
