@@ -433,9 +433,17 @@ def test_resume_and_suspend_through_berthctl(slurm, daemon):
     assert_ok(run_script(RESUME, [expr], env), "resume again")
     assert {n: [q["id"] for q in live(rpc, n)] for n in (a, b)} == {n: [ps[0]["id"]] for n, ps in made.items()}
 
+    # A preemption was scheduled for a's instance: the hook made a MAINT reservation.
+    pa = made[a][0]["id"]
+    soon = utcnow() + dt.timedelta(hours=1)
+    assert_ok(run_hook(slurm, "preemption.scheduled", hook_env(slurm, a, pa, soon, soon + dt.timedelta(hours=1))),
+              "hook")
+    assert slurm.reservation(resv_name(pa)) is not None
     p = run_script(SUSPEND, [a], env)
     assert_ok(p, "suspend")
     assert live(rpc, a) == []
+    # The instance is gone, so its reservation would only keep the node from being resumed.
+    assert slurm.reservation(resv_name(pa)) is None, p.stderr
     assert [q["status"] for q in preemptibles(rpc, a)] == ["ended"], preemptibles(rpc, a)
     assert [q["id"] for q in live(rpc, b)] == [made[b][0]["id"]]
     p = run_script(SUSPEND, [a], env)

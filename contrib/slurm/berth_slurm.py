@@ -678,27 +678,56 @@ def suspend_main(argv: list[str], env: dict[str, str] | None = None) -> int:
 
 def _suspend(argv: list[str], cfg: Config, log: Log) -> int:
     project = cfg.get("BERTH_PROJECT_ID")
-    _, nodes = _slurm_nodes(cfg, log, argv, "berth-suspend")
+    slurm, nodes = _slurm_nodes(cfg, log, argv, "berth-suspend")
     berth = Berth(cfg)
     existing = berth.preemptibles(project)
     failed = 0
+    gone: list[tuple[str, str]] = []  # (node, preemptible id) whose instance no longer exists
     for node in nodes:
-        live = [p for p in existing if p.get("slurm_node") == node and p.get("status") in LIVE_STATUSES]
+        mine = [p for p in existing if p.get("slurm_node") == node]
+        gone += [(node, str(p.get("id"))) for p in mine if p.get("status") not in LIVE_STATUSES]
+        live = [p for p in mine if p.get("status") in LIVE_STATUSES]
         if not live:
             log.info(f"node {node}: no live preemptible; nothing to delete")
-            continue
         for p in live:
             pid = str(p.get("id"))
             try:
                 berth.call("preemptible", "delete", pid, "--idempotency-key", f"slurm-suspend:{pid}")
                 log.info(f"node {node}: deleted preemptible {pid} on host {p.get('host')}")
+                gone.append((node, pid))
             except BerthError as e:
                 if e.reason == "not_found":
                     log.info(f"node {node}: preemptible {pid} is already gone")
+                    gone.append((node, pid))
                     continue
                 failed += 1
                 log.error(f"node {node}: deleting preemptible {pid} failed: {e}")
+    _drop_stale_reservations(cfg, log, slurm, gone)
     return 1 if failed else 0
+
+
+def _drop_stale_reservations(cfg: Config, log: Log, slurm: Slurm, gone: list[tuple[str, str]]) -> None:
+    """The hook's MAINT reservation protects jobs from the preemption of one instance. Once that
+    instance is gone, it would only keep the node from being resumed (on other capacity) until the
+    reservation's end: delete it."""
+    if not gone:
+        return
+    r = slurm.call("show", "-o", "reservation")
+    if not r.ok:
+        if "no reservations" not in r.message().lower():
+            log.warning(f"cannot list Slurm reservations: {r.message()}")
+        return
+    present = {parse_kv(line).get("ReservationName"): parse_kv(line) for line in r.out.splitlines() if line.strip()}
+    for node, pid in gone:
+        name = reservation_name(cfg, pid)
+        resv = present.get(name)
+        if resv is None:
+            continue
+        d = slurm.call("delete", f"ReservationName={name}")
+        if d.ok:
+            log.info(f"node {node}: deleted Slurm reservation {name} (preemptible {pid} no longer exists)")
+        else:
+            log.warning(f"node {node}: could not delete Slurm reservation {name}: {d.message()}")
 
 
 # ------------------------------------------------------------------------------------------------
