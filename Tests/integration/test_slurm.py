@@ -431,6 +431,15 @@ def test_resume_and_suspend_through_berthctl(slurm, daemon):
         assert q["project_id"] == PROJECT and q["min_lifetime_s"] == 3600
     # Slurm may run ResumeProgram again for the same nodes (slurmctld restart): no second instance.
     assert_ok(run_script(RESUME, [expr], env), "resume again")
+    # Two at once: whichever loses the race finds the other's instance (berthd refuses a second
+    # live instance for one slurm_node).
+    c = slurm.take_node()
+    runs = [subprocess.Popen([str(RESUME), c], env=env, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    outs = [(r.wait(timeout=60), r.stderr.read()) for r in runs]
+    assert all(code == 0 for code, _ in outs), outs
+    assert len(live(rpc, c)) == 1, outs
+    assert "DOWN" not in slurm.node(c)["State"].split("+")
+    assert_ok(run_script(SUSPEND, [c], env), "suspend c")
     assert {n: [q["id"] for q in live(rpc, n)] for n in (a, b)} == {n: [ps[0]["id"]] for n, ps in made.items()}
 
     # A preemption was scheduled for a's instance: the hook made a MAINT reservation.

@@ -644,7 +644,19 @@ def _resume_node(cfg: Config, log: Log, slurm: Slurm, berth: Berth, project: str
     # The n-th preemptible of this node: a retry after a lost reply repeats the same key and gets
     # the same preemptible; a later resume, after the previous one ended, gets a new key.
     key = f"slurm-resume:{project}:{node}:{len(mine)}"
-    result = berth.call(*args, "--idempotency-key", key)
+    try:
+        result = berth.call(*args, "--idempotency-key", key)
+    except BerthError as e:
+        if e.reason != "conflict":
+            raise
+        # berthd refuses a second live instance for one slurm_node: another run (a concurrent or
+        # repeated ResumeProgram) made it since we listed.
+        others = [p for p in berth.preemptibles(project)
+                  if p.get("slurm_node") == node and p.get("status") in LIVE_STATUSES]
+        if not others:
+            raise
+        log.info(f"node {node}: preemptible {others[0].get('id')} was created meanwhile; not creating another")
+        return
     if isinstance(result, dict) and result.get("status") not in LIVE_STATUSES:
         # The key's first result is an instance that has ended since (e.g. ended preemptibles are no
         # longer listed): ask again with a fresh key.
