@@ -234,6 +234,8 @@ struct PreemptibleList: ParsableCommand {
     @Option(help: ArgumentHelp("Only those on this host.", valueName: "name")) var host: String?
     @Option(help: ArgumentHelp("pending, running, preempting, preempted or ended.", valueName: "status"))
     var status: String?
+    @Option(name: .customLong("slurm-node"), help: ArgumentHelp("Only those backing this Slurm node.", valueName: "name"))
+    var slurmNode: String?
     @Option(help: ArgumentHelp("Continue from a previous page.", valueName: "cursor")) var cursor: String?
     @Option(help: ArgumentHelp("Page size.", valueName: "n")) var limit: Int?
     @Flag(help: "Follow next_cursor and list every page.") var all = false
@@ -243,6 +245,7 @@ struct PreemptibleList: ParsableCommand {
         params.set("project_id", project.json)
         params.set("host", host.json)
         params.set("status", status.json)
+        params.set("slurm_node", slurmNode.json)
         params.set("cursor", cursor.json)
         params.set("limit", limit.json)
         let result = try global.callList("preemptible.list", params, all: all)

@@ -160,8 +160,11 @@ extension Scheduler {
         if let s = r.raw("server") {
             if case .object = s { server = s } else { r.fail("server", "expected an object of Nova boot fields, got \(s.typeName)") }
         }
-        let node = r.string("slurm_node")
+        let node = r.string("slurm_node", maxLength: 64)
         _ = r.raw("idempotency_key")
+        if let node, !Scheduler.isSlurmNodeName(node) {
+            r.fail("slurm_node", "must be one Slurm node name: letters, digits, '.', '_' or '-' (got '\(node)')")
+        }
         if let profile {
             do throws(BerthError) {
                 _ = try models.resolve(profile: profile, gpuModel: nil, path: "")
@@ -212,6 +215,13 @@ extension Scheduler {
         try apply(c)
         processDue()
         return preemptibles[p.id]!.json()
+    }
+
+    /// One node name, not a hostlist expression (`n[1-3]`) or anything a shell would split.
+    static func isSlurmNodeName(_ s: String) -> Bool {
+        !s.isEmpty && s.utf8.allSatisfy { c in
+            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x2E || c == 0x5F || c == 0x2D
+        }
     }
 
     func preemptibleGet(_ params: JSON?) throws(BerthError) -> JSON {

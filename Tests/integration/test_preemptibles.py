@@ -358,6 +358,9 @@ def test_bad_input(daemon):
     assert rpc.error("preemptible.delete", {"id": p["id"]}, -32005).reason == "conflict"
     # The node can be backed again once its preemptible ended.
     assert pre(rpc, vcpus=1, memory_mb=1024, disk_gb=1, slurm_node="n1")["slurm_node"] == "n1"
+    e = rpc.error("preemptible.create", {"project_id": "p", "vcpus": 1, "memory_mb": 1024, "disk_gb": 1,
+                                         "slurm_node": "n[1-3] x"}, -32602)
+    assert e.error_paths == ["slurm_node"]
     rpc.error("preemptible.list", {"status": "sleeping"}, -32602)
     rpc.error("preemptible.list", {"cursor": "garbage"}, -32602)
     # A host holding a running preemptible cannot be deleted.
