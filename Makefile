@@ -76,6 +76,10 @@ install:
 	install -m 0644 systemd/berth.sysusers.conf $(DESTDIR)/usr/lib/sysusers.d/berth.conf
 	install -m 0644 systemd/berth.tmpfiles.conf $(DESTDIR)/usr/lib/tmpfiles.d/berth.conf
 	install -m 0640 docs/berthd.example.json $(DESTDIR)/etc/berth/berthd.json.example
+	install -d $(DESTDIR)$(PREFIX)/libexec/berth
+	install -m 0755 contrib/slurm/berth-slurm-hook contrib/slurm/berth-resume contrib/slurm/berth-suspend \
+	  contrib/slurm/berth-prolog $(DESTDIR)$(PREFIX)/libexec/berth/
+	install -m 0644 contrib/slurm/berth_slurm.py $(DESTDIR)$(PREFIX)/libexec/berth/
 
 clean:
 	rm -rf .build $(RUN_DIR) $(VENV)
