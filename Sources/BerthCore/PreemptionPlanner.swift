@@ -81,8 +81,56 @@ public enum PreemptionPlanner {
         public var overcommitted: [Int64] = []
     }
 
+    /// What the reservations on a host hold at one instant.
+    struct Instant {
+        var t: Int64
+        var whole: Holder?
+        /// Per GPU, each reservation's slices there (so a victim names the one it is in the way of).
+        var slices: [Int: [(mask: UInt16, me: Bool, holder: Holder)]] = [:]
+        var load = InstanceSize.zero
+        /// The lease named for a shortage of shared capacity: one that begins here if any does.
+        var instanceHolder: Holder?
+
+        init(t: Int64, active: [Holder]) {
+            self.t = t
+            for h in active {
+                switch h.usage {
+                case .wholeHost:
+                    whole = whole ?? h
+                case .gpuSlices(let g, let slot, let size, let me):
+                    slices[g, default: []].append((UInt16(((1 << size) - 1) << slot), me, h))
+                case .instances(let n, let v, let mem, let d):
+                    load = load + InstanceSize(vcpus: v * n, memoryMB: mem * n, diskGB: d * n)
+                    if instanceHolder == nil || h.interval.start == t { instanceHolder = h }
+                }
+            }
+        }
+
+        /// The reservation a preemptible is in the way of by its own placement (whole host or GPU
+        /// slices), nil if it only shares vcpus/memory/disk.
+        func blocker(of p: Holding) -> Holder? {
+            if let whole { return whole }
+            guard let g = p.gpu else { return nil }
+            return slices[g]?.first { $0.mask & p.sliceMask != 0 || ($0.me && p.mediaExtensions) }?.holder
+        }
+
+        /// Whether these preemptibles can all run beside the reservations at this instant.
+        func admits(_ alive: [Holding], capacity: InstanceSize) -> Bool {
+            if alive.isEmpty { return true }
+            if whole != nil { return false }
+            if alive.contains(where: { blocker(of: $0) != nil }) { return false }
+            return alive.reduce(load) { $0 + $1.size }.fits(in: capacity)
+        }
+    }
+
     /// Plans the preemptions one host needs so that, at every instant from `now` on, its
     /// reservations and the preemptibles still running fit its capacity.
+    ///
+    /// A first pass walks the instants at which reservations begin to hold capacity and picks
+    /// victims by the policy above. Because a victim is preempted `notice` before the instant that
+    /// needs it, a victim picked for a later instant may already be gone at an earlier one; so a
+    /// second pass drops every new victim the others make unnecessary (latest first), and a third
+    /// moves each remaining one to the first instant that really needs it.
     ///
     /// `preferred` are chosen first where a choice exists (counted like already-scheduled ones): a
     /// preemptible just created is preempted itself rather than making way by preempting others.
@@ -93,73 +141,88 @@ public enum PreemptionPlanner {
         var out = Plan()
         guard !preemptibles.isEmpty else { return out }
         let future = holders.filter { $0.interval.end > now }
-        let instants = Set(future.map { Swift.max($0.interval.start, now) }).sorted()
-        var preemptAt: [String: Int64] = [:]
-        for p in preemptibles { if let t = p.preemptAt { preemptAt[p.id] = t } }
-        var decided: [String: Decision] = [:]
-        for t in instants {
-            let active = future.filter { $0.interval.start <= t && t < $0.interval.end }
-            let alive = preemptibles.filter { (preemptAt[$0.id] ?? Int64.max) > t }
-            if alive.isEmpty { continue }
-            var load = InstanceSize.zero
-            var whole: Holder? = nil
-            var masks: [Int: (mask: UInt16, me: Bool, holder: Holder)] = [:]
-            var instanceHolder: Holder? = nil
-            for h in active {
-                switch h.usage {
-                case .wholeHost:
-                    whole = whole ?? h
-                case .gpuSlices(let g, let slot, let size, let me):
-                    var m = masks[g] ?? (0, false, h)
-                    m.mask |= UInt16(((1 << size) - 1) << slot)
-                    m.me = m.me || me
-                    masks[g] = m
-                case .instances(let n, let v, let mem, let d):
-                    load = load + InstanceSize(vcpus: v * n, memoryMB: mem * n, diskGB: d * n)
-                    // Name the lease that begins here if one does, else any holding shared capacity.
-                    if instanceHolder == nil || h.interval.start == t { instanceHolder = h }
-                }
-            }
-            var victims: [(Holding, Holder)] = []
+        let instants = Set(future.map { Swift.max($0.interval.start, now) }).sorted().map { t in
+            Instant(t: t, active: future.filter { $0.interval.start <= t && t < $0.interval.end })
+        }
+        let prior: [String: Int64] = Dictionary(
+            uniqueKeysWithValues: preemptibles.compactMap { p in p.preemptAt.map { (p.id, $0) } })
+        var preemptAt = prior
+        func when(_ p: Holding, neededAt t: Int64) -> Int64 { Swift.max(t - notice, p.guaranteedUntil, now) }
+        func alive(at t: Int64) -> [Holding] { preemptibles.filter { (preemptAt[$0.id] ?? Int64.max) > t } }
+        func feasible() -> Bool { instants.allSatisfy { $0.admits(alive(at: $0.t), capacity: capacity) } }
+
+        // 1. Forward pass.
+        for inst in instants {
+            let t = inst.t
+            let living = alive(at: t)
+            if living.isEmpty { continue }
+            var victims: [Holding] = []
             var remaining: [Holding] = []
-            for p in alive {
-                if let w = whole {
-                    victims.append((p, w))
-                } else if let g = p.gpu, let m = masks[g], m.mask & p.sliceMask != 0 || (m.me && p.mediaExtensions) {
-                    victims.append((p, m.holder))
-                } else {
-                    remaining.append(p)
-                }
+            for p in living {
+                if inst.blocker(of: p) != nil { victims.append(p) } else { remaining.append(p) }
             }
-            if whole == nil, let holder = instanceHolder {
-                let used = remaining.reduce(load) { $0 + $1.size }
+            if inst.whole == nil, inst.instanceHolder != nil {
+                let used = remaining.reduce(inst.load) { $0 + $1.size }
                 if !used.fits(in: capacity) {
                     let candidates = remaining.filter { $0.guaranteedUntil <= t }
                     if let chosen = chooseExtra(
                         candidates: candidates, deficit: used - capacity, at: t, notice: notice, now: now,
                         scheduled: Set(preemptAt.keys).union(preferred))
                     {
-                        for p in chosen { victims.append((p, holder)) }
+                        victims += chosen
                     } else {
                         out.overcommitted.append(t)
                     }
                 }
             }
-            for (p, holder) in victims {
+            for p in victims {
                 guard p.guaranteedUntil <= t else {
                     out.overcommitted.append(t)
                     continue
                 }
-                let at = Swift.max(t - notice, p.guaranteedUntil, now)
+                let at = when(p, neededAt: t)
                 if let current = preemptAt[p.id], current <= at { continue }
                 preemptAt[p.id] = at
-                decided[p.id] = Decision(
-                    preemptibleID: p.id, preemptAt: at, neededAt: t, neededBy: holder.leaseID,
-                    neededUntil: holder.interval.end)
             }
         }
-        out.decisions = decided.values.sorted { ($0.preemptAt, $0.preemptibleID) < ($1.preemptAt, $1.preemptibleID) }
         out.overcommitted = Array(Set(out.overcommitted)).sorted()
+        guard out.overcommitted.isEmpty else { return out }
+
+        // 2. Drop victims the others make unnecessary, latest first (a dropped one keeps its prior
+        //    schedule, if it had one).
+        let changed = { preemptAt.filter { prior[$0.key] != $0.value }.keys }
+        for id in changed().sorted(by: { (preemptAt[$0]!, $0) > (preemptAt[$1]!, $1) }) {
+            let chosen = preemptAt[id]
+            preemptAt[id] = prior[id]
+            if !feasible() { preemptAt[id] = chosen }
+        }
+
+        // 3. Each remaining change as late as it can be: the first instant it is in the way, with
+        //    the others as they now stand; never later than a prior schedule.
+        var decisions: [Decision] = []
+        for id in changed().sorted(by: { (preemptAt[$0]!, $0) < (preemptAt[$1]!, $1) }) {
+            guard let p = preemptibles.first(where: { $0.id == id }) else { continue }
+            preemptAt[id] = nil
+            var need: Instant? = nil
+            for inst in instants where !inst.admits(alive(at: inst.t), capacity: capacity) {
+                need = inst
+                break
+            }
+            guard let inst = need else {  // not needed after all (cannot happen after pass 2)
+                preemptAt[id] = prior[id]
+                continue
+            }
+            var at = when(p, neededAt: inst.t)
+            if let before = prior[id], before <= at { at = before }
+            preemptAt[id] = at
+            if at == prior[id] { continue }
+            let holder = inst.blocker(of: p) ?? inst.instanceHolder
+            decisions.append(
+                Decision(
+                    preemptibleID: id, preemptAt: at, neededAt: inst.t, neededBy: holder?.leaseID ?? "",
+                    neededUntil: holder?.interval.end ?? inst.t))
+        }
+        out.decisions = decisions.sorted { ($0.preemptAt, $0.preemptibleID) < ($1.preemptAt, $1.preemptibleID) }
         return out
     }
 

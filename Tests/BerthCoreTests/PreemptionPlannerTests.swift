@@ -146,10 +146,8 @@ import Testing
         let d = p.decisions.first
         #expect(p.decisions.count == 1)
         #expect(d?.preemptAt == 1900)
-        withKnownIssue("PreemptionPlanner names the first reservation on the GPU, not the one whose slices overlap") {
-            #expect(d?.neededBy == "long-over-it")
-            #expect(d?.neededUntil == 5000)
-        }
+        #expect(d?.neededBy == "long-over-it")
+        #expect(d?.neededUntil == 5000)
     }
 
     // MARK: - Shared capacity
@@ -265,9 +263,7 @@ import Testing
             [Self.instances("L1", 2000, 4000, Self.size(8)), Self.instances("L2", 2300, 4000, Self.size(8))],
             [Self.holding("a", Self.size(8), created: 0), Self.holding("b", Self.size(8), created: 500)], notice: 600)
         #expect(Set(Self.times(p).keys) == ["a", "b"])
-        withKnownIssue("victims are chosen instant by instant; a later instant's earlier preemption is not taken into account") {
-            #expect(Self.times(p) == ["a": 1700, "b": 1700])
-        }
+        #expect(Self.times(p) == ["a": 1700, "b": 1700])
     }
 
     @Test func aLaterInstantsVictimCanMakeAnEarlierOneNeedless() {
@@ -279,9 +275,7 @@ import Testing
             [Self.holding("a", Self.size(4, 4000), created: 0), Self.holding("b", Self.size(1, 4000), created: 0)], notice: 600)
         #expect(p.overcommitted.isEmpty)
         #expect(Self.times(p)["a"] != nil)
-        withKnownIssue("victims are chosen instant by instant; b is chosen at 2000 though a, chosen for 2300, is gone by then") {
-            #expect(Self.times(p) == ["a": 1400])
-        }
+        #expect(Self.times(p) == ["a": 1400])
     }
 
     @Test func aDeficitInOneDimensionIsCoveredInThatDimension() {

@@ -21,7 +21,7 @@ import Testing
 /// - (c) a preemption is scheduled only when needed: the lease named holds capacity on the host at
 ///   `needed_at`, and from then on, at some instant a reservation begins to hold capacity, the
 ///   reservations there and the preemptibles not gone by then do not fit with it kept (strictly at
-///   `needed_at` itself: a known planner issue, recorded with `withKnownIssue`);
+///   `needed_at` itself);
 /// - (d) `preempt_at` is never after `needed_at`, follows the notice rule
 ///   (`max(needed_at - notice, guaranteed_until, decided_at)`), and only ever moves earlier;
 /// - (e) the announced future is consistent: at every instant from now on, the leases and the
@@ -322,16 +322,13 @@ import Testing
                     firstNeed != nil,
                     "\(ctx): \(id) on \(p.host) scheduled for \(e.data["preempt_at"]?.stringValue ?? "?") though it is never needed\n\(dump(host: p.host, scheduled))"
                 )
-                // Strictly, it is needed at its own needed_at. Victims are chosen instant by instant, so a
-                // later instant's victim, preempted notice seconds before that instant, can already make
-                // room at an earlier instant whose victim then goes earlier than needed (and names the
-                // wrong instant and lease). PreemptionPlannerTests.aVictimIsNotPreemptedEarlierThanNeeded.
-                withKnownIssue("victim chosen for an instant at which a later instant's victim is already gone", isIntermittent: true) {
-                    #expect(
-                        firstNeed == t,
-                        "\(ctx): \(id) on \(p.host) scheduled for \(e.data["preempt_at"]?.stringValue ?? "?") as needed at \(t - epoch.seconds) by \(leaseID.prefix(8)), but first needed at \(firstNeed.map { "\($0 - epoch.seconds)" } ?? "-")\n\(dump(host: p.host, scheduled))"
-                    )
-                }
+                // Strictly, it is needed at its own needed_at: a later instant's victim, preempted
+                // notice seconds before that instant, may already make room at an earlier one, and the
+                // planner must then not take another victim there (nor name the wrong instant and lease).
+                #expect(
+                    firstNeed == t,
+                    "\(ctx): \(id) on \(p.host) scheduled for \(e.data["preempt_at"]?.stringValue ?? "?") as needed at \(t - epoch.seconds) by \(leaseID.prefix(8)), but first needed at \(firstNeed.map { "\($0 - epoch.seconds)" } ?? "-")\n\(dump(host: p.host, scheduled))"
+                )
             }
         }
 
@@ -684,10 +681,8 @@ import Testing
         let scheduled = Set(try store.events(afterSeq: 0, limit: 100, types: ["preemption.scheduled"]).compactMap(\.preemptibleID))
         #expect(scheduled.contains(a["id"]!.stringValue!), "a alone makes room at both instants")
         let bStatus = try await s.call("preemptible.get", ["id": b["id"]!])["status"]
-        withKnownIssue("b is chosen for 2000 though a, chosen for 2300, is gone at 1700") {
-            #expect(scheduled == [a["id"]!.stringValue!])
-            #expect(bStatus == "running")
-        }
+        #expect(scheduled == [a["id"]!.stringValue!])
+        #expect(bStatus == "running")
     }
 
     /// A reservation that could only go over a guaranteed preemptible is refused with the earliest
