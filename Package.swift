@@ -20,6 +20,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         // JSON value, parser and serializer: exact control over numbers, nesting and errors.
@@ -58,6 +61,20 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The OpenStack adapter: clouds.yaml, Keystone v3, Nova (aggregates, flavors, servers).
+        .target(
+            name: "BerthOpenStack",
+            dependencies: [
+                "BerthCore", "BerthJSON", "BerthService",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: strict
+        ),
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
         // sd_notify, watchdog, socket activation, journald.
         .target(
@@ -69,7 +86,7 @@ let package = Package(
         .target(
             name: "BerthDaemon",
             dependencies: [
-                "BerthCore", "BerthJSON", "BerthStore", "BerthService", "BerthRPC", "BerthSystemd",
+                "BerthCore", "BerthJSON", "BerthStore", "BerthService", "BerthRPC", "BerthSystemd", "BerthOpenStack",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -113,6 +130,11 @@ let package = Package(
         .testTarget(
             name: "BerthRPCTests",
             dependencies: ["BerthRPC", "BerthJSON", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "BerthOpenStackTests",
+            dependencies: ["BerthOpenStack", "BerthJSON", "BerthService", "BerthCore"],
             swiftSettings: strict
         ),
         .testTarget(

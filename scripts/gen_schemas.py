@@ -366,7 +366,8 @@ component("ReservationGpu", obj({
     "profile": NONEMPTY, "count": COUNT, "gpu_model": NONEMPTY,
     "properties": ref("PropertyFilter"),
     "allocations": array(ref("GpuAllocation")),
-}, ["kind", "id", "status", "profile", "count", "allocations"], description="A GPU-slice reservation."))
+    "flavor_id": desc(string(), "The reservation's private Nova flavor (openstack adapter): boot with it."),
+}, ["kind", "id", "status", "profile", "count", "allocations", "flavor_id"], description="A GPU-slice reservation."))
 component("ReservationInstance", obj({
     "kind": {"const": "instance"},
     **_RESERVATION_COMMON,
@@ -376,7 +377,8 @@ component("ReservationInstance", obj({
     "properties": ref("PropertyFilter"),
     "allocations": desc(array({"anyOf": [ref("InstanceAllocation"), ref("GpuAllocation")]}),
                         "Instance slots per host; with a gpu_profile, also one GPU slice per instance on the same host."),
-}, ["kind", "id", "status", "vcpus", "memory_mb", "disk_gb", "count", "allocations"],
+    "flavor_id": desc(string(), "The reservation's private Nova flavor (openstack adapter): boot with it."),
+}, ["kind", "id", "status", "vcpus", "memory_mb", "disk_gb", "count", "allocations", "flavor_id"],
     description="An instance-slot reservation."))
 component("Reservation", {
     "description": "A reservation inside a lease.",
@@ -754,7 +756,8 @@ method("lease.create", tag="leases", roles=_LEASE_ROLES_RW,
                       "reservations": [{"kind": "gpu", "id": _EX_RES_ID, "status": "pending", "profile": "1g.5gb",
                                         "count": 2, "allocations": [
                                             {"host": "node-001", "gpu": 0, "profile": "1g.5gb", "slot": 0},
-                                            {"host": "node-001", "gpu": 0, "profile": "1g.5gb", "slot": 1}]}],
+                                            {"host": "node-001", "gpu": 0, "profile": "1g.5gb", "slot": 1}],
+                                        "flavor_id": _EX_RES_ID}],
                       "cost": {"gpu_slice_hours": 4}, "degraded": False,
                       "created_at": "2030-01-01T09:00:00Z", "updated_at": "2030-01-01T09:00:00Z"},
        }])

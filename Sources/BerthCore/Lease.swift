@@ -278,6 +278,8 @@ public struct Lease: Sendable, Hashable {
                     ro["id"] = .string(r.id)
                     ro["status"] = .string(r.status.rawValue)
                     ro["allocations"] = .array(r.allocations.map { $0.json(internal: `internal`) })
+                    // The private flavor the openstack adapter creates for it, for the portal to boot with.
+                    if !`internal`, r.request.kind != .host { ro["flavor_id"] = .string(r.id) }
                     return .object(ro)
                 }),
             "cost": .object(cost),

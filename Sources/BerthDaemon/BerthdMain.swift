@@ -1,5 +1,7 @@
 import ArgumentParser
 import BerthCore
+import BerthJSON
+import BerthOpenStack
 import BerthRPC
 import BerthService
 import BerthStore
@@ -174,10 +176,20 @@ struct Daemon {
         let (roleMap, warnings) = config.roleMap()
         // The built-in defaults name groups that may not exist yet; only a config file's own roles warn.
         if configPath != nil { for w in warnings { logger.warning("config: \(w)") } }
-        let adapter = SimulatedCloud()
+        let openstack: OpenStackAdapter? =
+            config.adapter == "openstack" ? OpenStackAdapter(settings: config.openstack, logger: logger) : nil
+        let adapter: any CloudAdapter = openstack ?? SimulatedCloud()
         let methods = BerthMethods(
             scheduler: scheduler, store: store, broadcaster: broadcaster, roles: roleMap, version: berthVersion,
-            adapterHealthy: { adapter.isHealthy })
+            adapterHealthy: { adapter.isHealthy },
+            adapterDetail: {
+                var d: [String: JSON] = ["adapter_name": .string(adapter.name)]
+                if let openstack {
+                    d["adapter_problem"] = JSON(openstack.problem)
+                    d["cloud_drift"] = .array(openstack.drift.map { .string($0) })
+                }
+                return d
+            })
         let activated = SocketActivation.listenFileDescriptors()
         let listen: UnixSocketRPCServer.Listen =
             activated.first.map { .fileDescriptor($0) } ?? .path(config.socketPath, mode: config.socketMode)
@@ -193,6 +205,7 @@ struct Daemon {
         let hookDelivery = OutboxDelivery(
             store: store, scheduler: scheduler, adapter: hook, wakeup: hookWakeup, hooks: true, logger: logger)
         var services: [any Service] = [OutboxService(delivery: delivery), OutboxService(delivery: hookDelivery)]
+        if let openstack { services.append(CloudReconciler(adapter: openstack, scheduler: scheduler, store: store)) }
         if clock.mode == .system { services.append(LifecycleTicker(scheduler: scheduler, wakeup: tickerWakeup)) }
         if let interval = notifier.watchdogPingInterval() {
             services.append(WatchdogService(scheduler: scheduler, notifier: notifier, interval: interval))
@@ -212,6 +225,15 @@ struct Daemon {
                     methods.updateRoles(map)
                     if let l = Logger.Level(rawValue: fresh.logLevel) { logLevel.set(l) }
                     hook.update(fresh.hookSettings)
+                    if let openstack {
+                        if fresh.adapter != "openstack" {
+                            logger.warning("config: changing the adapter takes a restart; keeping openstack")
+                        }
+                        if fresh.openstack != openstack.settings {
+                            await openstack.reload(fresh.openstack)
+                            await openstack.check()
+                        }
+                    }
                     await scheduler.setHookConfigured(fresh.hookSettings != nil)
                     Daemon.checkHook(fresh.hookSettings, logger: logger)
                     logger.notice("configuration reloaded", metadata: ["config": "\(configPath)"])
@@ -237,6 +259,7 @@ struct Daemon {
                 cancellationSignals: [],
                 logger: logger))
         try await group.run()
+        await openstack?.shutdown()
         notifier.stopping(status: "stopped")
         logger.notice("berthd stopped")
     }

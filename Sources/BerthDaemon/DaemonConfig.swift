@@ -1,5 +1,6 @@
 import BerthCore
 import BerthJSON
+import BerthOpenStack
 import BerthService
 
 #if canImport(Glibc)
@@ -25,6 +26,10 @@ public struct DaemonConfig: Sendable {
     /// The preemption hook's argv prefix (`preemption.hook`), nil for none.
     public var preemptionHook: [String]? = nil
     public var preemptionHookTimeout: Int64 = 30
+    /// Where actions go: the embedded `simulator` (default) or `openstack`.
+    public var adapter = "simulator"
+    /// The `openstack` section (cloud name, clouds.yaml, timeouts, resource classes).
+    public var openstack = OpenStackSettings()
     /// Role name → users and groups (names or numeric ids).
     public var roles: [Role: (users: [String], groups: [String])] = [
         .portal: ([], ["berth-portal"]),
@@ -85,6 +90,34 @@ public struct DaemonConfig: Sendable {
             }
             pr.rejectUnknown()
             r.merge(pr.errors)
+        }
+        if let v = r.string("adapter") {
+            if ["simulator", "openstack"].contains(v) { c.adapter = v } else { r.fail("adapter", "must be simulator or openstack") }
+        }
+        if let section = r.raw("openstack") {
+            var o = ParamReader(section, path: "openstack")
+            if let v = o.string("cloud") { c.openstack.cloud = v }
+            if let v = o.string("clouds_file", maxLength: 4096) { c.openstack.cloudsFile = v }
+            if let v = o.int("request_timeout_s", min: 1, max: 600) { c.openstack.requestTimeout = v }
+            if let v = o.int("delete_wait_s", min: 0, max: 3600) { c.openstack.deleteWait = v }
+            if let v = o.int("reconcile_interval_s", min: 0, max: 86_400) { c.openstack.reconcileInterval = v }
+            if let classes = o.raw("resource_classes") {
+                if case .object(let m) = classes, m.values.allSatisfy({ $0.stringValue?.isEmpty == false }) {
+                    c.openstack.resourceClasses = m.compactMapValues(\.stringValue)
+                } else {
+                    o.fail("resource_classes", "expected an object of MIG profile → resource class name")
+                }
+            }
+            if let flavor = o.raw("gpu_flavor") {
+                var f = ParamReader(flavor, path: "openstack.gpu_flavor")
+                if let v = f.int("vcpus", min: 1) { c.openstack.gpuFlavor.vcpus = v }
+                if let v = f.int("memory_mb", min: 1) { c.openstack.gpuFlavor.memoryMB = v }
+                if let v = f.int("disk_gb", min: 0) { c.openstack.gpuFlavor.diskGB = v }
+                f.rejectUnknown()
+                o.merge(f.errors)
+            }
+            o.rejectUnknown()
+            r.merge(o.errors)
         }
         if let roles = r.raw("roles") {
             var rr = ParamReader(roles, path: "roles")

@@ -1,5 +1,7 @@
 import BerthCore
+import BerthOpenStack
 import BerthRPC
+import BerthStore
 import BerthService
 import BerthSystemd
 import Logging
@@ -83,6 +85,34 @@ struct ReloadService: Service {
         try await cancelWhenGracefulShutdown {
             for await _ in signals {
                 await reload()
+            }
+        }
+    }
+}
+
+/// Checks the cloud connection at start (so a broken clouds.yaml or password is logged at once,
+/// with the adapter `degraded` in `system.health`), then compares Nova's aggregates with the
+/// active leases every `reconcile_interval_s` and reports drift (log and `system.health`).
+struct CloudReconciler: Service {
+    let adapter: OpenStackAdapter
+    let scheduler: Scheduler
+    let store: BerthStore
+
+    func run() async throws {
+        try await cancelWhenGracefulShutdown {
+            await adapter.check()
+            while !Task.isCancelled {
+                let interval = adapter.settings.reconcileInterval
+                if interval <= 0 {
+                    // Reconciliation off: only wait for shutdown.
+                    try? await Task.sleep(for: .seconds(3600))
+                    continue
+                }
+                try? await Task.sleep(for: .seconds(interval))
+                if Task.isCancelled { break }
+                let owed = (try? store.leasesWithUndeliveredActions()) ?? []
+                let expected = await scheduler.expectedCloudState().filter { !owed.contains($0.value.leaseID) }
+                _ = await adapter.reconcile(expected: expected.mapValues(\.hosts))
             }
         }
     }

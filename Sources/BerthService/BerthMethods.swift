@@ -15,12 +15,16 @@ public final class BerthMethods: RPCHandler {
     let startedAt: ContinuousClock.Instant
     let version: String
     let adapterHealth: @Sendable () -> Bool
+    /// Extra `system.health` fields about the adapter (its name, what is wrong, drift found).
+    let adapterDetail: @Sendable () -> [String: JSON]
     let draining = Atomic<Bool>(false)
 
     public init(
         scheduler: Scheduler, store: BerthStore, broadcaster: EventBroadcaster, roles: RoleMap, version: String,
-        adapterHealthy: @escaping @Sendable () -> Bool = { true }
+        adapterHealthy: @escaping @Sendable () -> Bool = { true },
+        adapterDetail: @escaping @Sendable () -> [String: JSON] = { [:] }
     ) {
+        self.adapterDetail = adapterDetail
         self.scheduler = scheduler
         self.queries = StoreQueries(store: store)
         self.broadcaster = broadcaster
@@ -77,11 +81,13 @@ public final class BerthMethods: RPCHandler {
             case "system.health":
                 try BerthMethods.noParams(params)
                 let uptime = ContinuousClock.now - startedAt
-                return [
+                var health: [String: JSON] = [
                     "status": "ok", "version": .string(version), "uptime_s": .int(uptime.components.seconds),
                     "storage": "ok", "adapter": adapterHealth() ? "ok" : "degraded",
                     "clock": .string(clockMode.rawValue),
                 ]
+                for (k, v) in adapterDetail() { health[k] = v }
+                return .object(health)
             case "events.list": return try queries.eventsList(params)
             case "actions.list": return try queries.actionsList(params)
             case "events.subscribe":

@@ -10,6 +10,12 @@ public protocol CloudAdapter: Sendable {
     func perform(_ action: OutboxAction) async throws
 }
 
+/// An adapter error that knows when to try again (a server's `Retry-After`): the outbox waits at
+/// least that long, and at least its own backoff.
+public protocol RetryAfterHinting: Error {
+    var retryAfterSeconds: Int64? { get }
+}
+
 /// The embedded default: an in-process cloud that applies actions to its own model and records
 /// them, so the whole daemon runs and can be observed without OpenStack.
 public final class SimulatedCloud: CloudAdapter {

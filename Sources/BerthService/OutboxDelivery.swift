@@ -81,7 +81,10 @@ public struct OutboxDelivery: Sendable {
                     } else {
                         a.status = .pending
                         let delay = min(retry.maxDelay, retry.baseDelay << min(a.attempts - 1, 20))
-                        a.dueAt = now + Int64.random(in: (delay / 2)...max(delay / 2, delay))
+                        // Exponential backoff with jitter, but never sooner than the server asked.
+                        var wait = Int64.random(in: (delay / 2)...max(delay / 2, delay))
+                        if let hint = (error as? any RetryAfterHinting)?.retryAfterSeconds { wait = max(wait, hint) }
+                        a.dueAt = now + wait
                         logger.warning("action failed; will retry", metadata: ["action.id": "\(a.id)", "error": "\(error)"])
                         _ = try? await scheduler.recordDelivery(a, failed: false)
                     }

@@ -26,6 +26,16 @@ extension Scheduler {
         ]
     }
 
+    /// What the cloud should hold now: reservation id → hosts, for every active lease (the
+    /// reconciliation compares Nova's aggregates with it).
+    public func expectedCloudState() -> [String: (leaseID: String, hosts: Set<String>)] {
+        var out: [String: (leaseID: String, hosts: Set<String>)] = [:]
+        for l in leases.values where l.status == .active {
+            for r in l.reservations { out[r.id] = (l.id, Set(r.allocations.map(\.host))) }
+        }
+        return out
+    }
+
     func calendarGet(_ params: JSON?) throws(BerthError) -> JSON {
         var r = ParamReader(params)
         let from = r.timestamp("from", required: true)

@@ -209,6 +209,16 @@ public actor Scheduler {
                 "lease_id": .string(lease.id), "project_id": .string(lease.projectID), "name": .string(lease.name),
                 "hosts": .array(hostsHeld.map { .string($0) }), "start": .string(lease.start.rfc3339),
                 "end": .string(lease.end.rfc3339), "allocations": .array(allocations),
+                // What each reservation asked for (the adapter sizes private flavors from it).
+                "reservations": .array(lease.reservations.map { r in
+                    var o: [String: JSON] = ["id": .string(r.id), "kind": .string(r.request.kind.rawValue)]
+                    if let v = r.request.vcpus { o["vcpus"] = .int(v) }
+                    if let v = r.request.memoryMB { o["memory_mb"] = .int(v) }
+                    if let v = r.request.diskGB { o["disk_gb"] = .int(v) }
+                    if let v = r.request.profile { o["profile"] = .string(v) }
+                    if let v = r.request.gpuProfile { o["gpu_profile"] = .string(v) }
+                    return .object(o)
+                }),
             ])
         c.mutation.actions.append(a)
     }

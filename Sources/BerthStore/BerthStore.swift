@@ -309,6 +309,14 @@ public final class BerthStore: Sendable {
         }
     }
 
+    /// Leases with actions not yet delivered (pending, running, or failed for good).
+    public func leasesWithUndeliveredActions() throws(BerthError) -> Set<String> {
+        try read { db in
+            Set(try String.fetchAll(
+                db, sql: "SELECT DISTINCT lease_id FROM action WHERE status != 'done' AND lease_id IS NOT NULL"))
+        }
+    }
+
     /// The earliest due time of a pending action, so the worker knows when to wake.
     public func nextActionDue() throws(BerthError) -> Timestamp? {
         try read { db in
