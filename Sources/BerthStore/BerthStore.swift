@@ -75,6 +75,9 @@ public final class BerthStore: Sendable {
                     CREATE INDEX preemptible_host ON preemptible(host, status);
                     """)
         }
+        m.registerMigration("v4-action-target") { db in
+            try db.execute(sql: "CREATE INDEX action_target ON action(target, seq)")
+        }
         return m
     }
 
@@ -298,12 +301,22 @@ public final class BerthStore: Sendable {
     /// Actions a delivery worker should attempt now (pending and due, or left running by a crash).
     /// `hooks`: true for local hook runs only (`hook.*`), false for everything else, nil for all;
     /// so a slow hook never holds up what the cloud is owed, nor the reverse.
+    ///
+    /// Actions on one target (a lease, a preemptible) are delivered in the order they were owed: one
+    /// waits while an earlier one on the same target is undelivered, so a lease's end never reaches
+    /// the cloud before its start (say, while the start is backing off through an outage).
     public func deliverableActions(now: Timestamp, limit: Int, hooks: Bool? = nil) throws(BerthError) -> [OutboxAction] {
-        let kindFilter = hooks.map { $0 ? " AND kind LIKE 'hook.%'" : " AND kind NOT LIKE 'hook.%'" } ?? ""
+        let kindFilter = hooks.map { $0 ? " AND a.kind LIKE 'hook.%'" : " AND a.kind NOT LIKE 'hook.%'" } ?? ""
         return try read { db in
             try Row.fetchAll(
                 db,
-                sql: "SELECT * FROM action WHERE status IN ('pending', 'running') AND due_at <= ?\(kindFilter) ORDER BY seq LIMIT ?",
+                sql: """
+                    SELECT a.* FROM action a WHERE a.status IN ('pending', 'running') AND a.due_at <= ?\(kindFilter)
+                    AND NOT EXISTS (
+                        SELECT 1 FROM action b WHERE b.target = a.target AND b.seq < a.seq
+                        AND b.status IN ('pending', 'running') AND (b.kind LIKE 'hook.%') = (a.kind LIKE 'hook.%'))
+                    ORDER BY a.seq LIMIT ?
+                    """,
                 arguments: [now.seconds, limit]
             ).map(BerthStore.action(from:))
         }

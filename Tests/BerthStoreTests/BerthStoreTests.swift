@@ -66,4 +66,27 @@ func tempDir() -> String {
         #expect(throws: BerthError.self) { try store.commit(bad) }
         #expect(try store.loadSnapshot().hosts.isEmpty)
     }
+
+    @Test func actionsOnOneTargetAreDeliveredInOrder() throws {
+        let store = try BerthStore(directory: tempDir())
+        let t = Timestamp(seconds: 1_900_000_000)
+        var start = OutboxAction(id: "a1", kind: "lease.start", target: "lease/L", leaseID: "L", createdAt: t, payload: [:])
+        start.dueAt = t + 300  // backing off after a failure
+        start.attempts = 1
+        let end = OutboxAction(id: "a2", kind: "lease.end", target: "lease/L", leaseID: "L", createdAt: t + 10, payload: [:])
+        let other = OutboxAction(id: "a3", kind: "lease.start", target: "lease/M", leaseID: "M", createdAt: t + 10, payload: [:])
+        let hook = OutboxAction(id: "a4", kind: "hook.preemption", target: "lease/L", leaseID: nil, createdAt: t + 10, payload: [:])
+        var m = BerthStore.Mutation()
+        m.actions = [start, end, other, hook]
+        try store.commit(m)
+        // The end waits for the start; other targets and hook runs do not.
+        #expect(try store.deliverableActions(now: t + 20, limit: 10, hooks: false).map(\.id) == ["a3"])
+        #expect(try store.deliverableActions(now: t + 20, limit: 10, hooks: true).map(\.id) == ["a4"])
+        #expect(try store.deliverableActions(now: t + 300, limit: 10, hooks: false).map(\.id) == ["a1", "a3"])
+        start.status = .done
+        m = BerthStore.Mutation()
+        m.actions = [start]
+        try store.commit(m)
+        #expect(try store.deliverableActions(now: t + 20, limit: 10, hooks: false).map(\.id) == ["a2", "a3"])
+    }
 }
