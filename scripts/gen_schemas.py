@@ -638,6 +638,12 @@ method("system.health", tag="discovery", roles=ALL_ROLES,
            "uptime_s": DURATION,
            "storage": enum("ok", "read_only", "error"),
            "adapter": enum("ok", "degraded"),
+           "adapter_name": desc(enum("simulator", "openstack"), "Where actions go."),
+           "adapter_problem": desc(nullable(string()), "openstack: what is wrong while degraded (configuration, "
+                                                      "authentication, unreachable, or Nova's 5xx)."),
+           "cloud_drift": desc(array(string()), "openstack: differences the last reconciliation found between "
+                                               "Nova's aggregates and the active leases."),
+           "clock": enum("system", "manual"),
        }, ["status", "version", "uptime_s", "storage", "adapter"]),
        result_name="health", errors=["Forbidden", "Unavailable"])
 

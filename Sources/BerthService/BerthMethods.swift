@@ -81,9 +81,10 @@ public final class BerthMethods: RPCHandler {
             case "system.health":
                 try BerthMethods.noParams(params)
                 let uptime = ContinuousClock.now - startedAt
+                let adapterOK = adapterHealth()
                 var health: [String: JSON] = [
-                    "status": "ok", "version": .string(version), "uptime_s": .int(uptime.components.seconds),
-                    "storage": "ok", "adapter": adapterHealth() ? "ok" : "degraded",
+                    "status": adapterOK ? "ok" : "degraded", "version": .string(version),
+                    "uptime_s": .int(uptime.components.seconds), "storage": "ok", "adapter": adapterOK ? "ok" : "degraded",
                     "clock": .string(clockMode.rawValue),
                 ]
                 for (k, v) in adapterDetail() { health[k] = v }
