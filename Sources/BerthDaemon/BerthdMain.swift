@@ -229,10 +229,9 @@ struct Daemon {
                         if fresh.adapter != "openstack" {
                             logger.warning("config: changing the adapter takes a restart; keeping openstack")
                         }
-                        if fresh.openstack != openstack.settings {
-                            await openstack.reload(fresh.openstack)
-                            await openstack.check()
-                        }
+                        // clouds.yaml may have changed even when berthd's config did not: read both again.
+                        await openstack.reload(fresh.openstack)
+                        await openstack.check()
                     }
                     await scheduler.setHookConfigured(fresh.hookSettings != nil)
                     Daemon.checkHook(fresh.hookSettings, logger: logger)

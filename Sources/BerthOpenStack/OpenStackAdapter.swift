@@ -52,6 +52,8 @@ public final class OpenStackAdapter: CloudAdapter {
         /// nil: healthy; otherwise what is wrong, as logged.
         var problem: String? = "not connected yet"
         var drift: [String] = []
+        /// Bumped by `reload`: outcomes of calls made with older settings no longer say anything.
+        var generation = 0
     }
 
     private let state: Mutex<State>
@@ -78,6 +80,7 @@ public final class OpenStackAdapter: CloudAdapter {
             let c = st.connection
             st.settings = s
             st.connection = nil
+            st.generation += 1
             return c
         }
         await old?.http.shutdown()
@@ -112,7 +115,7 @@ public final class OpenStackAdapter: CloudAdapter {
     }
 
     /// Records the outcome of talking to the cloud for `system.health`, logging each change once.
-    func note(_ error: OpenStackError?) {
+    func note(_ error: OpenStackError?, generation: Int) {
         let problem: String?
         switch error {
         case nil: problem = nil
@@ -123,8 +126,9 @@ public final class OpenStackAdapter: CloudAdapter {
         default: return  // a 4xx about one object says nothing about the cloud as a whole
         }
         let changed = state.withLock { st -> Bool in
-            defer { st.problem = problem }
-            return st.problem != problem
+            guard st.generation == generation, st.problem != problem else { return false }
+            st.problem = problem
+            return true
         }
         guard changed else { return }
         if let problem {
@@ -137,22 +141,24 @@ public final class OpenStackAdapter: CloudAdapter {
     /// Authenticates once and finds the compute endpoint (at start and after a reload), so a
     /// broken configuration is reported at once rather than on the first lease.
     public func check() async {
+        let generation = state.withLock { $0.generation }
         do throws(OpenStackError) {
             let c = try connection()
             _ = try await c.nova.call(.GET, "/os-aggregates")
-            note(nil)
+            note(nil, generation: generation)
         } catch {
-            note(error)
+            note(error, generation: generation)
         }
     }
 
     public func perform(_ action: OutboxAction) async throws {
+        let generation = state.withLock { $0.generation }
         do throws(OpenStackError) {
             let c = try connection()
             try await run(action, c.nova)
-            note(nil)
+            note(nil, generation: generation)
         } catch {
-            note(error)
+            note(error, generation: generation)
             throw error
         }
     }
@@ -342,6 +348,8 @@ public final class OpenStackAdapter: CloudAdapter {
         if try await findPreemptible(p, nova) != nil { return }
         server["name"] = .string(OpenStackAdapter.serverName(p))
         server["host"] = p["host"]
+        // `networks` is required from 2.37 on; without one given, Nova's "get me a network".
+        if server["networks"] == nil { server["networks"] = "auto" }
         var metadata = server["metadata"]?.objectValue ?? [:]
         metadata["berth_preemptible_id"] = p["preemptible_id"]
         server["metadata"] = .object(metadata)
@@ -365,10 +373,11 @@ public final class OpenStackAdapter: CloudAdapter {
     /// are active and owe no undelivered action); returns, and keeps for `system.health`, the
     /// differences found.
     public func reconcile(expected: [String: Set<String>]) async -> [String] {
+        let generation = state.withLock { $0.generation }
         do throws(OpenStackError) {
             let c = try connection()
             let aggregates = try await c.nova.aggregates()
-            note(nil)
+            note(nil, generation: generation)
             var drift: [String] = []
             var seen: Set<String> = []
             for a in aggregates {
@@ -388,7 +397,7 @@ public final class OpenStackAdapter: CloudAdapter {
             for d in drift { logger.warning("cloud drift", metadata: ["drift": "\(d)"]) }
             return drift
         } catch {
-            note(error)
+            note(error, generation: generation)
             return []
         }
     }
