@@ -36,6 +36,12 @@ public enum OpenStackError: Error, Sendable, Equatable, CustomStringConvertible,
         return nil
     }
 
+    /// Invalid input, wrong method or media type: the same request will never succeed.
+    public var isPermanent: Bool {
+        if case .http(let s, _, _, _, _) = self { return [400, 405, 406, 413, 415, 422].contains(s) }
+        return false
+    }
+
     public var status: Int? {
         if case .http(let s, _, _, _, _) = self { return s }
         return nil

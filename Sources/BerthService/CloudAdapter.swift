@@ -14,6 +14,13 @@ public protocol CloudAdapter: Sendable {
 /// least that long, and at least its own backoff.
 public protocol RetryAfterHinting: Error {
     var retryAfterSeconds: Int64? { get }
+    /// The cloud refused the request itself (e.g. 400 invalid input): retrying cannot help, so the
+    /// action fails at once, visibly, instead of after every backoff.
+    var isPermanent: Bool { get }
+}
+
+extension RetryAfterHinting {
+    public var isPermanent: Bool { false }
 }
 
 /// The embedded default: an in-process cloud that applies actions to its own model and records

@@ -74,7 +74,7 @@ public struct OutboxDelivery: Sendable {
                     let now = scheduler.clock.now()
                     a.lastError = "\(error)"
                     a.updatedAt = now
-                    if a.attempts >= retry.maxAttempts {
+                    if a.attempts >= retry.maxAttempts || (error as? any RetryAfterHinting)?.isPermanent == true {
                         a.status = .failed
                         logger.error("action failed for good", metadata: ["action.id": "\(a.id)", "error": "\(error)"])
                         _ = try? await scheduler.recordDelivery(a, failed: true)

@@ -288,3 +288,44 @@ def test_bad_settings_degrade_and_recover_after_reload(daemon, tmp_path, keyston
     wait_until(lambda: rpc.call("system.health")["adapter"] == "ok", "adapter healthy after reload")
     deliver(rpc, "delivered after the fix")
     assert aggregate(nova, lease["reservations"][0]["id"])["hosts"] == ["h3"]
+
+
+@pytest.mark.parametrize("mode", ["delete", "shelve"])
+def test_preemptible_boots_on_the_chosen_host_and_is_preempted(daemon, tmp_path, keystone, nova, mode):
+    rpc = start_berthd(daemon, tmp_path, keystone, extra={"preemption": {"action": mode, "notice_s": 0}})
+    make_inventory(rpc)
+    flavor = tenant_flavor(nova, keystone)
+    p = rpc.call("preemptible.create", {"project_id": keystone.tenant_project_id, "vcpus": 1, "memory_mb": 512,
+                                        "disk_gb": 1, "min_lifetime_s": 600, "slurm_node": "node-1",
+                                        "server": {"name": "slurm-node-1", "flavorRef": flavor,
+                                                   "imageRef": "6f2a4a54-5d1c-4bd4-8d55-0d1b1d0e4c11"}})
+    deliver(rpc, "preemptible.start delivered")
+    booted = wait_until(lambda: [x for x in nova.servers() if x["name"] == "slurm-node-1" and x["status"] == "ACTIVE"],
+                        "server active")
+    assert booted[0]["host"] == p["host"]
+    assert booted[0]["metadata"]["berth_preemptible_id"] == p["id"]
+    # A reservation of every host an hour later takes its capacity.
+    create_lease(rpc, ts(1), ts(2), count=4, project=keystone.tenant_project_id)
+    assert rpc.call("preemptible.get", {"id": p["id"]})["preempt_at"] == ts(1)
+    rpc.call("clock.set", {"now": ts(1)})
+    deliver(rpc, "preempt delivered")
+    left = [x for x in nova.servers() if x["name"] == "slurm-node-1"]
+    if mode == "delete":
+        assert left == []
+    else:
+        wait_until(lambda: [x for x in nova.servers() if x["name"] == "slurm-node-1"
+                            and x["status"] == "SHELVED_OFFLOADED"], "server shelved")
+    # The boot happened once, however often the action was delivered.
+    assert len([r for r in nova.find_requests("POST", r"/servers$") if r.status == 202]) == 1
+
+
+def test_a_request_nova_rejects_fails_at_once(daemon, tmp_path, keystone, nova):
+    rpc = start_berthd(daemon, tmp_path, keystone)
+    make_inventory(rpc)
+    p = rpc.call("preemptible.create", {"project_id": keystone.tenant_project_id, "vcpus": 1, "memory_mb": 512,
+                                        "disk_gb": 1, "server": {"name": "bad", "flavorRef": "nope", "imageRef": "not-a-uuid"}})
+    failed = wait_until(lambda: [a for a in actions(rpc) if a["status"] == "failed"], "the action failed")
+    assert failed[0]["attempts"] == 1 and "HTTP 400" in failed[0]["last_error"]
+    ev = [e for e in rpc.call("events.list", {"types": ["action.failed"]})["items"]]
+    assert ev and ev[0]["action_id"] == failed[0]["id"]
+    assert rpc.call("preemptible.get", {"id": p["id"]})["status"] == "running"
