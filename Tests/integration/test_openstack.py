@@ -9,7 +9,7 @@ import signal
 import pytest
 
 from berthtest import create_lease, hosts_of, make_host, ts, wait_until
-from keystone_fixture import keystone  # noqa: F401  (the session's real Keystone)
+from keystone_fixture import keystone, keystone_factory  # noqa: F401  (real Keystones)
 from nova_emulator import NovaEmulator
 
 HOSTS = ["h1", "h2", "h3", "h4"]
@@ -329,3 +329,27 @@ def test_a_request_nova_rejects_fails_at_once(daemon, tmp_path, keystone, nova):
     ev = [e for e in rpc.call("events.list", {"types": ["action.failed"]})["items"]]
     assert ev and ev[0]["action_id"] == failed[0]["id"]
     assert rpc.call("preemptible.get", {"id": p["id"]})["status"] == "running"
+
+
+def test_a_token_near_its_expiry_is_renewed(daemon, tmp_path, keystone_factory):
+    # Tokens that live 60 s are always within berthd's 120 s renewal margin: every delivery
+    # authenticates again rather than using a token about to expire.
+    short = keystone_factory(expiration=60)
+    emu = NovaEmulator(hosts=HOSTS, token_validator=short.validate)
+    emu.start()
+    try:
+        short.register_compute(emu.url)
+        rpc = start_berthd(daemon, tmp_path, short)
+        make_inventory(rpc)
+        create_lease(rpc, ts(0, minutes=1), ts(0, minutes=2), project=short.tenant_project_id,
+                     reservations=[{"kind": "host", "count": 1, "properties": {"name": "h3"}}])
+        rpc.call("clock.set", {"now": ts(0, minutes=1)})
+        deliver(rpc)
+        first = {r.token for r in emu.requests if r.token}
+        rpc.call("clock.set", {"now": ts(0, minutes=2)})
+        deliver(rpc)
+        later = {r.token for r in emu.requests if r.token} - first
+        assert later, "the second delivery reused a token inside the renewal margin"
+        assert not any(r.status == 401 for r in emu.requests)
+    finally:
+        emu.stop()
