@@ -312,6 +312,7 @@ public struct Lease: Sendable, Hashable {
             ro["id"] = nil
             ro["status"] = nil
             ro["allocations"] = nil
+            ro["flavor_id"] = nil  // derived (public shape only)
             var errors: [BerthError.FieldError] = []
             guard let req = ReservationRequest.parse(.object(ro), path: "", errors: &errors) else { return nil }
             reservations.append(
