@@ -8,7 +8,7 @@ SOCKET ?= $(RUN_DIR)/berth.sock
 VENV ?= $(CURDIR)/.venv
 APT_PACKAGES := libsystemd-dev libsqlite3-dev pkg-config
 
-.PHONY: deps build run test test-swift test-integration check-schemas verify-units bench install clean
+.PHONY: deps build run test test-swift test-integration check-schemas verify-units bench bench-peer install clean
 
 ## System packages (Debian): libsystemd for sd_notify/journald/socket activation, SQLite for the store.
 deps:
@@ -67,6 +67,13 @@ bench: deps
 	$(SWIFT) build -c release --product berthd
 	$(SWIFT) build -c release --product berth-bench
 	.build/release/berth-bench --berthd .build/release/berthd --output bench-results.json
+
+## Peer comparison (issue #7): OpenStack Blazar 18.0.0 from PyPI (pinned venv made by
+## benchmarks/peers/blazar/setup.sh) against Berth's allocator, same population and requests;
+## about 5 minutes. BENCH_PEER_ARGS=--large adds 10,000 hosts / 100,000 leases (30-40 minutes).
+bench-peer: deps
+	$(SWIFT) build -c release --product berth-bench
+	python3 benchmarks/peers/blazar/compare.py $(BENCH_PEER_ARGS)
 
 install:
 	$(SWIFT) build -c release
