@@ -1,10 +1,15 @@
-// berth-bench: a first benchmark of Berth (issue #2). Build in release (`make bench`).
+// berth-bench: Berth's benchmark suite (issues #2, #5 and #7). Build in release (`make bench`).
 //
-// 1. Allocator alone, in process: LeasePlanner.place over a calendar of H hosts and L leases.
-// 2. lease.create end to end over the Unix socket against a real berthd (durable: every reply
-//    follows an fsync'd SQLite commit), one client.
-// Prints a table and writes JSON (default bench-results.json). Timings are reported, never asserted.
-import BerthClient
+// 1. Allocator alone, in process: LeasePlanner.place (host, GPU-slice and instance requests) and
+//    findWindows on a mixed population (1 host in 10 with 4 × A100-40GB) at several scales, plus
+//    the cost against leases at fixed hosts (AllocatorSuite). The first bench's host-only
+//    population ("peer set", replayed against Blazar by benchmarks/peers/blazar), preemptibles
+//    and placement quality are kept (PeerSet).
+// 2. Over the Unix socket against a real berthd: lease.create durable from 1 and 16 clients,
+//    availability.find at 100,000 leases, lease.get throughput, and a raw echo server as the
+//    physical floor (SocketSuite).
+// 3. Restart time and resident memory with up to 1,000,000 allocations (RestartSuite).
+// Prints tables and writes JSON (default bench-results.json). Timings are reported, never asserted.
 import BerthCore
 import BerthJSON
 
@@ -13,285 +18,175 @@ import BerthJSON
 #endif
 
 
-func nanos() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-}
+signal(SIGPIPE, SIG_IGN)
+let options = Options.parse(CommandLine.arguments)
+let report = Report()
+let started = nanos()
+report.sections["machine"] = .object(machineDescription())
+report.sections["mode"] = .string(options.quick ? "quick" : "full")
+report.sections["unix_time"] = .int(Int64(time(nil)))
+report.sections["options"] = [
+    "scales": .array(options.scales.map { .string($0.description) }), "peer_scales": .array(options.peerScales.map { .string($0.description) }),
+    "curve_hosts": .int(Int64(options.curveHosts)), "curve_leases": .array(options.curveLeases.map { .int(Int64($0)) }),
+    "iterations": .int(Int64(options.iterations)), "row_budget_s": .double(options.rowBudget),
+    "socket_hosts": .int(Int64(options.socketHosts)), "socket_leases": .int(Int64(options.socketLeases)),
+    "find_leases": .int(Int64(options.findLeases)), "clients": .int(Int64(options.clients)), "in_flight": .int(Int64(options.inFlight)),
+    "restart_hosts": .int(Int64(options.restartHosts)), "restart_allocations": .int(Int64(options.restartAllocations)),
+    "restart_lease_hosts": .int(Int64(options.restartLeaseHosts)), "restart_load_budget_s": .double(options.restartLoadBudget),
+]
+print("berth-bench (\(options.quick ? "quick" : "full") run) on \(sysconf(Int32(_SC_NPROCESSORS_ONLN))) CPUs; timings are medians and p99 of samples, never asserted")
 
-struct Stats {
-    var samples: [Double]  // microseconds
-    var median: Double { percentile(0.5) }
-    var p99: Double { percentile(0.99) }
-    func percentile(_ p: Double) -> Double {
-        let s = samples.sorted()
-        guard !s.isEmpty else { return 0 }
-        return s[min(s.count - 1, Int(Double(s.count - 1) * p))]
+// MARK: 1. Allocator
+
+let allocatorPoints = AllocatorSuite(options: options, report: report).runAll()
+
+if !options.peerScales.isEmpty {
+    print("\n== allocator alone, the first bench's host-only population (the Blazar comparison's) ==")
+    var last: (hosts: [Host], calendar: LeaseCalendar, scale: Scale)? = nil
+    for s in options.peerScales {
+        let (h, c) = PeerSet.run(scale: s, iterations: options.iterations, report: report)
+        last = (h, c, s)
     }
-}
-
-func argument(_ name: String) -> String? {
-    let args = CommandLine.arguments
-    guard let i = args.firstIndex(of: name), i + 1 < args.count else { return nil }
-    return args[i + 1]
-}
-
-let hostCount = Int(argument("--hosts") ?? "1000")!
-let leaseCount = Int(argument("--leases") ?? "5000")!
-let iterations = Int(argument("--iterations") ?? "2000")!
-let outputPath = argument("--output") ?? "bench-results.json"
-let berthdPath = argument("--berthd") ?? ".build/release/berthd"
-let base = Timestamp(rfc3339: "2030-01-01T00:00:00Z")!
-let horizon: Int64 = 60 * 86_400
-
-var results: [String: JSON] = ["hosts": .int(Int64(hostCount)), "leases": .int(Int64(leaseCount))]
-var rows: [(String, Stats)] = []
-
-// MARK: 1. Allocator alone
-
-@MainActor func buildPopulation() -> (hosts: [Host], calendar: LeaseCalendar) {
-    var rng = SplitMix64(seed: 42)
-    let hosts = (0..<hostCount).map { i in
-        Host(
-            name: "h\(String(i + 100_000).dropFirst())", vcpus: 64, memoryMB: 262_144, diskGB: 960,
-            properties: ["rack": .string("r\(i % 20)")], createdAt: base, updatedAt: base)
-    }
-    var calendar = LeaseCalendar()
-    var placed = 0
-    while placed < leaseCount {
-        let start = base + 3600 * Int64.random(in: 0..<(horizon / 3600), using: &rng)
-        let window = Interval(start: start.seconds, end: start.seconds + 3600 * Int64.random(in: 1...72, using: &rng))
-        let planner = LeasePlanner(hosts: hosts, calendar: calendar)
-        let request = ReservationRequest(hosts: Int64.random(in: 1...4, using: &rng))
-        guard case .success(let allocs) = planner.place([request], window: window) else { continue }
-        for a in allocs[0] {
-            calendar.insert(host: a.host, interval: window, entry: CalendarEntry(leaseID: "l\(placed)", reservationID: "r\(placed)"))
+    if let last {
+        report.sections["hosts"] = .int(Int64(last.scale.hosts))
+        report.sections["leases"] = .int(Int64(last.scale.leases))
+        if let rate = report.row("peer", "allocator: place 1-4 hosts", scale: last.scale)?.extra["accept_rate"] {
+            report.sections["allocator_accept_rate"] = rate
         }
-        placed += 1
+        print("\n== preemptibles (issue #5), on the \(last.scale) host-only population ==")
+        PeerSet.preemptibles(hosts: last.hosts, calendar: last.calendar, scale: last.scale, iterations: options.iterations, report: report)
     }
-    return (hosts, calendar)
 }
 
-let setupStart = nanos()
-let (hosts, calendar) = buildPopulation()
-print("population: \(hostCount) hosts, \(leaseCount) leases, \(calendar.allocationCount) allocations (built in \(Double(nanos() - setupStart) / 1e9) s)")
-do {
-    var rng = SplitMix64(seed: 7)
-    let planner = LeasePlanner(hosts: hosts, calendar: calendar)
-    var samples: [Double] = []
-    var filterSamples: [Double] = []
-    var accepted = 0
-    for _ in 0..<iterations {
-        let start = base + 3600 * Int64.random(in: 0..<(horizon / 3600), using: &rng)
-        let window = Interval(start: start.seconds, end: start.seconds + 3600 * Int64.random(in: 1...72, using: &rng))
-        let request = ReservationRequest(hosts: Int64.random(in: 1...4, using: &rng))
-        let t0 = nanos()
-        if case .success = planner.place([request], window: window) { accepted += 1 }
-        samples.append(Double(nanos() - t0) / 1000)
-        let filtered = ReservationRequest(hosts: 2, properties: .equalities(["rack": .string("r\(Int.random(in: 0..<20, using: &rng))")]))
-        let t1 = nanos()
-        _ = planner.place([filtered], window: window)
-        filterSamples.append(Double(nanos() - t1) / 1000)
+if !options.skipQuality { PeerSet.quality(report: report) }
+
+// MARK: 2, 3. Over the socket, restart
+
+if !options.allocatorOnly {
+    var st = stat()
+    if stat(options.berthd, &st) != 0 {
+        print("\n\(options.berthd) not found: build it with `swift build -c release --product berthd` (socket sections skipped)")
+    } else {
+        if !options.skipSocket { SocketSuite(options: options, report: report).run() }
+        if !options.skipRestart { RestartSuite(options: options, report: report).run() }
     }
-    rows.append(("allocator: place 1-4 hosts", Stats(samples: samples)))
-    rows.append(("allocator: place 2 hosts, rack filter", Stats(samples: filterSamples)))
-    var findSamples: [Double] = []
-    for _ in 0..<min(iterations, 200) {
-        let t0 = nanos()
-        _ = planner.findWindows([ReservationRequest(hosts: 4)], duration: 8 * 3600, earliest: base, latest: base + 30 * 86_400, limit: 5)
-        findSamples.append(Double(nanos() - t0) / 1000)
-    }
-    rows.append(("allocator: findWindows 4 hosts x 8 h", Stats(samples: findSamples)))
-    results["allocator_accept_rate"] = .double(Double(accepted) / Double(iterations))
 }
 
-// MARK: 1b. Preemptibles: backfill placement and victim choice
+// MARK: Tables
 
-do {
-    var rng = SplitMix64(seed: 11)
-    var cal = calendar
-    var backfill: [Double] = []
-    var placedPreemptibles: [Preemptible] = []
-    let count = min(iterations, 2000)
-    for i in 0..<count {
-        let now = base + 60 * Int64(i)
-        let size = InstanceSize(vcpus: Int64.random(in: 1...16, using: &rng), memoryMB: 4096, diskGB: 20)
-        let window = Interval(start: now.seconds, end: now.seconds + 3600)
-        let t0 = nanos()
-        let r = PreemptionPlanner.backfill(size: size, gpuProfile: nil, window: window, hosts: hosts, calendar: cal, models: .builtIn)
-        backfill.append(Double(nanos() - t0) / 1000)
-        if case .success(let placement) = r {
-            let p = Preemptible(id: "p\(i)", projectID: "slurm", size: size, minLifetime: 3600, host: placement.host, createdAt: now)
-            cal.add(p)
-            placedPreemptibles.append(p)
-        }
+print("\n== all timings ==")
+print(pad("benchmark", 74) + pad("scale", 16) + lpad("median", 11) + lpad("p99", 11) + lpad("n", 7))
+var lastSection = ""
+for r in report.rows {
+    if r.section != lastSection {
+        print("[\(r.section)]")
+        lastSection = r.section
     }
-    rows.append(("preemptible: backfill (\(placedPreemptibles.count) placed)", Stats(samples: backfill)))
-    // Victim choice on the busiest hosts: every preemptible there against a whole-host reservation.
-    var byHost: [String: [Preemptible]] = [:]
-    for p in placedPreemptibles { byHost[p.host, default: []].append(p) }
-    var planSamples: [Double] = []
-    let busiest = byHost.sorted { ($0.value.count, $0.key) > ($1.value.count, $1.key) }.prefix(50)
-    for (host, list) in busiest {
-        let h = hosts.first { $0.name == host }!
-        let holders = cal.reservationHolders(host: host, from: base.seconds + 7200).map {
-            PreemptionPlanner.Holder(interval: $0.interval, leaseID: $0.entry.leaseID, usage: $0.entry.usage)
-        } + [PreemptionPlanner.Holder(
-            interval: Interval(start: base.seconds + 86_400, end: base.seconds + 90_000), leaseID: "new",
-            usage: .instances(count: 1, vcpus: 48, memoryMB: 4096, diskGB: 20))]
-        let t0 = nanos()
-        _ = PreemptionPlanner.plan(
-            capacity: InstanceSize(vcpus: h.vcpus, memoryMB: h.memoryMB, diskGB: h.diskGB), holders: holders,
-            preemptibles: list.map(PreemptionPlanner.Holding.init), now: base.seconds + 7200, notice: 600)
-        planSamples.append(Double(nanos() - t0) / 1000)
+    print(
+        pad(r.name, 74) + pad(r.scale.map { "\($0.hosts)/\($0.leases)" } ?? "", 16) + lpad(fmtUS(r.stats.median), 11)
+            + lpad(fmtUS(r.stats.p99), 11) + lpad(String(r.stats.samples.count), 7))
+}
+print("\n== values ==")
+lastSection = ""
+for v in report.values {
+    if v.section != lastSection {
+        print("[\(v.section)]")
+        lastSection = v.section
     }
-    rows.append(("preemptible: victim plan, busiest hosts (max \(busiest.first?.value.count ?? 0) on a host)", Stats(samples: planSamples)))
-    // A reservation over preemptibles: the occupying view fails first, then the guaranteed-only one.
-    var lenient = cal
-    lenient.preemptibleView = .guaranteedOnly
-    var twoPass: [Double] = []
-    for _ in 0..<min(iterations, 500) {
-        let start = base + 7200 + 3600 * Int64.random(in: 0..<(horizon / 3600), using: &rng)
-        let window = Interval(start: start.seconds, end: start.seconds + 3600 * Int64.random(in: 1...72, using: &rng))
-        let request = ReservationRequest(hosts: Int64.random(in: 1...4, using: &rng))
-        let t0 = nanos()
-        if case .failure = LeasePlanner(hosts: hosts, calendar: cal).place([request], window: window) {
-            _ = LeasePlanner(hosts: hosts, calendar: lenient).place([request], window: window)
-        }
-        twoPass.append(Double(nanos() - t0) / 1000)
-    }
-    rows.append(("allocator: place 1-4 hosts among preemptibles", Stats(samples: twoPass)))
+    print(pad(v.name, 84) + lpad(fmtValue(v.value, v.unit), 16) + (v.note.map { "  \($0)" } ?? ""))
 }
 
-// MARK: 2. lease.create over the socket against a real berthd
+// MARK: Targets (issue #7): reported, never asserted
 
-@MainActor func runDaemonBenchmark() throws {
-    var template = Array("/tmp/berth-bench-XXXXXX".utf8CString)
-    let dir = String(cString: template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }!)
-    let socket = dir + "/berth.sock"
-    var pid: pid_t = 0
-    let argv = [berthdPath, "--socket", socket, "--state-dir", dir + "/state", "--clock", "manual", "--now", base.rfc3339, "--log-level", "warning"]
-    var cargs = argv.map { strdup($0) } + [nil]
-    guard posix_spawn(&pid, berthdPath, nil, nil, &cargs, environ) == 0 else {
-        print("cannot start \(berthdPath); build it with `swift build -c release --product berthd`")
-        return
-    }
-    defer {
-        kill(pid, SIGTERM)
-        var status: Int32 = 0
-        waitpid(pid, &status, 0)
-    }
-    var conn: BerthConnection? = nil
-    let deadline = nanos() + 30_000_000_000
-    while conn == nil && nanos() < deadline {
-        conn = try? BerthConnection(socketPath: socket)
-        if conn == nil { usleep(20_000) }  // waiting for the daemon to start listening, not timing anything
-    }
-    guard let c = conn else { print("berthd did not start listening"); return }
-    // Inventory and background leases, pipelined in chunks.
-    var calls: [(String, JSON?)] = []
-    for h in hosts { calls.append(("host.create", ["name": .string(h.name), "vcpus": 64, "memory_mb": 262_144, "disk_gb": 960])) }
-    for chunk in stride(from: 0, to: calls.count, by: 500) { _ = try c.pipeline(Array(calls[chunk..<min(calls.count, chunk + 500)])) }
-    var rng = SplitMix64(seed: 99)
-    func randomLease() -> JSON {
-        let start = base + 3600 * Int64.random(in: 1..<(horizon / 3600), using: &rng)
-        let end = start + 3600 * Int64.random(in: 1...72, using: &rng)
-        return [
-            "name": "bench", "project_id": "bench", "start": .string(start.rfc3339), "end": .string(end.rfc3339),
-            "reservations": [["kind": "host", "count": .int(Int64.random(in: 1...4, using: &rng))]],
-        ]
-    }
-    let fillStart = nanos()
-    var created = 0
-    while created < leaseCount {
-        let batch = (0..<min(500, leaseCount - created)).map { _ in ("lease.create", Optional(randomLease())) }
-        created += try c.pipeline(batch).filter { if case .success = $0 { return true } else { return false } }.count
-    }
-    let fillSeconds = Double(nanos() - fillStart) / 1e9
-    results["socket_fill_leases_per_s"] = .double(Double(leaseCount) / fillSeconds)
-    var samples: [Double] = []
-    var ids: [String] = []
-    for _ in 0..<min(iterations, 1000) {
-        let p = randomLease()
-        let t0 = nanos()
-        let r = try? c.call("lease.create", p)
-        samples.append(Double(nanos() - t0) / 1000)
-        if let id = r?["id"]?.stringValue { ids.append(id) }
-    }
-    rows.append(("socket: lease.create (durable, 1 client)", Stats(samples: samples)))
-    var gets: [Double] = []
-    for i in 0..<min(iterations, 2000) where !ids.isEmpty {
-        let t0 = nanos()
-        _ = try c.call("lease.get", ["id": .string(ids[i % ids.count])])
-        gets.append(Double(nanos() - t0) / 1000)
-    }
-    rows.append(("socket: lease.get (1 client)", Stats(samples: gets)))
-    var echo: [Double] = []
-    for _ in 0..<min(iterations, 2000) {
-        let t0 = nanos()
-        _ = try c.call("system.health")
-        echo.append(Double(nanos() - t0) / 1000)
-    }
-    rows.append(("socket: system.health round trip", Stats(samples: echo)))
-    c.close()
+struct TargetLine {
+    var target: String
+    var measured: String
+    var status: String
+    var value: Double? = nil
+    var limit: Double? = nil
+    var at: String = ""
 }
 
-// MARK: 3. Placement quality: Berth's packing policy against plain first fit, same trace
+var targets: [TargetLine] = []
+/// `atTarget`: whether the measurement was taken at the scale the target names (quick runs are not).
+func judge(
+    _ target: String, _ value: Double?, limit: Double, higherIsBetter: Bool, show: (Double) -> String, at: String = "", atTarget: Bool = true
+) -> TargetLine {
+    guard let v = value, v.isFinite else { return TargetLine(target: target, measured: "not measured", status: "-", limit: limit) }
+    let met = higherIsBetter ? v >= limit : v <= limit
+    let factor = higherIsBetter ? limit / v : v / limit
+    let factorText = factor < 10 ? fmt2(factor) : fmt(factor)
+    var status = met ? "met" : "MISSED (\(factorText)x \(higherIsBetter ? "short" : "over"))"
+    if !atTarget { status += ", not at the target's scale" }
+    return TargetLine(target: target, measured: show(v) + (at.isEmpty ? "" : " (at \(at))"), status: status, value: v, limit: limit, at: at)
+}
 
-do {
-    let cloud = QualityTrace.cloud()
-    var qualityRows: [JSON] = []
-    print("")
-    print("placement quality (12 CPU hosts + 4 hosts x 4 A100-40GB, 3 seeds x 3000 requests)")
-    print(pad("kind", 12) + pad("packing", 20) + pad("first fit", 20) + "gain")
-    var sums: [PlacementPolicy: [ReservationKind: (accepted: Int, total: Int)]] = [:]
-    for seed in [1, 2, 3] as [UInt64] {
-        let trace = QualityTrace.generate(seed: seed, count: 3000)
-        for policy in [PlacementPolicy.packing, .firstFit] {
-            for (k, v) in QualityTrace.replay(trace, hosts: cloud, policy: policy) {
-                let old = sums[policy]?[k] ?? (0, 0)
-                sums[policy, default: [:]][k] = (old.accepted + v.accepted, old.total + v.total)
-            }
-        }
+let big = Scale(hosts: 10_000, leases: 100_000)
+for (kind, name) in [("host", "allocator (mixed): place 1-4 hosts"), ("gpu", "allocator (mixed): place GPU slices (1g.5gb/3g.20gb x 1-4)"), ("instance", "allocator (mixed): place instances (1-8 vCPUs x 1-8)")] {
+    let row = report.row("allocator", name, scale: big)
+    targets.append(judge("allocator (\(kind)) <= 50 µs median at 10,000 hosts / 100,000 leases", row?.stats.median, limit: 50, higherIsBetter: false, show: fmtUS))
+}
+if let p = allocatorPoints.first(where: { $0.scale.hosts == big.hosts && $0.scale.leases == big.leases }), let f = p.medians["findWindows"] {
+    targets.append(TargetLine(target: "(no target) allocator findWindows 4 hosts x 8 h at 10,000 / 100,000", measured: fmtUS(f), status: "-", value: f))
+}
+func scaleText(_ s: Scale?) -> String { s.map { "\(fmt0(Double($0.hosts))) / \(fmt0(Double($0.leases)))" } ?? "" }
+let createRow = report.row("socket", "lease.create 1-4 hosts, durable, 1 client")
+targets.append(judge(
+    "lease.create durable <= 2 ms median, 1 client, at 1,000 / 5,000", createRow?.stats.median, limit: 2000, higherIsBetter: false, show: fmtUS,
+    at: scaleText(createRow?.scale), atTarget: createRow?.scale?.hosts == 1000 && (createRow?.scale?.leases ?? 0) >= 5000))
+targets.append(judge(
+    "lease.create durable >= 2,000/s with \(options.clients) clients",
+    report.valueOf("socket", "lease.create, \(options.clients) concurrent clients: throughput"), limit: 2000, higherIsBetter: true, show: { "\(fmt0($0))/s" },
+    at: scaleText(createRow?.scale), atTarget: options.clients == 16 && createRow?.scale?.hosts == 1000))
+let findRow = report.row("socket", "availability.find 4 hosts x 8 h in 30 days")
+targets.append(judge(
+    "availability.find <= 10 ms median at 1,000 hosts / 100,000 leases", findRow?.stats.median, limit: 10_000, higherIsBetter: false, show: fmtUS,
+    at: scaleText(findRow?.scale), atTarget: findRow?.scale?.hosts == 1000 && (findRow?.scale?.leases ?? 0) >= 99_000))
+let getBest = [1, options.clients].compactMap {
+    report.valueOf("socket", "lease.get throughput, \($0) connection\($0 == 1 ? "" : "s"), \(options.inFlight) in flight each")
+}.filter(\.isFinite).max()
+targets.append(judge("lease.get >= 50,000/s (best of 1 and \(options.clients) connections, \(options.inFlight) in flight)", getBest, limit: 50_000, higherIsBetter: true, show: { "\(fmt0($0))/s" }))
+targets.append(judge(
+    "lease.get round trip within 3x of the raw echo round trip", report.valueOf("socket", "lease.get / echo round trip (median)"), limit: 3,
+    higherIsBetter: false, show: { "\(fmt($0))x" }))
+for label in ["same CPU", "two CPUs"] {
+    if let r = report.valueOf("socket", "lease.get / echo round trip pinned to \(label) (median)") {
+        targets.append(TargetLine(target: "(same target, echo client and server pinned to \(label))", measured: "\(fmt(r))x", status: "-", value: r))
     }
-    var all: [PlacementPolicy: (Int, Int)] = [:]
-    for kind in [ReservationKind.host, .instance, .gpu] {
-        let p = sums[.packing]?[kind] ?? (0, 0)
-        let f = sums[.firstFit]?[kind] ?? (0, 0)
-        for (policy, v) in [(PlacementPolicy.packing, p), (.firstFit, f)] {
-            let old = all[policy] ?? (0, 0)
-            all[policy] = (old.0 + v.accepted, old.1 + v.total)
-        }
-        print(pad(kind.rawValue, 12) + pad("\(p.accepted)/\(p.total)", 20) + pad("\(f.accepted)/\(f.total)", 20) + "\(p.accepted - f.accepted)")
-        qualityRows.append(["kind": .string(kind.rawValue), "packing_accepted": .int(Int64(p.accepted)), "first_fit_accepted": .int(Int64(f.accepted)), "total": .int(Int64(p.total))])
-    }
-    let pa = all[.packing] ?? (0, 1), fa = all[.firstFit] ?? (0, 1)
-    print(pad("all", 12) + pad("\(pa.0)/\(pa.1)", 20) + pad("\(fa.0)/\(fa.1)", 20) + "\(pa.0 - fa.0)")
-    results["quality"] = .array(qualityRows)
+}
+let restartPop = report.sections["restart_population"]
+let restartAllocs = restartPop?["allocations"]?.intValue.map(Double.init)
+let restartAt = restartAllocs.map { "\(fmt0($0)) allocations, \(restartPop?["lease_hosts"]?.intValue ?? 0)-host leases" } ?? ""
+let restartFull = (restartAllocs ?? 0) >= 1_000_000
+let restartUp = report.values.last { $0.section == "restart" && $0.name.hasPrefix("restart to system.health, ") && !$0.name.contains("baseline") }?.value
+targets.append(judge("restart <= 3 s at 1,000,000 allocations", restartUp, limit: 3, higherIsBetter: false, show: { "\(fmt($0)) s" }, at: restartAt, atTarget: restartFull))
+targets.append(judge(
+    "<= 1 KiB resident per allocation at 1,000,000 allocations (VmRSS / allocations)",
+    report.valueOf("restart", "VmRSS per allocation after restart, gross (VmRSS / allocations)"), limit: 1024, higherIsBetter: false,
+    show: { "\(fmt0($0)) bytes" }, at: restartAt, atTarget: restartFull))
+if let sp = report.sections["socket_population"], let up = report.values.last(where: { $0.section == "socket" && $0.name.hasPrefix("restart to system.health") })?.value,
+    let per = report.valueOf("socket", "VmRSS per allocation after restart, gross")
+{
+    let at = "\(fmt0(Double(sp["allocations"]?.intValue ?? 0))) allocations in \(fmt0(Double(sp["leases"]?.intValue ?? 0))) mixed leases"
+    targets.append(TargetLine(target: "(same targets, mixed population) restart time", measured: "\(fmt(up)) s (at \(at))", status: "-", value: up, at: at))
+    targets.append(TargetLine(target: "(same targets, mixed population) VmRSS per allocation", measured: "\(fmt0(per)) bytes (at \(at))", status: "-", value: per, at: at))
 }
 
-if !CommandLine.arguments.contains("--allocator-only") {
-    do { try runDaemonBenchmark() } catch { print("daemon benchmark failed: \(error)") }
-}
+print("\n== issue #7 targets (median, this machine; reported, never asserted) ==")
+for t in targets { print(pad(t.target, 86) + pad(t.measured, 52) + t.status) }
+report.sections["targets"] = .array(targets.map { t in
+    var o: [String: JSON] = ["target": .string(t.target), "measured": .string(t.measured), "status": .string(t.status)]
+    if let v = t.value { o["value"] = .double(round3(v)) }
+    if let l = t.limit { o["limit"] = .double(l) }
+    if !t.at.isEmpty { o["at"] = .string(t.at) }
+    return .object(o)
+})
 
-func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s + " " : s + String(repeating: " ", count: n - s.count) }
-
-func fmt(_ v: Double) -> String {
-    let s = String(Int((v * 10).rounded()))
-    let whole = s.dropLast().isEmpty ? "0" : String(s.dropLast())
-    return "\(whole).\(s.last!)"
-}
-
-print("")
-print(pad("benchmark", 44) + pad("median µs", 12) + "p99 µs")
-var table: [JSON] = []
-for (name, st) in rows {
-    print(pad(name, 44) + pad(fmt(st.median), 12) + fmt(st.p99))
-    table.append(["name": .string(name), "median_us": .double(st.median), "p99_us": .double(st.p99), "samples": .int(Int64(st.samples.count))])
-}
-results["results"] = .array(table)
-if let f = fopen(outputPath, "w") {
-    fputs(JSON.object(results).prettyPrinted() + "\n", f)
-    fclose(f)
-    print("\nwrote \(outputPath)")
+let total = seconds(since: started)
+report.sections["total_s"] = .double(round3(total))
+print("\nfinished in \(fmt(total)) s")
+if writeFile(options.output, report.json.prettyPrinted() + "\n") {
+    print("wrote \(options.output)")
+} else {
+    print("cannot write \(options.output)")
 }
