@@ -185,26 +185,10 @@ extension Scheduler {
         let to = r.timestamp("to")
         let cursor = r.string("cursor")
         let limit = Int(r.int("limit", min: 1, max: 1000) ?? 100)
-        var after: (Timestamp, String)? = nil
-        if let cursor {
-            let parts = cursor.split(separator: ":", maxSplits: 1)
-            if parts.count == 2, let secs = Int64(parts[0]) {
-                after = (Timestamp(seconds: secs), String(parts[1]))
-            } else {
-                r.fail("cursor", "is not a cursor returned by lease.list")
-            }
-        }
+        let after = CreationCursor.parse(cursor, method: "lease.list", into: &r)
         if let from, let to, to <= from { r.fail("to", "must be after from") }
         try r.finish()
-        var startIndex = 0
-        if let after {
-            var lo = 0, hi = leaseOrder.count
-            while lo < hi {
-                let mid = (lo + hi) / 2
-                if leaseOrder[mid] <= after { lo = mid + 1 } else { hi = mid }
-            }
-            startIndex = lo
-        }
+        let startIndex = after.map { CreationCursor.index(after: $0, in: leaseOrder) } ?? 0
         var items: [JSON] = []
         var next: JSON = .null
         var i = startIndex
@@ -218,7 +202,7 @@ extension Scheduler {
             if let to, l.start >= to { continue }
             items.append(l.json())
             if items.count == limit {
-                if i < leaseOrder.count { next = .string("\(l.createdAt.seconds):\(l.id)") }
+                if i < leaseOrder.count { next = CreationCursor.make(l.createdAt, l.id) }
                 break
             }
         }
@@ -363,5 +347,31 @@ extension Scheduler {
         idempotency?.record(result: result, at: now, into: &c.mutation)
         try apply(c)
         return result
+    }
+}
+
+/// The `created_at:id` cursors of `lease.list` and `preemptible.list`: a position in a list kept
+/// sorted by (creation time, id), stable while items are added.
+enum CreationCursor {
+    static func parse(_ cursor: String?, method: String, into r: inout ParamReader) -> (Timestamp, String)? {
+        guard let cursor else { return nil }
+        let parts = cursor.split(separator: ":", maxSplits: 1)
+        guard parts.count == 2, let secs = Int64(parts[0]) else {
+            r.fail("cursor", "is not a cursor returned by \(method)")
+            return nil
+        }
+        return (Timestamp(seconds: secs), String(parts[1]))
+    }
+
+    static func make(_ createdAt: Timestamp, _ id: String) -> JSON { .string("\(createdAt.seconds):\(id)") }
+
+    /// The first position after `key` (binary search).
+    static func index(after key: (Timestamp, String), in order: [(Timestamp, String)]) -> Int {
+        var lo = 0, hi = order.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if order[mid] <= key { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
     }
 }

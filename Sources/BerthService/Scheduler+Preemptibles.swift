@@ -239,19 +239,11 @@ extension Scheduler {
         let node = r.string("slurm_node")
         let cursor = r.string("cursor")
         let limit = Int(r.int("limit", min: 1, max: 1000) ?? 100)
-        var after: (Timestamp, String)? = nil
-        if let cursor {
-            let parts = cursor.split(separator: ":", maxSplits: 1)
-            if parts.count == 2, let secs = Int64(parts[0]) {
-                after = (Timestamp(seconds: secs), String(parts[1]))
-            } else {
-                r.fail("cursor", "is not a cursor returned by preemptible.list")
-            }
-        }
+        let after = CreationCursor.parse(cursor, method: "preemptible.list", into: &r)
         try r.finish()
         var items: [JSON] = []
         var next: JSON = .null
-        var i = after.map { a in preemptibleOrder.firstIndex { $0 > a } ?? preemptibleOrder.count } ?? 0
+        var i = after.map { CreationCursor.index(after: $0, in: preemptibleOrder) } ?? 0
         while i < preemptibleOrder.count {
             let id = preemptibleOrder[i].1
             i += 1
@@ -262,7 +254,7 @@ extension Scheduler {
             if let node, p.slurmNode != node { continue }
             items.append(p.json())
             if items.count == limit {
-                if i < preemptibleOrder.count { next = .string("\(p.createdAt.seconds):\(p.id)") }
+                if i < preemptibleOrder.count { next = CreationCursor.make(p.createdAt, p.id) }
                 break
             }
         }

@@ -258,8 +258,7 @@ public actor Scheduler {
             calendar.remove(old)
         } else {
             let key = (p.createdAt, p.id)
-            let i = preemptibleOrder.firstIndex { $0 > key } ?? preemptibleOrder.count
-            preemptibleOrder.insert(key, at: i)
+            preemptibleOrder.insert(key, at: CreationCursor.index(after: key, in: preemptibleOrder))
         }
         preemptibles[p.id] = p
         calendar.add(p)
