@@ -275,67 +275,74 @@ public struct IntervalTree<Payload: Hashable & Sendable>: Sendable {
     /// node starting at or after `qe` can either (starts are sorted).
     private func visitOverlapping(_ i: Int32, _ qs: Int64, _ qe: Int64, _ body: (Interval, Payload) -> Bool) -> Bool {
         if i < 0 { return true }
-        let n = nodes[Int(i)]
-        if n.maxEnd <= qs { return true }
-        if !visitOverlapping(n.left, qs, qe, body) { return false }
-        if n.start >= qe { return true }
-        if n.end > qs {
-            if !body(Interval(start: n.start, end: n.end), n.payload) { return false }
+        // Read the fields in place: copying the node would retain and release its payload.
+        let (start, end, maxEnd, left, right) = nodes.withUnsafeBufferPointer { b in
+            (b[Int(i)].start, b[Int(i)].end, b[Int(i)].maxEnd, b[Int(i)].left, b[Int(i)].right)
         }
-        return visitOverlapping(n.right, qs, qe, body)
+        if maxEnd <= qs { return true }
+        if !visitOverlapping(left, qs, qe, body) { return false }
+        if start >= qe { return true }
+        if end > qs {
+            if !body(Interval(start: start, end: end), nodes[Int(i)].payload) { return false }
+        }
+        return visitOverlapping(right, qs, qe, body)
     }
 
     /// Single root-to-leaf descent (CLRS interval search): if the left subtree reaches past
     /// `query.start` but holds no overlap, its far-reaching entry starts at or after `query.end`,
     /// and so does everything to the right, so the right side never needs a look.
     public func hasOverlap(_ query: Interval) -> Bool {
-        var i = root
-        while i >= 0 {
-            let n = nodes[Int(i)]
-            if n.start < query.end && query.start < n.end { return true }
-            if n.left >= 0 && nodes[Int(n.left)].maxEnd > query.start {
-                i = n.left
-            } else {
-                i = n.right
+        nodes.withUnsafeBufferPointer { b in
+            var i = root
+            while i >= 0 {
+                let n = Int(i)
+                if b[n].start < query.end && query.start < b[n].end { return true }
+                let l = b[n].left
+                i = l >= 0 && b[Int(l)].maxEnd > query.start ? l : b[n].right
             }
+            return false
         }
-        return false
     }
 
     /// Largest `end` among entries with `start < t`: tells how far the busy time reaching into `t`
     /// extends, without enumerating those entries.
     public func maxEnd(ofEntriesStartingBefore t: Int64) -> Int64? {
-        var best: Int64? = nil
-        var i = root
-        while i >= 0 {
-            let n = nodes[Int(i)]
-            if n.start < t {
-                // This node and its whole left subtree start before t.
-                var m = n.end
-                if n.left >= 0 { m = max(m, nodes[Int(n.left)].maxEnd) }
-                best = max(best ?? m, m)
-                i = n.right
-            } else {
-                i = n.left
+        nodes.withUnsafeBufferPointer { b in
+            var best: Int64? = nil
+            var i = root
+            while i >= 0 {
+                let n = Int(i)
+                if b[n].start < t {
+                    // This node and its whole left subtree start before t.
+                    var m = b[n].end
+                    let l = b[n].left
+                    if l >= 0 { m = max(m, b[Int(l)].maxEnd) }
+                    best = max(best ?? m, m)
+                    i = b[n].right
+                } else {
+                    i = b[n].left
+                }
             }
+            return best
         }
-        return best
     }
 
     /// Smallest `start` that is `>= t`: where the next busy period begins.
     public func minStart(atOrAfter t: Int64) -> Int64? {
-        var best: Int64? = nil
-        var i = root
-        while i >= 0 {
-            let n = nodes[Int(i)]
-            if n.start >= t {
-                best = n.start
-                i = n.left
-            } else {
-                i = n.right
+        nodes.withUnsafeBufferPointer { b in
+            var best: Int64? = nil
+            var i = root
+            while i >= 0 {
+                let n = Int(i)
+                if b[n].start >= t {
+                    best = b[n].start
+                    i = b[n].left
+                } else {
+                    i = b[n].right
+                }
             }
+            return best
         }
-        return best
     }
 
     /// The earliest `s >= notBefore` with `[s, s + length)` free and `s + length <= notAfterEnd`.

@@ -39,10 +39,29 @@ public enum PreemptibleView: Sendable, Hashable {
 
 /// Every allocation over time, one interval tree per host, so "is this host free in this window"
 /// costs O(log n) however many leases exist.
+///
+/// Hosts are numbered densely in the order the calendar first meets them (`number(for:)`), and the
+/// trees live in an array indexed by that number, so hot paths never hash a host name. Beside the
+/// per-host trees, the calendar keeps global indexes over all hosts: every allocation's start and
+/// end in time order (`starts`, `ends`), so the planner can meet the hosts whose free gap fits a
+/// window most tightly first without visiting every host, and the GPU-slice and instance-slot
+/// allocations by time (`gpuUse`, `instanceUse`), so "which hosts are partly used in this window"
+/// is one query.
 public struct LeaseCalendar: Sendable {
-    public private(set) var trees: [String: IntervalTree<CalendarEntry>] = [:]
-    /// Preemptible entries per host, so hosts without any keep the O(log n) fast paths.
-    public private(set) var preemptibleEntries: [String: Int] = [:]
+    public private(set) var hostNumbers: [String: Int32] = [:]
+    public private(set) var hostNames: [String] = []
+    private(set) var trees: [IntervalTree<CalendarEntry>] = []
+    /// Preemptible entries per host number, so hosts without any keep the O(log n) fast paths.
+    private(set) var preemptibleCounts: [Int32] = []
+    /// Numbers of the hosts that hold preemptible entries.
+    public private(set) var hostsWithPreemptibles: Set<Int32> = []
+    /// Start and end of every allocation, with its host number.
+    public private(set) var starts = TimeIndex()
+    public private(set) var ends = TimeIndex()
+    /// GPU-slice and instance-slot allocations, payload the host number.
+    public private(set) var gpuUse = IntervalTree<Int32>()
+    public private(set) var instanceUse = IntervalTree<Int32>()
+    public private(set) var allocationCount = 0
     /// How queries count preemptibles; set on a copy (cheap: the trees are shared until mutated).
     public var preemptibleView: PreemptibleView = .occupying
 
@@ -50,6 +69,27 @@ public struct LeaseCalendar: Sendable {
     public static let openEnd: Int64 = Timestamp.distantFuture.seconds
 
     public init() {}
+
+    /// Preemptible entries per host name (hosts with none are absent).
+    public var preemptibleEntries: [String: Int] {
+        var out: [String: Int] = [:]
+        for n in hostsWithPreemptibles { out[hostNames[Int(n)]] = Int(preemptibleCounts[Int(n)]) }
+        return out
+    }
+
+    /// The host's number, assigning the next one if the calendar has not met it yet.
+    public mutating func number(for host: String) -> Int32 {
+        if let n = hostNumbers[host] { return n }
+        let n = Int32(hostNames.count)
+        hostNumbers[host] = n
+        hostNames.append(host)
+        trees.append(IntervalTree())
+        preemptibleCounts.append(0)
+        return n
+    }
+
+    @inline(__always)
+    public func number(of host: String) -> Int32? { hostNumbers[host] }
 
     /// The part of an entry's interval that binds under the current view; nil if none does.
     @inline(__always)
@@ -59,29 +99,53 @@ public struct LeaseCalendar: Sendable {
         return end > iv.start ? Interval(start: iv.start, end: end) : nil
     }
 
+    /// Whether the view counts every entry of the host for its whole interval (no preemptible
+    /// entries, or the occupying view): the global indexes then describe the host exactly.
     @inline(__always)
-    func viewIsExact(host: String) -> Bool {
-        preemptibleView == .occupying || (preemptibleEntries[host] ?? 0) == 0
+    public func viewIsExact(_ n: Int32) -> Bool {
+        preemptibleView == .occupying || preemptibleCounts[Int(n)] == 0
     }
 
-    public var allocationCount: Int { trees.values.reduce(0) { $0 + $1.count } }
-
     public mutating func insert(host: String, interval: Interval, entry: CalendarEntry) {
-        trees[host, default: IntervalTree()].insert(interval, entry)
-        if entry.isPreemptible { preemptibleEntries[host, default: 0] += 1 }
+        insert(number(for: host), interval: interval, entry: entry)
+    }
+
+    public mutating func insert(_ n: Int32, interval: Interval, entry: CalendarEntry) {
+        trees[Int(n)].insert(interval, entry)
+        allocationCount += 1
+        starts.insert(.init(time: interval.start, host: n))
+        ends.insert(.init(time: interval.end, host: n))
+        switch entry.usage {
+        case .gpuSlices: gpuUse.insert(interval, n)
+        case .instances: instanceUse.insert(interval, n)
+        case .wholeHost: break
+        }
+        if entry.isPreemptible {
+            preemptibleCounts[Int(n)] += 1
+            hostsWithPreemptibles.insert(n)
+        }
     }
 
     @discardableResult
     public mutating func remove(host: String, interval: Interval, entry: CalendarEntry) -> Bool {
-        guard var tree = trees[host] else { return false }
-        trees[host] = nil  // keep the tree uniquely referenced while mutating it
-        let removed = tree.remove(interval, entry)
-        if !tree.isEmpty { trees[host] = tree }
-        if removed && entry.isPreemptible {
-            let n = (preemptibleEntries[host] ?? 1) - 1
-            preemptibleEntries[host] = n > 0 ? n : nil
+        guard let n = hostNumbers[host] else { return false }
+        guard trees[Int(n)].remove(interval, entry) else { return false }
+        allocationCount -= 1
+        starts.remove(.init(time: interval.start, host: n))
+        ends.remove(.init(time: interval.end, host: n))
+        switch entry.usage {
+        case .gpuSlices: gpuUse.remove(interval, n)
+        case .instances: instanceUse.remove(interval, n)
+        case .wholeHost: break
         }
-        return removed
+        if entry.isPreemptible {
+            preemptibleCounts[Int(n)] -= 1
+            if preemptibleCounts[Int(n)] <= 0 {
+                preemptibleCounts[Int(n)] = 0
+                hostsWithPreemptibles.remove(n)
+            }
+        }
+        return true
     }
 
     /// Adds a preemptible's entries over `[created, occupiedUntil)`; an ended one that never ran is skipped.
@@ -138,11 +202,16 @@ public struct LeaseCalendar: Sendable {
     /// Slices of one GPU taken at any instant of the window (a slice must be free for all of it),
     /// whether a media-extension instance is among them; nil when the whole host is reserved.
     public func gpuOccupancy(host: String, gpu: Int, during window: Interval) -> (usedMask: UInt16, hasMediaExtension: Bool)? {
+        guard let n = hostNumbers[host] else { return (0, false) }
+        return gpuOccupancy(n, gpu: gpu, during: window)
+    }
+
+    public func gpuOccupancy(_ n: Int32, gpu: Int, during window: Interval) -> (usedMask: UInt16, hasMediaExtension: Bool)? {
         var mask: UInt16 = 0
         var me = false
         var wholeHost = false
-        let exact = viewIsExact(host: host)
-        trees[host]?.forEachOverlapping(window) { iv, e in
+        let exact = viewIsExact(n)
+        trees[Int(n)].forEachOverlapping(window) { iv, e in
             if !exact, binding(iv, e).map({ $0.overlaps(window) }) != true { return true }
             switch e.usage {
             case .wholeHost:
@@ -164,10 +233,17 @@ public struct LeaseCalendar: Sendable {
     public func instanceLoad(host: String, during window: Interval)
         -> [(interval: Interval, vcpus: Int64, memoryMB: Int64, diskGB: Int64)]?
     {
+        guard let n = hostNumbers[host] else { return [] }
+        return instanceLoad(n, during: window)
+    }
+
+    public func instanceLoad(_ n: Int32, during window: Interval)
+        -> [(interval: Interval, vcpus: Int64, memoryMB: Int64, diskGB: Int64)]?
+    {
         var out: [(interval: Interval, vcpus: Int64, memoryMB: Int64, diskGB: Int64)] = []
         var wholeHost = false
-        let exact = viewIsExact(host: host)
-        trees[host]?.forEachOverlapping(window) { iv, e in
+        let exact = viewIsExact(n)
+        trees[Int(n)].forEachOverlapping(window) { iv, e in
             var iv = iv
             if !exact {
                 guard let b = binding(iv, e), b.overlaps(window) else { return true }
@@ -177,8 +253,8 @@ public struct LeaseCalendar: Sendable {
             case .wholeHost:
                 wholeHost = true
                 return false
-            case .instances(let n, let v, let m, let d):
-                out.append((iv, v * n, m * n, d * n))
+            case .instances(let c, let v, let m, let d):
+                out.append((iv, v * c, m * c, d * c))
             default:
                 break
             }
@@ -188,24 +264,48 @@ public struct LeaseCalendar: Sendable {
     }
 
     public func isFree(host: String, during window: Interval) -> Bool {
-        guard let tree = trees[host] else { return true }
-        if viewIsExact(host: host) { return !tree.hasOverlap(window) }
+        guard let n = hostNumbers[host] else { return true }
+        return isFree(n, during: window)
+    }
+
+    public func isFree(_ n: Int32, during window: Interval) -> Bool {
+        if viewIsExact(n) { return !trees[Int(n)].hasOverlap(window) }
         var free = true
-        tree.forEachOverlapping(window) { iv, e in
+        trees[Int(n)].forEachOverlapping(window) { iv, e in
             if binding(iv, e).map({ $0.overlaps(window) }) == true { free = false }
             return free
         }
         return free
     }
 
+    /// Whether anything at all (in any view) overlaps the window on the host.
+    public func hasAnyEntry(_ n: Int32, overlapping window: Interval) -> Bool {
+        trees[Int(n)].hasOverlap(window)
+    }
+
     public func entries(host: String, overlapping window: Interval) -> [(interval: Interval, payload: CalendarEntry)] {
-        trees[host]?.overlapping(window) ?? []
+        guard let n = hostNumbers[host] else { return [] }
+        return trees[Int(n)].overlapping(window)
+    }
+
+    /// Every entry of a host in time order.
+    public func entries(host: String) -> [(interval: Interval, payload: CalendarEntry)] {
+        guard let n = hostNumbers[host] else { return [] }
+        return trees[Int(n)].entries
     }
 
     /// How much free time surrounds a free window on a host (capped per side), smaller meaning a
     /// tighter fit: placing there leaves long free runs elsewhere whole for later requests.
-    public func slack(host: String, around window: Interval, cap: Int64 = 366 * 86_400) -> Int64 {
-        guard let tree = trees[host] else { return 2 * cap }
+    public func slack(host: String, around window: Interval, cap: Int64 = LeaseCalendar.slackCap) -> Int64 {
+        guard let n = hostNumbers[host] else { return 2 * cap }
+        return slack(n, around: window, cap: cap)
+    }
+
+    /// Cap of each side of `slack`: a year.
+    public static let slackCap: Int64 = 366 * 86_400
+
+    public func slack(_ n: Int32, around window: Interval, cap: Int64 = LeaseCalendar.slackCap) -> Int64 {
+        let tree = trees[Int(n)]
         let before = tree.maxEnd(ofEntriesStartingBefore: window.start).map { Swift.min(window.start - $0, cap) } ?? cap
         let after = tree.minStart(atOrAfter: window.end).map { Swift.min($0 - window.end, cap) } ?? cap
         return before + after
@@ -214,8 +314,9 @@ public struct LeaseCalendar: Sendable {
     /// The first instant at or after `t` at which a reservation (not a preemptible) begins to hold
     /// capacity on the host; nil if none is planned.
     public func nextReservationStart(host: String, atOrAfter t: Int64) -> Int64? {
-        guard let tree = trees[host], t < LeaseCalendar.openEnd else { return nil }
-        if (preemptibleEntries[host] ?? 0) == 0 { return tree.minStart(atOrAfter: t) }
+        guard let n = hostNumbers[host], t < LeaseCalendar.openEnd else { return nil }
+        let tree = trees[Int(n)]
+        if preemptibleCounts[Int(n)] == 0 { return tree.minStart(atOrAfter: t) }
         var first: Int64? = nil
         tree.forEachOverlapping(Interval(start: t, end: LeaseCalendar.openEnd)) { iv, e in
             if !e.isPreemptible, iv.start >= t, first.map({ iv.start < $0 }) ?? true { first = iv.start }
@@ -226,9 +327,9 @@ public struct LeaseCalendar: Sendable {
 
     /// Reservation allocations on a host that hold capacity at or after `t`.
     public func reservationHolders(host: String, from t: Int64) -> [(interval: Interval, entry: CalendarEntry)] {
-        guard let tree = trees[host], t < LeaseCalendar.openEnd else { return [] }
+        guard let n = hostNumbers[host], t < LeaseCalendar.openEnd else { return [] }
         var out: [(Interval, CalendarEntry)] = []
-        tree.forEachOverlapping(Interval(start: t, end: LeaseCalendar.openEnd)) { iv, e in
+        trees[Int(n)].forEachOverlapping(Interval(start: t, end: LeaseCalendar.openEnd)) { iv, e in
             if !e.isPreemptible { out.append((iv, e)) }
             return true
         }
@@ -238,8 +339,13 @@ public struct LeaseCalendar: Sendable {
     /// Ends of allocations on a host inside a range: the only instants at which a window can begin
     /// to fit where it did not before.
     public func ends(host: String, in range: Interval, into out: inout [Int64]) {
-        let exact = viewIsExact(host: host)
-        trees[host]?.forEachOverlapping(range) { iv, e in
+        guard let n = hostNumbers[host] else { return }
+        ends(n, in: range, into: &out)
+    }
+
+    public func ends(_ n: Int32, in range: Interval, into out: inout [Int64]) {
+        let exact = viewIsExact(n)
+        trees[Int(n)].forEachOverlapping(range) { iv, e in
             let end = exact ? iv.end : (binding(iv, e)?.end ?? iv.start)
             if end > range.start && end < range.end { out.append(end) }
             return true

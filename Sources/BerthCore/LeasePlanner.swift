@@ -11,14 +11,28 @@
 /// Whole-host reservations are placed first (most constrained first), then GPU slices, then
 /// instances, all against one tentative state so the reservations of one lease never collide.
 public struct LeasePlanner: Sendable {
-    /// Hosts in name order (the tie-break order).
-    public var hosts: [Host]
-    public var calendar: LeaseCalendar
+    public let inventory: HostInventory
+    public let calendar: LeaseCalendar
     public var models: GPUModelTable
     public var policy: PlacementPolicy
 
+    /// Hosts in name order (the tie-break order).
+    public var hosts: [Host] { inventory.hosts }
+
+    /// Numbers the hosts in (a copy of) `calendar`: O(hosts). Callers that plan often keep a
+    /// `HostInventory` and use `init(inventory:calendar:)`.
     public init(hosts: [Host], calendar: LeaseCalendar, models: GPUModelTable = .builtIn, policy: PlacementPolicy = .packing) {
-        self.hosts = hosts
+        var calendar = calendar
+        inventory = HostInventory(hosts: hosts, calendar: &calendar)
+        self.calendar = calendar
+        self.models = models
+        self.policy = policy
+    }
+
+    /// O(1): `inventory` must have been built on `calendar` or an ancestor of it.
+    public init(inventory: HostInventory, calendar: LeaseCalendar, models: GPUModelTable = .builtIn, policy: PlacementPolicy = .packing) {
+        precondition(inventory.matches(calendar), "HostInventory built on another calendar")
+        self.inventory = inventory
         self.calendar = calendar
         self.models = models
         self.policy = policy
@@ -36,6 +50,78 @@ public struct LeasePlanner: Sendable {
             case .neverFits(let m), .busy(let m): return m
             }
         }
+    }
+
+    @inline(__always)
+    func isEligibleHost(_ h: Host, _ r: ReservationRequest) -> Bool {
+        h.isSchedulable && r.properties.matches(h)
+    }
+
+    /// Up to `count` hosts (positions in `hosts`) free during `window`, best first by
+    /// (`rank(position)`, `LeaseCalendar.slack`, name); `rank` is nil for hosts not wanted and never
+    /// below `minRank`. The same answer as ranking every free host, without visiting them all:
+    ///
+    /// A free host's slack is its distance to the latest allocation ending at or before the window
+    /// plus the distance to the earliest one starting at or after it (each capped). Walking the
+    /// calendar's `ends` backward from the window's start and its `starts` forward from its end,
+    /// always on the nearer side, meets hosts in an order whose running sum of the two distances is
+    /// a lower bound on the slack of every host not met yet; once `count` hosts beat that bound the
+    /// rest cannot do better. Hosts met are ranked exactly (O(log n) each). Hosts never met within
+    /// the caps all have the largest slack, so the tie is broken by name. Hosts with preemptible
+    /// entries counted only partly (guaranteed-only view) don't follow the global indexes and are
+    /// ranked up front.
+    func tightestFree(window: Interval, count: Int, minRank: Int, rank: (Int) -> Int?) -> [Int] {
+        guard count > 0 else { return [] }
+        struct Candidate: Comparable {
+            var rank: Int
+            var slack: Int64
+            var position: Int  // name order
+            static func < (a: Candidate, b: Candidate) -> Bool { (a.rank, a.slack, a.position) < (b.rank, b.slack, b.position) }
+        }
+        var best: [Candidate] = []  // ascending, at most `count`
+        best.reserveCapacity(count + 1)
+        var seen = [Bool](repeating: false, count: calendar.hostNames.count)
+        func consider(_ n: Int32) {
+            guard !seen[Int(n)] else { return }
+            seen[Int(n)] = true
+            guard let pos = inventory.position(ofNumber: n), let rk = rank(pos), calendar.isFree(n, during: window) else { return }
+            let c = Candidate(rank: rk, slack: calendar.slack(n, around: window), position: pos)
+            if best.count == count {
+                guard c < best[count - 1] else { return }
+                best.removeLast()
+            }
+            var at = best.count
+            while at > 0 && c < best[at - 1] { at -= 1 }
+            best.insert(c, at: at)
+        }
+        if calendar.preemptibleView == .guaranteedOnly {
+            for n in calendar.hostsWithPreemptibles { consider(n) }
+        }
+        let cap = LeaseCalendar.slackCap
+        let ends = calendar.ends, starts = calendar.starts
+        var back = ends.cursor(atTime: window.start + 1)
+        var forward = starts.cursor(atTime: window.end)
+        var nextBack = ends.previous(&back)
+        var nextForward = starts.next(&forward)
+        while true {
+            let db = nextBack.map { Swift.min(window.start - $0.time, cap) } ?? cap
+            let df = nextForward.map { Swift.min($0.time - window.end, cap) } ?? cap
+            if best.count == count, (best[count - 1].rank, best[count - 1].slack) < (minRank, db + df) { return best.map(\.position) }
+            if db >= cap && df >= cap { break }
+            if db <= df {
+                consider(nextBack!.host)
+                nextBack = ends.previous(&back)
+            } else {
+                consider(nextForward!.host)
+                nextForward = starts.next(&forward)
+            }
+        }
+        // Every host not met has the largest slack: name order decides.
+        for pos in hosts.indices {
+            if best.count == count, best[count - 1] < Candidate(rank: minRank, slack: 2 * cap, position: pos) { break }
+            consider(inventory.numbers[pos])
+        }
+        return best.map(\.position)
     }
 
     func eligible(_ request: ReservationRequest) -> [Host] {
@@ -73,14 +159,23 @@ public struct LeasePlanner: Sendable {
         -> Result<[[Allocation]], Failure>
     {
         var eligibleByRequest: [[Host]] = []
+        var eligibleCount: [Int] = []
         for (i, r) in requests.enumerated() {
-            let e = eligible(r)
             let what = r.properties == .all ? "" : " matching the properties"
+            if r.kind == .host {
+                // Whole hosts: no list needed (the search below meets hosts through the calendar).
+                let count = r.properties == .all ? inventory.schedulableCount : hosts.reduce(0) { $0 + (isEligibleHost($1, r) ? 1 : 0) }
+                if Int64(count) < r.min {
+                    return .failure(.neverFits("reservations[\(i)] needs \(LeasePlanner.plural(r.min, "host")) but only \(count) schedulable host\(count == 1 ? " exists" : "s exist")\(what)"))
+                }
+                eligibleByRequest.append([])
+                eligibleCount.append(count)
+                continue
+            }
+            let e = eligible(r)
             switch r.kind {
             case .host:
-                if Int64(e.count) < r.min {
-                    return .failure(.neverFits("reservations[\(i)] needs \(LeasePlanner.plural(r.min, "host")) but only \(e.count) schedulable host\(e.count == 1 ? " exists" : "s exist")\(what)"))
-                }
+                break
             case .gpu:
                 let pool = GPUPool(e.flatMap { h in gpuIndices(h, r).map { GPUCandidate(host: h.name, gpuIndex: $0.0, model: $0.1) } })
                 let cap = pool.capacity(profile: r.profile ?? "", gpuModel: r.gpuModel, ignoringOccupancy: true)
@@ -107,10 +202,11 @@ public struct LeasePlanner: Sendable {
                 }
             }
             eligibleByRequest.append(e)
+            eligibleCount.append(e.count)
         }
         func rank(_ k: ReservationKind) -> Int { k == .host ? 0 : (k == .gpu ? 1 : 2) }
         let order = requests.indices.sorted { a, b in
-            (rank(requests[a].kind), eligibleByRequest[a].count, a) < (rank(requests[b].kind), eligibleByRequest[b].count, b)
+            (rank(requests[a].kind), eligibleCount[a], a) < (rank(requests[b].kind), eligibleCount[b], b)
         }
         var takenWhole: Set<String> = []
         var usedPartly: Set<String> = []
@@ -139,27 +235,34 @@ public struct LeasePlanner: Sendable {
             let kept = i < keep.count ? keep[i] : []
             switch r.kind {
             case .host:
-                let free = eligibleByRequest[i].filter {
-                    !takenWhole.contains($0.name) && !usedPartly.contains($0.name) && calendar.isFree(host: $0.name, during: window)
+                func wanted(_ h: Host) -> Bool {
+                    isEligibleHost(h, r) && !takenWhole.contains(h.name) && !usedPartly.contains(h.name)
                 }
-                let freeNames = Set(free.map(\.name))
                 var chosen: [String] = []
-                for a in kept where freeNames.contains(a.host) && !chosen.contains(a.host) && Int64(chosen.count) < r.max {
+                for a in kept where !chosen.contains(a.host) && Int64(chosen.count) < r.max {
+                    guard let n = calendar.number(of: a.host), let pos = inventory.position(ofNumber: n), wanted(hosts[pos]),
+                        calendar.isFree(n, during: window)
+                    else { continue }
                     chosen.append(a.host)
                 }
-                if Int64(chosen.count) < r.max {
+                let need = Int(r.max) - chosen.count
+                if need > 0 {
                     let chosenSet = Set(chosen)
-                    let candidates = free.filter { !chosenSet.contains($0.name) }
-                    let ranked: [String]
                     switch policy {
                     case .packing:
                         // Hosts with GPUs last: taking one whole takes all its GPU slices too.
-                        ranked = candidates.map { (gpus: $0.gpus.count, slack: calendar.slack(host: $0.name, around: window), name: $0.name) }
-                            .sorted { ($0.gpus, $0.slack, $0.name) < ($1.gpus, $1.slack, $1.name) }.map(\.name)
+                        let ranked = tightestFree(window: window, count: need, minRank: inventory.fewestGPUs) { pos in
+                            let h = hosts[pos]
+                            return wanted(h) && !chosenSet.contains(h.name) ? h.gpus.count : nil
+                        }
+                        chosen += ranked.map { hosts[$0].name }
                     case .firstFit:
-                        ranked = candidates.map(\.name)
+                        for (pos, h) in hosts.enumerated() where chosen.count < Int(r.max) {
+                            if wanted(h), !chosenSet.contains(h.name), calendar.isFree(inventory.numbers[pos], during: window) {
+                                chosen.append(h.name)
+                            }
+                        }
                     }
-                    for name in ranked where Int64(chosen.count) < r.max { chosen.append(name) }
                 }
                 if Int64(chosen.count) < r.min {
                     return .failure(.busy("reservations[\(i)] needs \(LeasePlanner.plural(r.min, "host")) but only \(chosen.count) matching host\(chosen.count == 1 ? " is" : "s are") free \(windowText)"))

@@ -9,13 +9,13 @@ extension String {
 }
 
 extension Scheduler {
-    var planner: LeasePlanner { LeasePlanner(hosts: sortedHosts, calendar: calendar, models: models) }
+    var planner: LeasePlanner { LeasePlanner(inventory: inventory, calendar: calendar, models: models) }
 
     /// The planner that sees preemptibles only until their guarantees end: what a reservation may take.
     var reservationPlanner: LeasePlanner {
         var cal = calendar
         if !livePreemptibles.isEmpty { cal.preemptibleView = .guaranteedOnly }
-        return LeasePlanner(hosts: sortedHosts, calendar: cal, models: models)
+        return LeasePlanner(inventory: inventory, calendar: cal, models: models)
     }
 
     func requireLease(_ id: String) throws(BerthError) -> Lease {

@@ -14,12 +14,12 @@ extension Scheduler {
     func placeLease(
         _ requests: [ReservationRequest], window: Interval, keep: [[Allocation]] = [], calendar cal: LeaseCalendar
     ) -> (Result<[[Allocation]], LeasePlanner.Failure>, LeasePlanner) {
-        let strict = LeasePlanner(hosts: sortedHosts, calendar: cal, models: models)
+        let strict = LeasePlanner(inventory: inventory, calendar: cal, models: models)
         let first = strict.place(requests, window: window, keep: keep)
         guard case .failure(let f) = first, case .busy = f, !livePreemptibles.isEmpty else { return (first, strict) }
         var lenientCalendar = cal
         lenientCalendar.preemptibleView = .guaranteedOnly
-        let lenient = LeasePlanner(hosts: sortedHosts, calendar: lenientCalendar, models: models)
+        let lenient = LeasePlanner(inventory: inventory, calendar: lenientCalendar, models: models)
         return (lenient.place(requests, window: window, keep: keep), lenient)
     }
 

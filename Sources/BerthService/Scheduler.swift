@@ -83,7 +83,12 @@ public actor Scheduler {
     let actionsEnqueued: @Sendable () -> Void
 
     var hosts: [String: Host] = [:]
-    var sortedHosts: [Host] = []
+    var sortedHosts: [Host] = [] {
+        didSet { inventory = HostInventory(hosts: sortedHosts, calendar: &calendar) }
+    }
+    /// `sortedHosts` numbered in `calendar`, rebuilt when the hosts change, so planning costs
+    /// nothing per host that the search does not touch.
+    var inventory: HostInventory
     var leases: [String: Lease] = [:]
     /// Leases in listing order (created_at, id), for stable cursors.
     var leaseOrder: [(Timestamp, String)] = []
@@ -116,6 +121,7 @@ public actor Scheduler {
         ledger = try CreditLedger(entries: snap.ledger, enforce: policy.enforceCredits)
         for h in snap.hosts { hosts[h.name] = h }
         sortedHosts = snap.hosts.sorted { $0.name < $1.name }
+        inventory = HostInventory(hosts: sortedHosts, calendar: &calendar)
         for l in snap.leases {
             leases[l.id] = l
             leaseOrder.append((l.createdAt, l.id))
