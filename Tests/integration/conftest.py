@@ -7,16 +7,23 @@
 - `berthd`: `daemon` already started with the defaults (`--clock manual --now 2030-01-01T00:00:00Z`).
 - `rpc`: an admin (root) client connected to `berthd`.
 
+The Python client package (clients/python/src) is put first on sys.path, so its tests import the
+working tree's `berth_client` whether or not the package is installed in the venv.
+
 When a test fails, every berthd log it produced is printed with the failure.
 """
 
 from __future__ import annotations
 
 import resource
+import sys
+from pathlib import Path
 
 import pytest
 
-from berthtest import Berthd
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "clients" / "python" / "src"))
+
+from berthtest import Berthd  # noqa: E402
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)
