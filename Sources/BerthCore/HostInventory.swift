@@ -10,6 +10,10 @@ public struct HostInventory: Sendable {
     let numbers: [Int32]
     /// Position in `hosts` of a calendar number; -1 for numbers of hosts not in the inventory.
     let positions: [Int32]
+    /// Per position: whether the host is up and reservable, and its GPU count (hot-loop copies of
+    /// `hosts[i]` fields: reading them from `Host` would retain its strings and arrays).
+    let schedulable: [Bool]
+    let gpuCounts: [Int]
     /// Hosts that are up and reservable.
     public let schedulableCount: Int
     /// Fewest GPUs on a schedulable host (the packing rank of whole-host requests).
@@ -23,6 +27,8 @@ public struct HostInventory: Sendable {
         var positions = [Int32](repeating: -1, count: calendar.hostNames.count)
         for (i, n) in numbers.enumerated() { positions[Int(n)] = Int32(i) }
         self.positions = positions
+        schedulable = sorted.map(\.isSchedulable)
+        gpuCounts = sorted.map(\.gpus.count)
         schedulableCount = sorted.reduce(0) { $0 + ($1.isSchedulable ? 1 : 0) }
         fewestGPUs = sorted.lazy.filter(\.isSchedulable).map(\.gpus.count).min() ?? 0
     }

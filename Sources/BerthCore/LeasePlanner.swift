@@ -15,6 +15,9 @@ public struct LeasePlanner: Sendable {
     public let calendar: LeaseCalendar
     public var models: GPUModelTable
     public var policy: PlacementPolicy
+    /// Whole-host requests among at most this many candidate hosts rank them all rather than walk
+    /// the calendar's global indexes (same answer; tests set 0 to exercise the indexed search).
+    public var exhaustiveRankingLimit = 64
 
     /// Hosts in name order (the tie-break order).
     public var hosts: [Host] { inventory.hosts }
@@ -70,6 +73,19 @@ public struct LeasePlanner: Sendable {
     /// the caps all have the largest slack, so the tie is broken by name. Hosts with preemptible
     /// entries counted only partly (guaranteed-only view) don't follow the global indexes and are
     /// ranked up front.
+    /// `tightestFree`'s answer by ranking every wanted free host: for small candidate sets.
+    func rankEveryFree(window: Interval, count: Int, rank: (Int) -> Int?) -> [Int] {
+        var ranked: [(rank: Int, slack: Int64, position: Int)] = []
+        for pos in hosts.indices {
+            guard let rk = rank(pos) else { continue }
+            let n = inventory.numbers[pos]
+            guard calendar.isFree(n, during: window) else { continue }
+            ranked.append((rk, calendar.slack(n, around: window), pos))
+        }
+        ranked.sort { ($0.rank, $0.slack, $0.position) < ($1.rank, $1.slack, $1.position) }
+        return ranked.prefix(count).map(\.position)
+    }
+
     func tightestFree(window: Interval, count: Int, minRank: Int, rank: (Int) -> Int?) -> [Int] {
         guard count > 0 else { return [] }
         struct Candidate: Comparable {
@@ -78,14 +94,18 @@ public struct LeasePlanner: Sendable {
             var position: Int  // name order
             static func < (a: Candidate, b: Candidate) -> Bool { (a.rank, a.slack, a.position) < (b.rank, b.slack, b.position) }
         }
+        let cap = LeaseCalendar.slackCap
         var best: [Candidate] = []  // ascending, at most `count`
         best.reserveCapacity(count + 1)
-        var seen = [Bool](repeating: false, count: calendar.hostNames.count)
-        func consider(_ n: Int32) {
-            guard !seen[Int(n)] else { return }
-            seen[Int(n)] = true
-            guard let pos = inventory.position(ofNumber: n), let rk = rank(pos), calendar.isFree(n, during: window) else { return }
-            let c = Candidate(rank: rk, slack: calendar.slack(n, around: window), position: pos)
+        /// Whether a host whose slack is at least `lowerBound` could still enter `best`.
+        func couldEnter(_ lowerBound: Int64) -> Bool {
+            best.count < count || (minRank, lowerBound) <= (best[count - 1].rank, best[count - 1].slack)
+        }
+        /// Ranks a host exactly from its own tree (the only per-host memory the search touches).
+        func rankExactly(_ n: Int32) {
+            guard let slack = calendar.slackIfFree(n, around: window), let pos = inventory.position(ofNumber: n), let rk = rank(pos)
+            else { return }
+            let c = Candidate(rank: rk, slack: slack, position: pos)
             if best.count == count {
                 guard c < best[count - 1] else { return }
                 best.removeLast()
@@ -94,10 +114,15 @@ public struct LeasePlanner: Sendable {
             while at > 0 && c < best[at - 1] { at -= 1 }
             best.insert(c, at: at)
         }
-        if calendar.preemptibleView == .guaranteedOnly {
-            for n in calendar.hostsWithPreemptibles { consider(n) }
+        var seen = [Bool](repeating: false, count: calendar.hostNames.count)
+        func meet(_ n: Int32) {
+            guard !seen[Int(n)] else { return }
+            seen[Int(n)] = true
+            rankExactly(n)
         }
-        let cap = LeaseCalendar.slackCap
+        if calendar.preemptibleView == .guaranteedOnly {
+            for n in calendar.hostsWithPreemptibles { meet(n) }
+        }
         let ends = calendar.ends, starts = calendar.starts
         var back = ends.cursor(atTime: window.start + 1)
         var forward = starts.cursor(atTime: window.end)
@@ -106,20 +131,21 @@ public struct LeasePlanner: Sendable {
         while true {
             let db = nextBack.map { Swift.min(window.start - $0.time, cap) } ?? cap
             let df = nextForward.map { Swift.min($0.time - window.end, cap) } ?? cap
-            if best.count == count, (best[count - 1].rank, best[count - 1].slack) < (minRank, db + df) { return best.map(\.position) }
+            if best.count == count, !couldEnter(db + df) { return best.map(\.position) }
             if db >= cap && df >= cap { break }
             if db <= df {
-                consider(nextBack!.host)
+                meet(nextBack!.host)
                 nextBack = ends.previous(&back)
             } else {
-                consider(nextForward!.host)
+                meet(nextForward!.host)
                 nextForward = starts.next(&forward)
             }
         }
         // Every host not met has the largest slack: name order decides.
         for pos in hosts.indices {
             if best.count == count, best[count - 1] < Candidate(rank: minRank, slack: 2 * cap, position: pos) { break }
-            consider(inventory.numbers[pos])
+            let n = inventory.numbers[pos]
+            meet(n)
         }
         return best.map(\.position)
     }
@@ -229,7 +255,7 @@ public struct LeasePlanner: Sendable {
             }
             gpuPool = GPUPool(candidates)
         }
-        let windowText = "from \(Timestamp(seconds: window.start)) to \(Timestamp(seconds: window.end))"
+        var windowText: String { "from \(Timestamp(seconds: window.start)) to \(Timestamp(seconds: window.end))" }
         for i in order {
             let r = requests[i]
             let kept = i < keep.count ? keep[i] : []
@@ -251,10 +277,23 @@ public struct LeasePlanner: Sendable {
                     switch policy {
                     case .packing:
                         // Hosts with GPUs last: taking one whole takes all its GPU slices too.
-                        let ranked = tightestFree(window: window, count: need, minRank: inventory.fewestGPUs) { pos in
-                            let h = hosts[pos]
-                            return wanted(h) && !chosenSet.contains(h.name) ? h.gpus.count : nil
+                        let excluded = !takenWhole.isEmpty || !usedPartly.isEmpty || !chosenSet.isEmpty
+                        let anyProperties = r.properties != .all
+                        func rank(_ pos: Int) -> Int? {
+                            guard inventory.schedulable[pos] else { return nil }
+                            if anyProperties || excluded {
+                                let h = hosts[pos]
+                                guard wanted(h), !chosenSet.contains(h.name) else { return nil }
+                            }
+                            return inventory.gpuCounts[pos]
                         }
+                        // Few hosts to choose among (a property filter, a small inventory on a big
+                        // calendar): ranking them all beats walking the whole calendar's indexes.
+                        let few = inventory.hosts.count <= exhaustiveRankingLimit
+                            || eligibleCount[i] * 16 < calendar.hostNames.count
+                        let ranked = few
+                            ? rankEveryFree(window: window, count: need, rank: rank)
+                            : tightestFree(window: window, count: need, minRank: inventory.fewestGPUs, rank: rank)
                         chosen += ranked.map { hosts[$0].name }
                     case .firstFit:
                         for (pos, h) in hosts.enumerated() where chosen.count < Int(r.max) {
@@ -360,3 +399,4 @@ public struct LeasePlanner: Sendable {
         return out
     }
 }
+

@@ -141,6 +141,9 @@ enum Mixed {
             self.hosts = hosts
             self.gpuHosts = hosts.indices.filter { !hosts[$0].gpus.isEmpty }
             self.rng = SplitMix64(seed: seed)
+            // Number every host up front, as the daemon does: a planner over a block of hosts the
+            // calendar has not met would otherwise register them on its own copy every time.
+            _ = HostInventory(hosts: hosts, calendar: &calendar)
         }
 
         /// Places `count` more leases with starts in [fromHour, fromHour + hours) after `base`.

@@ -79,10 +79,13 @@ import Testing
             let s = Int64.random(in: -span / 10..<span, using: &rng)
             let window = Interval(start: s, end: s + Int64.random(in: 1...(span / 20), using: &rng))
             let keep = round % 7 == 0 ? (0..<2).map { _ in Allocation(host: hosts[Int.random(in: 0..<hosts.count, using: &rng)].name) } : []
-            let planner = LeasePlanner(hosts: hosts.shuffled(using: &rng), calendar: view)
-            let got = planner.place([r], window: window, keep: [keep])
+            var planner = LeasePlanner(hosts: hosts.shuffled(using: &rng), calendar: view)
             let want = Self.oracle(hosts: hosts.sorted { $0.name < $1.name }, calendar: view, request: r, window: window, keep: keep)
-            #expect(Self.same(got, want), "seed \(seed) round \(round): \(got) vs \(want)")
+            for limit in [0, 64] {
+                planner.exhaustiveRankingLimit = limit
+                let got = planner.place([r], window: window, keep: [keep])
+                #expect(Self.same(got, want), "seed \(seed) round \(round) limit \(limit): \(got) vs \(want)")
+            }
         }
     }
 
