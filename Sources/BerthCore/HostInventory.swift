@@ -18,6 +18,25 @@ public struct HostInventory: Sendable {
     public let schedulableCount: Int
     /// Fewest GPUs on a schedulable host (the packing rank of whole-host requests).
     let fewestGPUs: Int
+    /// Schedulable hosts grouped by what a GPU or instance request can tell apart (size and GPU
+    /// models): requests without a property filter are checked per class, not per host.
+    let classes: [HostClass]
+    /// Class of each position; -1 for hosts that are not schedulable.
+    let classOf: [Int32]
+
+    struct HostClass: Hashable {
+        var vcpus: Int64
+        var memoryMB: Int64
+        var diskGB: Int64
+        var gpuModels: [String]
+        /// A member (position), standing for all of them.
+        var representative: Int
+        var members: Int
+
+        static func key(_ h: Host) -> [String] {
+            ["\(h.vcpus)", "\(h.memoryMB)", "\(h.diskGB)"] + h.gpus.map(\.model)
+        }
+    }
 
     /// Gives every host a number in `calendar` (registering the new ones).
     public init(hosts: [Host], calendar: inout LeaseCalendar) {
@@ -31,6 +50,23 @@ public struct HostInventory: Sendable {
         gpuCounts = sorted.map(\.gpus.count)
         schedulableCount = sorted.reduce(0) { $0 + ($1.isSchedulable ? 1 : 0) }
         fewestGPUs = sorted.lazy.filter(\.isSchedulable).map(\.gpus.count).min() ?? 0
+        var classIndex: [[String]: Int32] = [:]
+        var classes: [HostClass] = []
+        var classOf = [Int32](repeating: -1, count: sorted.count)
+        for (i, h) in sorted.enumerated() where h.isSchedulable {
+            let key = HostClass.key(h)
+            if let c = classIndex[key] {
+                classes[Int(c)].members += 1
+                classOf[i] = c
+            } else {
+                classIndex[key] = Int32(classes.count)
+                classOf[i] = Int32(classes.count)
+                classes.append(
+                    HostClass(vcpus: h.vcpus, memoryMB: h.memoryMB, diskGB: h.diskGB, gpuModels: h.gpus.map(\.model), representative: i, members: 1))
+            }
+        }
+        self.classes = classes
+        self.classOf = classOf
     }
 
     /// Whether this inventory's numbers are those of `calendar` (it was built on it or on an

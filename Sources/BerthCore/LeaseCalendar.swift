@@ -94,7 +94,13 @@ public struct LeaseCalendar: Sendable {
     /// The part of an entry's interval that binds under the current view; nil if none does.
     @inline(__always)
     func binding(_ iv: Interval, _ e: CalendarEntry) -> Interval? {
-        guard preemptibleView == .guaranteedOnly, let gu = e.guaranteedUntil else { return iv }
+        LeaseCalendar.binding(iv, e, preemptibleView)
+    }
+
+    /// Static, so that query closures capture no copy of the calendar.
+    @inline(__always)
+    static func binding(_ iv: Interval, _ e: CalendarEntry, _ view: PreemptibleView) -> Interval? {
+        guard view == .guaranteedOnly, let gu = e.guaranteedUntil else { return iv }
         let end = Swift.min(iv.end, gu)
         return end > iv.start ? Interval(start: iv.start, end: end) : nil
     }
@@ -211,8 +217,9 @@ public struct LeaseCalendar: Sendable {
         var me = false
         var wholeHost = false
         let exact = viewIsExact(n)
+        let view = preemptibleView
         trees[Int(n)].forEachOverlapping(window) { iv, e in
-            if !exact, binding(iv, e).map({ $0.overlaps(window) }) != true { return true }
+            if !exact, LeaseCalendar.binding(iv, e, view).map({ $0.overlaps(window) }) != true { return true }
             switch e.usage {
             case .wholeHost:
                 wholeHost = true
@@ -226,6 +233,29 @@ public struct LeaseCalendar: Sendable {
             return true
         }
         return wholeHost ? nil : (mask, me)
+    }
+
+    /// `gpuOccupancy` of GPUs 0..<gpus from one visit of the host's tree; nil when the whole host is reserved.
+    public func gpuOccupancies(_ n: Int32, gpus: Int, during window: Interval) -> [(usedMask: UInt16, hasMediaExtension: Bool)]? {
+        var out = [(usedMask: UInt16, hasMediaExtension: Bool)](repeating: (0, false), count: gpus)
+        var wholeHost = false
+        let exact = viewIsExact(n)
+        let view = preemptibleView
+        trees[Int(n)].forEachOverlapping(window) { iv, e in
+            if !exact, LeaseCalendar.binding(iv, e, view).map({ $0.overlaps(window) }) != true { return true }
+            switch e.usage {
+            case .wholeHost:
+                wholeHost = true
+                return false
+            case .gpuSlices(let g, let slot, let size, let m) where g >= 0 && g < gpus:
+                out[g].usedMask |= UInt16(((1 << size) - 1) << slot)
+                out[g].hasMediaExtension = out[g].hasMediaExtension || m
+            default:
+                break
+            }
+            return true
+        }
+        return wholeHost ? nil : out
     }
 
     /// Instance allocations overlapping the window, for a peak-usage sweep; nil when the whole
@@ -243,10 +273,11 @@ public struct LeaseCalendar: Sendable {
         var out: [(interval: Interval, vcpus: Int64, memoryMB: Int64, diskGB: Int64)] = []
         var wholeHost = false
         let exact = viewIsExact(n)
+        let view = preemptibleView
         trees[Int(n)].forEachOverlapping(window) { iv, e in
             var iv = iv
             if !exact {
-                guard let b = binding(iv, e), b.overlaps(window) else { return true }
+                guard let b = LeaseCalendar.binding(iv, e, view), b.overlaps(window) else { return true }
                 iv = b
             }
             switch e.usage {
@@ -271,8 +302,9 @@ public struct LeaseCalendar: Sendable {
     public func isFree(_ n: Int32, during window: Interval) -> Bool {
         if viewIsExact(n) { return !trees[Int(n)].hasOverlap(window) }
         var free = true
+        let view = preemptibleView
         trees[Int(n)].forEachOverlapping(window) { iv, e in
-            if binding(iv, e).map({ $0.overlaps(window) }) == true { free = false }
+            if LeaseCalendar.binding(iv, e, view).map({ $0.overlaps(window) }) == true { free = false }
             return free
         }
         return free
@@ -357,8 +389,9 @@ public struct LeaseCalendar: Sendable {
 
     public func ends(_ n: Int32, in range: Interval, into out: inout [Int64]) {
         let exact = viewIsExact(n)
+        let view = preemptibleView
         trees[Int(n)].forEachOverlapping(range) { iv, e in
-            let end = exact ? iv.end : (binding(iv, e)?.end ?? iv.start)
+            let end = exact ? iv.end : (LeaseCalendar.binding(iv, e, view)?.end ?? iv.start)
             if end > range.start && end < range.end { out.append(end) }
             return true
         }

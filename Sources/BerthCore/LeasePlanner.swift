@@ -18,6 +18,8 @@ public struct LeasePlanner: Sendable {
     /// Whole-host requests among at most this many candidate hosts rank them all rather than walk
     /// the calendar's global indexes (same answer; tests set 0 to exercise the indexed search).
     public var exhaustiveRankingLimit = 64
+    /// Plan GPU and instance requests on `narrowedPositions` first (same answer; tests compare).
+    public var narrowsCandidates = true
 
     /// Hosts in name order (the tie-break order).
     public var hosts: [Host] { inventory.hosts }
@@ -184,6 +186,68 @@ public struct LeasePlanner: Sendable {
     public func place(_ requests: [ReservationRequest], window: Interval, keep: [[Allocation]] = [])
         -> Result<[[Allocation]], Failure>
     {
+        guard narrowsCandidates else { return place(requests, window: window, keep: keep, narrow: false) }
+        let first = place(requests, window: window, keep: keep, narrow: true)
+        // A narrowed attempt that fails proves nothing: decide on every host.
+        if case .failure(.busy) = first, narrowingApplies(requests) { return place(requests, window: window, keep: keep, narrow: false) }
+        return first
+    }
+
+    /// Whether GPU and instance requests may be planned on a narrowed set of hosts (see
+    /// `narrowedPositions`): no property filter, no `gpu_profile` on instances, a big inventory.
+    func narrowingApplies(_ requests: [ReservationRequest]) -> Bool {
+        hosts.count > exhaustiveRankingLimit
+            && requests.contains { $0.kind != .host }
+            && requests.allSatisfy { $0.kind == .host || ($0.properties == .all && $0.gpuProfile == nil) }
+    }
+
+    /// Whether a representative host of a class can serve a GPU or instance request.
+    func classServes(_ h: Host, _ r: ReservationRequest) -> Bool {
+        switch r.kind {
+        case .host: return true
+        case .gpu: return gpuIndices(h, r).contains { $0.1.mig }
+        case .instance:
+            return h.vcpus >= (r.vcpus ?? 0) && h.memoryMB >= (r.memoryMB ?? 0) && h.diskGB >= (r.diskGB ?? 0)
+                && (r.gpuProfile == nil || !gpuIndices(h, r).isEmpty)
+        }
+    }
+
+    /// The hosts a GPU or instance request (no property filter) can end up on under the packing
+    /// order, as positions in name order: every host with GPU slices or instance slots held in
+    /// the window (partly used: preferred), the hosts of current placements, and per class of
+    /// identical hosts the `count` free ones that fit the window most tightly (free hosts of one
+    /// class differ only in slack and name, which is how both orders break ties). Anything else is
+    /// an equal but later choice, never taken while these remain.
+    func narrowedPositions(_ requests: [ReservationRequest], window: Interval, keep: [[Allocation]], takenWhole: Set<String>) -> [Int] {
+        var numbers: [Int32] = []
+        calendar.gpuUse.forEachOverlapping(window) { _, n in
+            numbers.append(n)
+            return true
+        }
+        // Both kinds for both requests: a host holding anything in the window is not free, so it
+        // ranks by its own slack, not as one of the interchangeable free hosts of its class.
+        calendar.instanceUse.forEachOverlapping(window) { _, n in
+            numbers.append(n)
+            return true
+        }
+        for ks in keep { for a in ks { if let n = calendar.number(of: a.host) { numbers.append(n) } } }
+        var out = Set<Int>()
+        for n in numbers { if let p = inventory.position(ofNumber: n), inventory.schedulable[p] { out.insert(p) } }
+        let others = requests.filter { $0.kind != .host }
+        let k = others.reduce(0) { $0 + Int($1.max) }
+        for (c, cls) in inventory.classes.enumerated() where others.contains(where: { classServes(hosts[cls.representative], $0) }) {
+            let found = tightestFree(window: window, count: k, minRank: 0) { pos in
+                inventory.classOf[pos] == Int32(c) && (takenWhole.isEmpty || !takenWhole.contains(hosts[pos].name)) ? 0 : nil
+            }
+            out.formUnion(found)
+        }
+        return out.sorted()
+    }
+
+    func place(_ requests: [ReservationRequest], window: Interval, keep: [[Allocation]], narrow: Bool)
+        -> Result<[[Allocation]], Failure>
+    {
+        let narrowing = narrow && narrowingApplies(requests)
         var eligibleByRequest: [[Host]] = []
         var eligibleCount: [Int] = []
         for (i, r) in requests.enumerated() {
@@ -195,6 +259,60 @@ public struct LeasePlanner: Sendable {
                     return .failure(.neverFits("reservations[\(i)] needs \(LeasePlanner.plural(r.min, "host")) but only \(count) schedulable host\(count == 1 ? " exists" : "s exist")\(what)"))
                 }
                 eligibleByRequest.append([])
+                eligibleCount.append(count)
+                continue
+            }
+            if r.properties == .all {
+                // Per class of identical hosts: no per-host scan.
+                let serving = inventory.classes.filter { c in
+                    let h = hosts[c.representative]
+                    switch r.kind {
+                    case .gpu: return !gpuIndices(h, r).isEmpty
+                    default: return classServes(h, r)
+                    }
+                }
+                let count = serving.reduce(0) { $0 + $1.members }
+                var cap = 0
+                switch r.kind {
+                case .host:
+                    break
+                case .gpu:
+                    for c in serving {
+                        let h = hosts[c.representative]
+                        let per = GPUPool(gpuIndices(h, r).map { GPUCandidate(host: h.name, gpuIndex: $0.0, model: $0.1) })
+                            .capacity(profile: r.profile ?? "", gpuModel: r.gpuModel, ignoringOccupancy: true)
+                        cap &+= per &* c.members
+                    }
+                    if Int64(cap) < r.min {
+                        return .failure(.neverFits("reservations[\(i)] asks for \(r.min) × \(r.profile ?? "?") but the schedulable GPUs\(what) could hold at most \(cap) even when empty"))
+                    }
+                case .instance:
+                    let size = LeasePlanner.size(r)
+                    if count == 0 {
+                        return .failure(.neverFits("reservations[\(i)] asks for instances of \(size) but no schedulable host\(what) is that large"))
+                    }
+                    for c in serving {
+                        let h = hosts[c.representative]
+                        let per = InstanceHostLoad(
+                            host: h.name, capacity: InstanceSize(vcpus: h.vcpus, memoryMB: h.memoryMB, diskGB: h.diskGB),
+                            limit: r.gpuProfile.map { p in
+                                GPUPool(gpuIndices(h, r).map { GPUCandidate(host: h.name, gpuIndex: $0.0, model: $0.1) })
+                                    .capacity(profile: p, ignoringOccupancy: true)
+                            }
+                        ).maxAdditional(size)
+                        switch r.affinity.flatMap(InstanceAffinity.init(rawValue:)) {
+                        case .sameHost: cap = Swift.max(cap, per)
+                        case .differentHost: cap &+= per > 0 ? c.members : 0
+                        case nil: cap &+= per &* c.members
+                        }
+                    }
+                    if Int64(cap) < r.min {
+                        let rule = r.affinity.map { " with affinity \($0)" } ?? ""
+                        return .failure(.neverFits("reservations[\(i)] asks for \(r.min) instances of \(size)\(rule) but the schedulable hosts\(what) could hold at most \(cap) even when empty"))
+                    }
+                }
+                // The list itself only when a request is planned on every host.
+                eligibleByRequest.append(narrowing ? [] : eligible(r))
                 eligibleCount.append(count)
                 continue
             }
@@ -239,18 +357,29 @@ public struct LeasePlanner: Sendable {
         var gpuPool: GPUPool? = nil
         var instanceAdds: [String: [InstanceSize]] = [:]
         var result = [[Allocation]](repeating: [], count: requests.count)
+        var narrowed: [Int]? = nil
+        /// Computed once host requests are placed (they come first), so `takenWhole` is final.
+        func narrowedHosts() -> [Host] {
+            if narrowed == nil { narrowed = narrowedPositions(requests, window: window, keep: keep, takenWhole: takenWhole) }
+            return narrowed!.map { hosts[$0] }
+        }
         /// Every MIG GPU of every schedulable host not taken whole, with what the calendar holds on it.
         func makePool() {
             guard gpuPool == nil else { return }
             var candidates: [GPUCandidate] = []
-            for h in hosts where h.isSchedulable && !takenWhole.contains(h.name) {
+            for h in narrowing ? narrowedHosts() : hosts where h.isSchedulable && !h.gpus.isEmpty && !takenWhole.contains(h.name) {
+                let n = calendar.number(of: h.name)
+                // One visit of the host's tree for all its GPUs; nil when it is reserved whole.
+                guard let occupancies = n.map({ calendar.gpuOccupancies($0, gpus: h.gpus.count, during: window) })
+                    ?? Array(repeating: (0, false), count: h.gpus.count)
+                else { continue }
+                let slack = n.map { calendar.slack($0, around: window) } ?? 2 * LeaseCalendar.slackCap
                 for (idx, g) in h.gpus.enumerated() {
                     guard let m = models.model(named: g.model), m.mig else { continue }
-                    guard let occ = calendar.gpuOccupancy(host: h.name, gpu: idx, during: window) else { continue }
                     candidates.append(
                         GPUCandidate(
-                            host: h.name, gpuIndex: idx, model: m, occupancy: GPUOccupancy(calendar: occ, model: m),
-                            slack: calendar.slack(host: h.name, around: window)))
+                            host: h.name, gpuIndex: idx, model: m, occupancy: GPUOccupancy(calendar: occupancies[idx], model: m),
+                            slack: slack))
                 }
             }
             gpuPool = GPUPool(candidates)
@@ -310,7 +439,9 @@ public struct LeasePlanner: Sendable {
                 result[i] = chosen.map { Allocation(host: $0) }
             case .gpu:
                 makePool()
-                let hostsAllowed = Set(eligibleByRequest[i].map(\.name)).subtracting(takenWhole)
+                // Narrowed: the pool holds only schedulable hosts not taken whole, and without a
+                // property filter every GPU of the profile's model qualifies.
+                let hostsAllowed: Set<String>? = narrowing ? nil : Set(eligibleByRequest[i].map(\.name)).subtracting(takenWhole)
                 let keepSlices = kept.compactMap(GPUSliceAssignment.init)
                 guard let placed = gpuPool!.place(
                     profile: r.profile ?? "", count: Int(r.min), gpuModel: r.gpuModel, hosts: hostsAllowed, policy: policy,
@@ -325,7 +456,8 @@ public struct LeasePlanner: Sendable {
                 let size = LeasePlanner.size(r)
                 if r.gpuProfile != nil { makePool() }
                 var loads: [InstanceHostLoad] = []
-                for h in eligibleByRequest[i] where !takenWhole.contains(h.name) {
+                let candidates = narrowing ? narrowedHosts().filter { classServes($0, r) } : eligibleByRequest[i]
+                for h in candidates where !takenWhole.contains(h.name) {
                     guard var load = calendar.instanceLoad(host: h.name, during: window) else { continue }
                     for extra in instanceAdds[h.name] ?? [] { load.append((window, extra.vcpus, extra.memoryMB, extra.diskGB)) }
                     // With a gpu_profile, each instance also needs one free slice of it on the same host.
@@ -339,7 +471,7 @@ public struct LeasePlanner: Sendable {
                 let keptSlots = kept.compactMap(InstanceSlotAssignment.init)
                 // Packing keeps GPU hosts for GPU work: try hosts without GPUs first (current
                 // placements are always candidates), then every host.
-                let gpuHosts = Set(eligibleByRequest[i].filter { !$0.gpus.isEmpty }.map(\.name)).subtracting(keptSlots.map(\.host))
+                let gpuHosts = Set(candidates.filter { !$0.gpus.isEmpty }.map(\.name)).subtracting(keptSlots.map(\.host))
                 let firstTry: [InstanceSlotAssignment]? =
                     policy == .packing && !gpuHosts.isEmpty
                     ? InstanceFit.choose(

@@ -379,9 +379,15 @@ public struct GPUPool: Sendable {
 
     /// Candidates listed twice (same host and index) keep their first entry.
     public init(_ candidates: [GPUCandidate]) {
-        var seen: Set<Key> = []
-        gpus = candidates.filter { seen.insert(Key(host: $0.host, gpu: $0.gpuIndex)).inserted }
-            .sorted { ($0.host, $0.gpuIndex) < ($1.host, $1.gpuIndex) }
+        // Planners list candidates in order already: sort (and de-duplicate) only when needed.
+        let ordered = zip(candidates, candidates.dropFirst()).allSatisfy { ($0.host, $0.gpuIndex) < ($1.host, $1.gpuIndex) }
+        if ordered {
+            gpus = candidates
+        } else {
+            var seen: Set<Key> = []
+            gpus = candidates.filter { seen.insert(Key(host: $0.host, gpu: $0.gpuIndex)).inserted }
+                .sorted { ($0.host, $0.gpuIndex) < ($1.host, $1.gpuIndex) }
+        }
         for (i, g) in gpus.enumerated() { position[Key(host: g.host, gpu: g.gpuIndex)] = i }
     }
 

@@ -124,3 +124,86 @@ import Testing
         #expect(bulk.items == oracle)
     }
 }
+
+/// GPU and instance requests planned on the narrowed hosts (partly used ones, kept ones, and per
+/// class the few free ones that fit most tightly) against planning on every host.
+@Suite struct NarrowedCandidatesTests {
+    static let t0 = Timestamp(seconds: 0)
+
+    static func hosts(_ rng: inout SplitMix64) -> [Host] {
+        let kinds: [(Int64, Int64, [String])] = [
+            (64, 262_144, []), (32, 131_072, []), (64, 524_288, ["A100-40GB", "A100-40GB"]), (64, 524_288, ["A100-80GB"]),
+        ]
+        return (0..<Int.random(in: 20...70, using: &rng)).map { i in
+            let k = kinds[Int.random(in: 0..<kinds.count, using: &rng)]
+            var h = Host(
+                name: "g\(String(format: "%03d", i))", vcpus: k.0, memoryMB: k.1, diskGB: 500, gpus: k.2.map(GPUSpec.init(model:)),
+                createdAt: t0, updatedAt: t0)
+            if Int.random(in: 0..<15, using: &rng) == 0 { h.state = .down }
+            return h
+        }
+    }
+
+    static func request(_ rng: inout SplitMix64) -> ReservationRequest {
+        var r = ReservationRequest(hosts: 1)
+        switch Int.random(in: 0..<3, using: &rng) {
+        case 0:
+            r.kind = .gpu
+            r.profile = ["1g.5gb", "3g.20gb", "2g.10gb", "1g.10gb"][Int.random(in: 0..<4, using: &rng)]
+            if Int.random(in: 0..<4, using: &rng) == 0 { r.gpuModel = "A100-40GB" }
+        case 1:
+            r.kind = .instance
+            r.vcpus = [1, 4, 16, 48][Int.random(in: 0..<4, using: &rng)]
+            r.memoryMB = r.vcpus! * 4096
+            r.diskGB = 20
+            r.affinity = [nil, "same_host", "different_host"][Int.random(in: 0..<3, using: &rng)]
+        default:
+            break
+        }
+        let n = Int64.random(in: 1...6, using: &rng)
+        r.min = n
+        r.max = n
+        return r
+    }
+
+    @Test(arguments: 0..<30)
+    func narrowedEqualsEveryHost(seed: Int) {
+        var rng = SplitMix64(seed: UInt64(seed) &* 104_729 &+ 3)
+        let hosts = Self.hosts(&rng)
+        var calendar = LeaseCalendar()
+        var planner = LeasePlanner(hosts: hosts, calendar: calendar)
+        planner.exhaustiveRankingLimit = 0
+        var placed: [(Interval, [[Allocation]], [ReservationRequest])] = []
+        // Fill the calendar through the planner itself, with leases of all kinds.
+        for k in 0..<Int.random(in: 10...120, using: &rng) {
+            let s = Int64.random(in: 0..<400, using: &rng) * 3600
+            let window = Interval(start: s, end: s + Int64.random(in: 1...72, using: &rng) * 3600)
+            let requests = (0..<Int.random(in: 1...2, using: &rng)).map { _ in Self.request(&rng) }
+            guard case .success(let allocs) = planner.place(requests, window: window) else { continue }
+            let lease = Lease(
+                id: "l\(k)", name: "l", projectID: "p", userID: nil, start: Timestamp(seconds: window.start),
+                end: Timestamp(seconds: window.end), beforeEndSeconds: nil, status: .pending,
+                reservations: requests.enumerated().map { j, r in Reservation(id: "l\(k)r\(j)", request: r, status: .pending, allocations: allocs[j]) },
+                createdAt: Self.t0)
+            calendar.add(lease)
+            planner = LeasePlanner(hosts: hosts, calendar: calendar)
+            planner.exhaustiveRankingLimit = 0
+            placed.append((window, allocs, requests))
+        }
+        for round in 0..<40 {
+            let s = Int64.random(in: 0..<420, using: &rng) * 3600
+            let window = Interval(start: s, end: s + Int64.random(in: 1...72, using: &rng) * 3600)
+            var requests = (0..<Int.random(in: 1...3, using: &rng)).map { _ in Self.request(&rng) }
+            var keep: [[Allocation]] = []
+            if round % 5 == 0, let p = placed.randomElement(using: &rng) {
+                requests = p.2
+                keep = p.1
+            }
+            var every = planner
+            every.narrowsCandidates = false
+            let got = planner.place(requests, window: window, keep: keep)
+            let want = every.place(requests, window: window, keep: keep)
+            #expect(got == want, "seed \(seed) round \(round)")
+        }
+    }
+}
