@@ -136,26 +136,88 @@ extension Scheduler {
         event("host.updated", at: now, host: host.name, into: &c)
         if before.state != host.state {
             event(host.state == .up ? "host.up" : "host.down", at: now, host: host.name, data: ["state": .string(host.state.rawValue)], into: &c)
-            if host.state != .up {
-                // Leases holding this host now or later can no longer be honoured as placed.
-                let affected = Set(
-                    calendar.entries(host: host.name, overlapping: Interval(start: now.seconds, end: Timestamp.distantFuture.seconds))
-                        .filter { !$0.payload.isPreemptible }.map(\.payload.leaseID))
-                for id in affected.sorted() {
-                    guard var l = leases[id], l.status == .pending || l.status == .active else { continue }
-                    l.degraded = true
-                    l.degradedReason = "host \(host.name) is \(host.state.rawValue)"
-                    l.updatedAt = now
-                    c.leaseUpdates.append(l)
-                    event("lease.updated", at: now, lease: l, data: ["degraded_reason": JSON(l.degradedReason)], into: &c)
-                }
-            }
+            if host.state != .up { heal(leavingHost: host, now: now, into: &c) }
         }
         let result = host.json
         idempotency?.record(result: result, at: now, into: &c.mutation)
         try apply(c)
         setHost(host)
         return result
+    }
+
+    /// What a host going down or into maintenance held, now or later, moves to other capacity that
+    /// satisfies the same requests: each affected lease (in start order, each seeing the ones moved
+    /// before it) is planned again over its window, keeping every allocation that is still on a
+    /// schedulable host, as `lease.update` would. A lease that cannot move keeps its allocations and
+    /// is marked degraded with the reason. Healing never preempts: a move that would need a
+    /// preemptible's capacity counts as impossible. Preemptibles on the host end (reason
+    /// `host_down`), with their `preemptible.end` actions.
+    func heal(leavingHost host: Host, now: Timestamp, into c: inout Change) {
+        var after = hosts
+        after[host.name] = host
+        var cal = calendar
+        let inventory = HostInventory(hosts: after.values.sorted { $0.name < $1.name }, calendar: &cal)
+        let ids = Set(
+            cal.entries(host: host.name, overlapping: Interval(start: now.seconds, end: Timestamp.distantFuture.seconds))
+                .filter { !$0.payload.isPreemptible }.map(\.payload.leaseID))
+        let affected = ids.compactMap { leases[$0] }.filter { $0.status == .pending || $0.status == .active }
+            .sorted { ($0.start, $0.id) < ($1.start, $1.id) }
+        for old in affected {
+            cal.remove(old)
+            let keep = old.reservations.map { r in r.allocations.filter { $0.host != host.name } }
+            let planner = LeasePlanner(inventory: inventory, calendar: cal, models: models)
+            var healed: Lease? = nil
+            if case .success(let placed) = planner.place(old.reservations.map(\.request), window: old.window, keep: keep) {
+                var l = old
+                l.reservations = zip(old.reservations, placed).map { r, a in
+                    var r = r
+                    r.allocations = a
+                    return r
+                }
+                l.degraded = false
+                l.degradedReason = nil
+                l.updatedAt = now
+                // Same requests, so normally the same price; a move to dearer capacity the
+                // project cannot pay for counts as impossible.
+                if let charges = try? price(&l, now: now) {
+                    c.ledgerEntries += charges
+                    healed = l
+                }
+            }
+            if let l = healed {
+                cal.add(l)
+                c.leaseUpdates.append(l)
+                c.removedFromCalendar.append(old)
+                c.addedToCalendar.append(l)
+                let oldHosts = Set(old.hostNames)
+                let newHosts = Set(l.hostNames)
+                event(
+                    "lease.updated", at: now, lease: l,
+                    data: [
+                        "hosts_added": .array(newHosts.subtracting(oldHosts).sorted().map { .string($0) }),
+                        "hosts_removed": .array(oldHosts.subtracting(newHosts).sorted().map { .string($0) }),
+                        "healed_from": .string(host.name),
+                    ], into: &c)
+                if old.status == .active { action("lease.update", lease: l, at: now, into: &c) }
+            } else {
+                cal.add(old)
+                var l = old
+                l.degraded = true
+                l.degradedReason = "host \(host.name) is \(host.state.rawValue) and no other capacity satisfies the same requests"
+                l.updatedAt = now
+                c.leaseUpdates.append(l)
+                event("lease.updated", at: now, lease: l, data: ["degraded_reason": JSON(l.degradedReason)], into: &c)
+            }
+        }
+        for id in (livePreemptibles[host.name] ?? []).sorted() {
+            guard var p = preemptibles[id], p.status.isLive else { continue }
+            p.status = .ended
+            p.endedAt = max(now, p.createdAt)
+            p.updatedAt = now
+            c.preemptibleUpdates.append(p)
+            event("preemptible.ended", at: now, preemptible: p, data: ["reason": "host_down", "slurm_node": JSON(p.slurmNode)], into: &c)
+            preemptibleAction("preemptible.end", p, at: now, into: &c)
+        }
     }
 
     /// Refuses (-32005) a host update that takes away what current or future allocations hold: a GPU

@@ -235,8 +235,6 @@ def test_host_down_marks_leases_it_cannot_heal_degraded(rpc):
     assert hosts_of(create_lease(rpc, ts(3), ts(4))) == ["a"]
 
 
-@pytest.mark.xfail(strict=False, reason="berthd marks affected leases degraded but does not move them to free "
-                                        "capacity yet (api.md: setting a host down heals affected reservations)")
 def test_host_down_moves_future_allocations_to_free_capacity(rpc):
     make_hosts(rpc, "a", "b")
     lease = create_lease(rpc, ts(1), ts(2))
@@ -244,6 +242,88 @@ def test_host_down_moves_future_allocations_to_free_capacity(rpc):
     rpc.call("host.update", {"name": "a", "state": "down"})
     got = rpc.call("lease.get", {"id": lease["id"]})
     assert hosts_of(got) == ["b"] and got["degraded"] is False
+    assert got["reservations"][0]["id"] == lease["reservations"][0]["id"]
+    moved = [e for e in events(rpc, types=["lease.updated"]) if e["lease_id"] == lease["id"]]
+    assert [(e["data"]["hosts_removed"], e["data"]["hosts_added"], e["data"]["healed_from"]) for e in moved] == \
+        [(["a"], ["b"], "a")]
+    # b is taken over that window now; a is down: nothing is left for another lease then.
+    assert rpc.error("lease.create", lease_params(ts(1), ts(2)), -32002)
+
+
+def test_host_down_keeps_what_is_elsewhere_and_moves_only_what_was_there(rpc):
+    make_hosts(rpc, "a", "b", "c", "d")
+    lease = create_lease(rpc, ts(1), ts(2), count=2)
+    before = sorted(hosts_of(lease))
+    down = before[0]
+    rpc.call("host.update", {"name": down, "state": "maintenance"})
+    after = sorted(hosts_of(rpc.call("lease.get", {"id": lease["id"]})))
+    assert before[1] in after and down not in after and len(after) == 2
+
+
+def test_host_down_heals_active_leases_and_tells_the_cloud(rpc):
+    make_hosts(rpc, "a", "b")
+    lease = create_lease(rpc, ts(1), ts(3))
+    rpc.call("clock.set", {"now": ts(2)})
+    assert rpc.call("lease.get", {"id": lease["id"]})["status"] == "active"
+    rpc.call("host.update", {"name": "a", "state": "down"})
+    got = rpc.call("lease.get", {"id": lease["id"]})
+    assert got["status"] == "active" and hosts_of(got) == ["b"] and not got["degraded"]
+    kinds = [a["kind"] for a in rpc.call("actions.list", {"lease_id": lease["id"]})["items"]]
+    assert kinds.count("lease.update") == 1
+
+
+def test_host_down_heals_gpu_slices_onto_another_gpu(rpc):
+    make_host(rpc, "g1", gpus=[{"model": "A100-40GB"}])
+    make_host(rpc, "g2", gpus=[{"model": "A100-40GB"}])
+    lease = create_lease(rpc, ts(1), ts(2), reservations=[{"kind": "gpu", "profile": "3g.20gb", "count": 2}])
+    held = {a["host"] for a in lease["reservations"][0]["allocations"]}
+    assert len(held) == 1
+    (down,) = held
+    rpc.call("host.update", {"name": down, "state": "down"})
+    got = rpc.call("lease.get", {"id": lease["id"]})
+    allocs = got["reservations"][0]["allocations"]
+    assert not got["degraded"] and len(allocs) == 2 and {a["host"] for a in allocs} == {"g1", "g2"} - {down}
+    assert sorted(a["slot"] for a in allocs) == [0, 4]
+
+
+def test_host_down_heals_in_start_order_and_degrades_what_no_longer_fits(rpc):
+    make_hosts(rpc, "a", "b")
+    first = create_lease(rpc, ts(1), ts(3), reservations=[only("a")])
+    second = create_lease(rpc, ts(2), ts(4), reservations=[host_res(1)])  # b: a is taken then
+    assert hosts_of(second) == ["b"]
+    rpc.call("host.update", {"name": "b", "state": "down"})
+    # The first lease holds a over the second's window: the second cannot move.
+    got = rpc.call("lease.get", {"id": second["id"]})
+    assert got["degraded"] is True and "b" in got["degraded_reason"] and hosts_of(got) == ["b"]
+    assert rpc.call("lease.get", {"id": first["id"]})["degraded"] is False
+    # Back up: reservable again, and the degraded lease still holds b.
+    rpc.call("host.update", {"name": "b", "state": "up"})
+    assert rpc.error("lease.create", lease_params(ts(2), ts(4), reservations=[only("b")]), -32002)
+
+
+def test_host_down_ends_the_preemptibles_on_it(rpc):
+    make_hosts(rpc, "a")
+    p = rpc.call("preemptible.create", {"project_id": "slurm", "vcpus": 2, "memory_mb": 2048, "disk_gb": 10})
+    assert p["host"] == "a" and p["status"] == "running"
+    rpc.call("host.update", {"name": "a", "state": "down"})
+    got = rpc.call("preemptible.get", {"id": p["id"]})
+    assert got["status"] == "ended" and got["ended_at"] is not None
+    ended = [e for e in events(rpc, types=["preemptible.ended"]) if e.get("preemptible_id") == p["id"]]
+    assert [e["data"]["reason"] for e in ended] == ["host_down"]
+    ends = [a for a in rpc.call("actions.list", {})["items"] if a["kind"] == "preemptible.end"]
+    assert [a["payload"]["preemptible_id"] for a in ends] == [p["id"]]
+
+
+def test_healing_survives_a_restart(berthd):
+    rpc = berthd.client()
+    make_hosts(rpc, "a", "b")
+    lease = create_lease(rpc, ts(1), ts(2))
+    rpc.call("host.update", {"name": "a", "state": "down"})
+    berthd.restart()
+    rpc = berthd.client()
+    got = rpc.call("lease.get", {"id": lease["id"]})
+    assert hosts_of(got) == ["b"] and not got["degraded"]
+    assert rpc.error("lease.create", lease_params(ts(1), ts(2)), -32002)
 
 
 # --- dry run ----------------------------------------------------------------------------------------
