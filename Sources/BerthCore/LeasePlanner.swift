@@ -76,13 +76,11 @@ public struct LeasePlanner: Sendable {
     /// entries counted only partly (guaranteed-only view) don't follow the global indexes and are
     /// ranked up front.
     /// `tightestFree`'s answer by ranking every wanted free host: for small candidate sets.
-    func rankEveryFree(window: Interval, count: Int, rank: (Int) -> Int?) -> [Int] {
+    func rankEveryFree(window: Interval, count: Int, among positions: [Int], rank: (Int) -> Int?) -> [Int] {
         var ranked: [(rank: Int, slack: Int64, position: Int)] = []
-        for pos in hosts.indices {
-            guard let rk = rank(pos) else { continue }
-            let n = inventory.numbers[pos]
-            guard calendar.isFree(n, during: window) else { continue }
-            ranked.append((rk, calendar.slack(n, around: window), pos))
+        for pos in positions {
+            guard let slack = calendar.slackIfFree(inventory.numbers[pos], around: window), let rk = rank(pos) else { continue }
+            ranked.append((rk, slack, pos))
         }
         ranked.sort { ($0.rank, $0.slack, $0.position) < ($1.rank, $1.slack, $1.position) }
         return ranked.prefix(count).map(\.position)
@@ -250,11 +248,18 @@ public struct LeasePlanner: Sendable {
         let narrowing = narrow && narrowingApplies(requests)
         var eligibleByRequest: [[Host]] = []
         var eligibleCount: [Int] = []
+        /// Whole-host requests with a property filter: the matching schedulable hosts' positions.
+        var eligiblePositions = [[Int]?](repeating: nil, count: requests.count)
         for (i, r) in requests.enumerated() {
             let what = r.properties == .all ? "" : " matching the properties"
             if r.kind == .host {
                 // Whole hosts: no list needed (the search below meets hosts through the calendar).
-                let count = r.properties == .all ? inventory.schedulableCount : hosts.reduce(0) { $0 + (isEligibleHost($1, r) ? 1 : 0) }
+                var matching: [Int]? = nil
+                if r.properties != .all {
+                    matching = hosts.indices.filter { inventory.schedulable[$0] && r.properties.matches(hosts[$0]) }
+                }
+                let count = matching?.count ?? inventory.schedulableCount
+                eligiblePositions[i] = matching
                 if Int64(count) < r.min {
                     return .failure(.neverFits("reservations[\(i)] needs \(LeasePlanner.plural(r.min, "host")) but only \(count) schedulable host\(count == 1 ? " exists" : "s exist")\(what)"))
                 }
@@ -421,7 +426,7 @@ public struct LeasePlanner: Sendable {
                         let few = inventory.hosts.count <= exhaustiveRankingLimit
                             || eligibleCount[i] * 16 < calendar.hostNames.count
                         let ranked = few
-                            ? rankEveryFree(window: window, count: need, rank: rank)
+                            ? rankEveryFree(window: window, count: need, among: eligiblePositions[i] ?? Array(hosts.indices), rank: rank)
                             : tightestFree(window: window, count: need, minRank: inventory.fewestGPUs, rank: rank)
                         chosen += ranked.map { hosts[$0].name }
                     case .firstFit:
