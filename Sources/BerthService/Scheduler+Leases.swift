@@ -163,10 +163,10 @@ extension Scheduler {
         c.addedToCalendar = [lease]
         c.ledgerEntries = charges
         event("lease.created", at: now, lease: lease, into: &c)
-        idempotency?.record(result: lease.json(), at: now, into: &c.mutation)
+        idempotency?.record(result: lease.json(), at: now, into: &c)
         try apply(c)
         scheduleTimers(for: lease)
-        processDue()
+        fireDue()
         return leases[lease.id]!.json()
     }
 
@@ -310,10 +310,10 @@ extension Scheduler {
         if old.status == .active && (oldHosts != newHosts || Scheduler.placement(old) != Scheduler.placement(lease)) {
             action("lease.update", lease: lease, at: now, into: &c)
         }
-        idempotency?.record(result: lease.json(), at: now, into: &c.mutation)
+        idempotency?.record(result: lease.json(), at: now, into: &c)
         try apply(c)
         scheduleTimers(for: lease)
-        processDue()
+        fireDue()
         return leases[lease.id]!.json()
     }
 
@@ -344,7 +344,7 @@ extension Scheduler {
         event("lease.deleted", at: now, lease: lease, into: &c)
         c.leaseUpdates = [lease]
         let result: JSON = ["refund": .object(LeaseCost.json(CreditLedger.refunds(in: refunds)))]
-        idempotency?.record(result: result, at: now, into: &c.mutation)
+        idempotency?.record(result: result, at: now, into: &c)
         try apply(c)
         return result
     }
