@@ -85,8 +85,12 @@ extension Scheduler {
     /// project's valid grants cannot pay and enforcement is on), and sets its `cost` to what it
     /// will hold once they apply.
     func price(_ lease: inout Lease, now: Timestamp) throws(BerthError) -> [LedgerEntry] {
-        let rates = LeaseCost.rates(
-            of: lease.reservations, models: models, gpuModelAt: LeaseCost.gpuModelLookup(sortedHosts))
+        // The hosts by name are already at hand: no lookup table is built per request.
+        let hosts = self.hosts
+        let rates = LeaseCost.rates(of: lease.reservations, models: models) { host, gpu in
+            guard let gpus = hosts[host]?.gpus, gpu >= 0, gpu < gpus.count else { return nil }
+            return gpus[gpu].model
+        }
         let entries = try ledger.planLease(
             lease.id, project: lease.projectID, rates: rates, start: lease.start, end: lease.end, now: now)
         lease.cost = heldAfter(lease.id, entries)
