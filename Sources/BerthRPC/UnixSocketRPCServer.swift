@@ -131,14 +131,15 @@ public final class UnixSocketRPCServer: Sendable {
                 .map { Result<PeerCredentials, any Error>.success($0) }
                 .recover { .failure($0) }
                 .flatMapThrowing { peer in
+                    let frames = FrameCounter()
                     try channel.pipeline.syncOperations.addHandler(
-                        ByteToMessageHandler(LineFrameDecoder(maxLineLength: maxLineLength))
+                        ByteToMessageHandler(LineFrameDecoder(maxLineLength: maxLineLength, counter: frames))
                     )
                     let asyncChannel = try NIOAsyncChannel<InboundFrame, Never>(
                         wrappingChannelSynchronously: channel,
                         configuration: .init(backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8))
                     )
-                    return AcceptedConnection(channel: asyncChannel, peer: peer)
+                    return AcceptedConnection(channel: asyncChannel, peer: peer, frames: frames)
                 }
         }
 
@@ -358,6 +359,7 @@ public final class UnixSocketRPCServer: Sendable {
             try await accepted.channel.executeThenClose { inbound, _ in
                 await readLoop(
                     inbound,
+                    frames: accepted.frames,
                     outbox: outbox,
                     context: context,
                     mode: mode,
@@ -378,14 +380,20 @@ public final class UnixSocketRPCServer: Sendable {
 
     private func readLoop(
         _ inbound: NIOAsyncChannelInboundStream<InboundFrame>,
+        frames: FrameCounter,
         outbox: ConnectionOutbox,
         context: RPCContext,
         mode: JSONRPCDispatcher.Mode,
         connection: ConnectionHandle,
         logger: Logger
     ) async {
+        var consumed = 0
         do {
             for try await frame in inbound {
+                consumed += 1
+                // Replies are flushed once no decoded request is left waiting: one write for the
+                // replies to requests that were pipelined together, none held back otherwise.
+                defer { if consumed == frames.decoded { outbox.flush() } }
                 switch frame {
                 case .tooLong:
                     if connection.isDraining { return }
@@ -435,6 +443,8 @@ struct AcceptedConnection: Sendable {
     /// A failure here closes the connection in its own task: failing the initializer instead would
     /// surface as an error of the accept stream.
     var peer: Result<PeerCredentials, any Error>
+    /// Frames decoded so far on this connection.
+    var frames: FrameCounter
 }
 
 /// The server's view of a live connection, for shutdown.
@@ -467,9 +477,10 @@ final class ConnectionHandle: Sendable {
 /// each whole with its newline, in the order they were sent.
 ///
 /// Replies come from the connection's own task. On the event loop (where the server runs it) a
-/// reply is written at once and flushed at the end of the loop's current job, so replies to
-/// pipelined requests that are ready together go out in one system call; elsewhere it is written
-/// and flushed at once. Notifications may come from any thread and are always flushed at once.
+/// reply is written at once and flushed when the read loop says so (`flush()`, when no decoded
+/// request is left), so replies to pipelined requests go out in one system call; elsewhere it is
+/// written and flushed at once. Notifications may come from any thread and are always flushed at
+/// once.
 /// A write goes to the event loop in the order it is made, so a notification sent before a reply
 /// is received before it.
 final class ConnectionOutbox: Sendable {
@@ -492,8 +503,6 @@ final class ConnectionOutbox: Sendable {
     private let channel: any Channel
     private let logger: Logger
     private let state = Mutex(State())
-    /// A flush is scheduled on the event loop (only touched on the event loop).
-    private let flushScheduled = Atomic<Bool>(false)
 
     init(channel: any Channel, logger: Logger) {
         self.channel = channel
@@ -588,20 +597,13 @@ final class ConnectionOutbox: Sendable {
         }
         if reply, channel.eventLoop.inEventLoop {
             channel.write(buffer, promise: promise)
-            // Flush once the loop's current job is done: replies to pipelined requests decoded
-            // together leave in one write.
-            if !flushScheduled.exchange(true, ordering: .relaxed) {
-                channel.eventLoop.execute { [self] in
-                    flushScheduled.store(false, ordering: .relaxed)
-                    channel.flush()
-                }
-            }
         } else {
             channel.writeAndFlush(buffer, promise: promise)
         }
     }
 
-    private func flush() {
+    /// Sends the replies written so far (written off the event loop, they are already flushed).
+    func flush() {
         if channel.eventLoop.inEventLoop { channel.flush() }
     }
 
