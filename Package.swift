@@ -124,6 +124,8 @@ let package = Package(
             dependencies: [
                 "BerthService", "BerthCore", "BerthJSON", "BerthStore", "BerthRPC",
                 .product(name: "PropertyBased", package: "swift-property-based"),
+                // A second connection that holds the write lock, to make a commit fail for real.
+                .product(name: "GRDB", package: "GRDB.swift"),
             ],
             swiftSettings: strict
         ),

@@ -1,7 +1,25 @@
 /// Lowercase random (version 4) UUID strings, as the contract's ids.
 public enum UUIDString {
     public static func random<G: RandomNumberGenerator>(using rng: inout G) -> String {
-        var bytes = (0..<16).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        format((0..<16).map { _ in UInt8.random(in: 0...255, using: &rng) })
+    }
+
+    /// A version 4 UUID from the system's CSPRNG: two 64-bit draws (each `UInt8.random` would be
+    /// one `getrandom` call of its own, sixteen per id, on every create's path).
+    public static func random() -> String {
+        var g = SystemRandomNumberGenerator()
+        let a = g.next(), b = g.next()
+        var bytes = [UInt8](repeating: 0, count: 16)
+        for k in 0..<8 {
+            bytes[k] = UInt8(truncatingIfNeeded: a >> (8 * k))
+            bytes[8 + k] = UInt8(truncatingIfNeeded: b >> (8 * k))
+        }
+        return format(bytes)
+    }
+
+    /// 16 random bytes as a version 4 (random) UUID in lowercase hex.
+    static func format(_ random: [UInt8]) -> String {
+        var bytes = random
         bytes[6] = (bytes[6] & 0x0F) | 0x40
         bytes[8] = (bytes[8] & 0x3F) | 0x80
         let hex = Array("0123456789abcdef".utf8)
@@ -13,11 +31,6 @@ public enum UUIDString {
             out.append(hex[Int(b & 0xF)])
         }
         return String(decoding: out, as: UTF8.self)
-    }
-
-    public static func random() -> String {
-        var g = SystemRandomNumberGenerator()
-        return random(using: &g)
     }
 
     public static func isValid(_ s: String) -> Bool {

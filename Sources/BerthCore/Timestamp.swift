@@ -21,6 +21,29 @@ public struct Timestamp: Sendable, Hashable, Comparable, Codable, CustomStringCo
         let secOfDay = seconds - days * 86_400
         let (y, m, d) = Timestamp.civil(fromDays: days)
         let hh = secOfDay / 3600, mm = (secOfDay % 3600) / 60, ss = secOfDay % 60
+        if (0...9999).contains(y) {
+            // The common case, written byte by byte (this is on every lease reply's path).
+            return String(unsafeUninitializedCapacity: 20) { b in
+                func put2(_ v: Int64, _ at: Int) {
+                    b[at] = UInt8(truncatingIfNeeded: 48 + v / 10)
+                    b[at + 1] = UInt8(truncatingIfNeeded: 48 + v % 10)
+                }
+                put2(y / 100, 0)
+                put2(y % 100, 2)
+                b[4] = UInt8(ascii: "-")
+                put2(m, 5)
+                b[7] = UInt8(ascii: "-")
+                put2(d, 8)
+                b[10] = UInt8(ascii: "T")
+                put2(hh, 11)
+                b[13] = UInt8(ascii: ":")
+                put2(mm, 14)
+                b[16] = UInt8(ascii: ":")
+                put2(ss, 17)
+                b[19] = UInt8(ascii: "Z")
+                return 20
+            }
+        }
         func pad(_ v: Int64, _ w: Int) -> String {
             let s = String(v)
             return s.count >= w ? s : String(repeating: "0", count: w - s.count) + s

@@ -1,4 +1,5 @@
 import NIOCore
+import Synchronization
 
 /// One newline-delimited frame from a client.
 enum InboundFrame: Sendable, Equatable {
@@ -6,6 +7,16 @@ enum InboundFrame: Sendable, Equatable {
     case line([UInt8])
     /// The pending line grew past the limit. Nothing more is decoded on this connection.
     case tooLong
+}
+
+/// How many frames a connection's decoder has passed on, so the read loop can tell whether more
+/// are already waiting (then it holds its replies back and flushes them together).
+final class FrameCounter: Sendable {
+    private let count = Atomic<Int>(0)
+
+    var decoded: Int { count.load(ordering: .acquiring) }
+
+    func add() { count.add(1, ordering: .releasing) }
 }
 
 /// Splits the byte stream on "\n" with a cap on line length.
@@ -19,14 +30,21 @@ struct LineFrameDecoder: ByteToMessageDecoder {
     typealias InboundOut = InboundFrame
 
     let maxLineLength: Int
+    let counter: FrameCounter?
     /// How many readable bytes have already been searched for "\n", so a long line arriving in many
     /// reads is scanned once, not once per read.
     private var scanned = 0
     private var overflowed = false
 
-    init(maxLineLength: Int) {
+    init(maxLineLength: Int, counter: FrameCounter? = nil) {
         precondition(maxLineLength > 0, "maxLineLength must be positive")
         self.maxLineLength = maxLineLength
+        self.counter = counter
+    }
+
+    private func emit(context: ChannelHandlerContext, _ frame: InboundFrame) {
+        counter?.add()
+        context.fireChannelRead(Self.wrapInboundOut(frame))
     }
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
@@ -45,7 +63,7 @@ struct LineFrameDecoder: ByteToMessageDecoder {
             let line = buffer.readBytes(length: length)!
             buffer.moveReaderIndex(forwardBy: 1)
             if !Self.isBlank(line) {
-                context.fireChannelRead(Self.wrapInboundOut(.line(line)))
+                emit(context: context, .line(line))
             }
             return .continue
         }
@@ -68,7 +86,7 @@ struct LineFrameDecoder: ByteToMessageDecoder {
             let line = buffer.readBytes(length: buffer.readableBytes)!
             scanned = 0
             if !Self.isBlank(line) {
-                context.fireChannelRead(Self.wrapInboundOut(.line(line)))
+                emit(context: context, .line(line))
             }
         }
         return .needMoreData
@@ -78,7 +96,7 @@ struct LineFrameDecoder: ByteToMessageDecoder {
         overflowed = true
         scanned = 0
         buffer.moveReaderIndex(to: buffer.writerIndex)
-        context.fireChannelRead(Self.wrapInboundOut(.tooLong))
+        emit(context: context, .tooLong)
     }
 
     static func isBlank(_ line: [UInt8]) -> Bool {

@@ -19,10 +19,11 @@ public struct RPCServerError: Error, Sendable, CustomStringConvertible {
 
 /// JSON-RPC 2.0 over a Unix domain stream socket, one JSON text per line.
 ///
-/// Each connection is served by a child task of a discarding task group: a read loop decodes lines
-/// and dispatches them one after another (so pipelined requests are answered in order), and a single
-/// writer task drains that connection's outbox of replies and handler-pushed notifications. Errors on
-/// one connection are logged and end only that connection.
+/// Each connection is served by a child task of a discarding task group, running on the
+/// connection's event loop: a read loop decodes lines and dispatches them one after another (so
+/// pipelined requests are answered in order) and writes each reply straight to the channel, where
+/// handler-pushed notifications go too (`ConnectionOutbox`). Errors on one connection are logged
+/// and end only that connection.
 ///
 /// Lifecycle: `bind()` (throws if the socket cannot be had), then `run()`, which returns after
 /// `beginGracefulShutdown()`: the listener is closed, every connection stops reading, requests already
@@ -130,14 +131,15 @@ public final class UnixSocketRPCServer: Sendable {
                 .map { Result<PeerCredentials, any Error>.success($0) }
                 .recover { .failure($0) }
                 .flatMapThrowing { peer in
+                    let frames = FrameCounter()
                     try channel.pipeline.syncOperations.addHandler(
-                        ByteToMessageHandler(LineFrameDecoder(maxLineLength: maxLineLength))
+                        ByteToMessageHandler(LineFrameDecoder(maxLineLength: maxLineLength, counter: frames))
                     )
                     let asyncChannel = try NIOAsyncChannel<InboundFrame, Never>(
                         wrappingChannelSynchronously: channel,
                         configuration: .init(backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8))
                     )
-                    return AcceptedConnection(channel: asyncChannel, peer: peer)
+                    return AcceptedConnection(channel: asyncChannel, peer: peer, frames: frames)
                 }
         }
 
@@ -198,7 +200,12 @@ public final class UnixSocketRPCServer: Sendable {
                 do {
                     try await listener.executeThenClose { inbound in
                         for try await connection in inbound {
-                            group.addTask { await self.serve(connection) }
+                            // The connection's task runs on its channel's event loop: a request
+                            // read there is parsed, dispatched and answered there, without a
+                            // hop to another thread and back (handlers that need another
+                            // executor, such as an actor, hop to it themselves).
+                            let executor = EventLoopTaskExecutor(connection.channel.channel.eventLoop)
+                            group.addTask(executorPreference: executor) { await self.serve(connection) }
                         }
                     }
                 } catch is CancellationError {
@@ -350,19 +357,18 @@ public final class UnixSocketRPCServer: Sendable {
         let mode: JSONRPCDispatcher.Mode = refusal.map { .refuse($0) } ?? .serve
         do {
             try await accepted.channel.executeThenClose { inbound, _ in
-                await withDiscardingTaskGroup { group in
-                    group.addTask { await outbox.runWriter() }
-                    await readLoop(
-                        inbound,
-                        outbox: outbox,
-                        context: context,
-                        mode: mode,
-                        connection: connection,
-                        logger: logger
-                    )
-                    // Let the writer flush what is queued, then stop.
-                    outbox.finish()
-                }
+                await readLoop(
+                    inbound,
+                    frames: accepted.frames,
+                    outbox: outbox,
+                    context: context,
+                    mode: mode,
+                    connection: connection,
+                    logger: logger
+                )
+                // Let what is queued be written before the channel closes.
+                outbox.finish()
+                await outbox.drain()
             }
         } catch {
             logger.debug("JSON-RPC connection ended with an error", metadata: ["error": "\(error)"])
@@ -374,14 +380,20 @@ public final class UnixSocketRPCServer: Sendable {
 
     private func readLoop(
         _ inbound: NIOAsyncChannelInboundStream<InboundFrame>,
+        frames: FrameCounter,
         outbox: ConnectionOutbox,
         context: RPCContext,
         mode: JSONRPCDispatcher.Mode,
         connection: ConnectionHandle,
         logger: Logger
     ) async {
+        var consumed = 0
         do {
             for try await frame in inbound {
+                consumed += 1
+                // Replies are flushed once no decoded request is left waiting: one write for the
+                // replies to requests that were pipelined together, none held back otherwise.
+                defer { if consumed == frames.decoded { outbox.flush() } }
                 switch frame {
                 case .tooLong:
                     if connection.isDraining { return }
@@ -431,6 +443,8 @@ struct AcceptedConnection: Sendable {
     /// A failure here closes the connection in its own task: failing the initializer instead would
     /// surface as an error of the accept stream.
     var peer: Result<PeerCredentials, any Error>
+    /// Frames decoded so far on this connection.
+    var frames: FrameCounter
 }
 
 /// The server's view of a live connection, for shutdown.
@@ -459,120 +473,187 @@ final class ConnectionHandle: Sendable {
     }
 }
 
-/// One connection's single writer: replies and notifications go through one queue, each written whole
-/// with its newline, in the order they were queued.
+/// One connection's replies and notifications, written straight to the channel (no writer task):
+/// each whole with its newline, in the order they were sent.
+///
+/// Replies come from the connection's own task. On the event loop (where the server runs it) a
+/// reply is written at once and flushed when the read loop says so (`flush()`, when no decoded
+/// request is left), so replies to pipelined requests go out in one system call; elsewhere it is
+/// written and flushed at once. Notifications may come from any thread and are always flushed at
+/// once.
+/// A write goes to the event loop in the order it is made, so a notification sent before a reply
+/// is received before it.
 final class ConnectionOutbox: Sendable {
-    enum Item: Sendable {
-        case reply([UInt8])
-        case notification([UInt8])
-    }
+    private struct State {
+        /// Replies written to the channel but not yet handed to the kernel.
+        var queuedReplies = 0
+        var queuedNotifications = 0
+        /// The channel closed or a write failed: nothing more can be written.
+        var closed = false
+        /// The connection is ending: no more notifications are taken.
+        var finished = false
+        /// The read loop, waiting for room in the reply window.
+        var replyWaiter: CheckedContinuation<Bool, Never>?
+        /// The connection's task, waiting for everything queued to be written.
+        var drainWaiter: CheckedContinuation<Void, Never>?
 
-    /// Replies queued but not yet written, and the read loop when it waits for room.
-    private struct ReplyWindow {
-        var queued = 0
-        var writerStopped = false
-        var waiter: CheckedContinuation<Bool, Never>?
+        var isDrained: Bool { closed || (queuedReplies == 0 && queuedNotifications == 0) }
     }
 
     private let channel: any Channel
     private let logger: Logger
-    private let items: AsyncStream<Item>
-    private let itemsContinuation: AsyncStream<Item>.Continuation
-    private let window = Mutex(ReplyWindow())
-    private let queuedNotifications = Atomic<Int>(0)
+    private let state = Mutex(State())
 
     init(channel: any Channel, logger: Logger) {
         self.channel = channel
         self.logger = logger
-        (items, itemsContinuation) = AsyncStream<Item>.makeStream()
         // Once the channel is closed nothing more can be written: make `send` report it.
-        channel.closeFuture.whenComplete { [itemsContinuation] _ in itemsContinuation.finish() }
+        channel.closeFuture.whenComplete { [weak self] _ in self?.markClosed() }
     }
 
-    /// Queues a reply, first waiting while `maxQueuedReplies` are already waiting to be written (a
+    /// Writes a reply, first waiting while `maxQueuedReplies` are already waiting to be written (a
     /// client that pipelines requests but does not read replies stalls only its own read loop).
-    /// Returns false once the writer has stopped: the connection is unusable.
+    /// Returns false once the connection is unusable.
     func sendReply(_ bytes: [UInt8]) async -> Bool {
-        let admitted = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
-            let immediate: Bool? = window.withLock { window in
-                if window.writerStopped { return false }
-                if window.queued < UnixSocketRPCServer.maxQueuedReplies {
-                    window.queued += 1
-                    return true
-                }
-                window.waiter = continuation
-                return nil
+        var admitted: Bool? = state.withLock { s in
+            if s.closed { return false }
+            if s.queuedReplies < UnixSocketRPCServer.maxQueuedReplies {
+                s.queuedReplies += 1
+                return true
             }
-            if let immediate { continuation.resume(returning: immediate) }
+            return nil
         }
-        guard admitted else { return false }
-        if case .enqueued = itemsContinuation.yield(.reply(bytes)) { return true }
-        return false
+        if admitted == nil {
+            flush()
+            admitted = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+                let now: Bool? = state.withLock { s in
+                    if s.closed { return false }
+                    if s.queuedReplies < UnixSocketRPCServer.maxQueuedReplies {
+                        s.queuedReplies += 1
+                        return true
+                    }
+                    s.replyWaiter = continuation
+                    return nil
+                }
+                if let now { continuation.resume(returning: now) }
+            }
+        }
+        guard admitted == true else { return false }
+        write(bytes, reply: true)
+        return true
     }
 
     func sendNotification(method: String, params: JSON) -> Bool {
-        let queued = queuedNotifications.add(1, ordering: .relaxed).newValue
-        if queued > UnixSocketRPCServer.maxQueuedNotifications {
-            queuedNotifications.subtract(1, ordering: .relaxed)
+        let verdict: Bool? = state.withLock { s in
+            if s.closed || s.finished { return false }
+            if s.queuedNotifications >= UnixSocketRPCServer.maxQueuedNotifications { return nil }
+            s.queuedNotifications += 1
+            return true
+        }
+        guard let verdict else {
             logger.warning("JSON-RPC client is not reading its notifications; closing the connection")
-            itemsContinuation.finish()
+            markClosed()
             channel.close(promise: nil)
             return false
         }
+        guard verdict else { return false }
         let message: JSON = ["jsonrpc": "2.0", "method": .string(method), "params": params]
-        if case .enqueued = itemsContinuation.yield(.notification(message.serializedBytes())) { return true }
-        queuedNotifications.subtract(1, ordering: .relaxed)
-        return false
+        write(message.serializedBytes(), reply: false)
+        return true
     }
 
-    /// No more items: the writer flushes what is queued and returns.
+    /// No more notifications are taken (the connection is ending).
     func finish() {
-        itemsContinuation.finish()
+        state.withLock { $0.finished = true }
     }
 
-    /// Writes queued items until the queue is finished or a write fails. The read loop's waiter is
-    /// always released when this returns, and the writer always returns: on cancellation the stream
-    /// ends, and a write stuck on a client that does not read fails when the channel is closed.
-    func runWriter() async {
-        defer {
-            itemsContinuation.finish()
-            let waiter = window.withLock { window in
-                window.writerStopped = true
-                defer { window.waiter = nil }
-                return window.waiter
+    /// Returns once everything queued has been handed to the kernel, or the channel has closed (a
+    /// write stuck on a client that does not read fails when the channel is closed).
+    func drain() async {
+        flush()
+        if state.withLock({ $0.isDrained }) { return }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let done = state.withLock { s in
+                if s.isDrained { return true }
+                s.drainWaiter = continuation
+                return false
             }
-            waiter?.resume(returning: false)
+            if done { continuation.resume() }
         }
-        for await item in items {
-            let bytes: [UInt8]
-            switch item {
-            case .reply(let b), .notification(let b): bytes = b
-            }
-            var buffer = channel.allocator.buffer(capacity: bytes.count + 1)
-            buffer.writeBytes(bytes)
-            buffer.writeInteger(UInt8(ascii: "\n"))
-            do {
-                // Completes once the bytes are handed to the kernel, so a reply queued before a close is
-                // really sent, and a client that does not read slows down only its own connection.
-                try await channel.writeAndFlush(buffer)
-            } catch {
+    }
+
+    private func write(_ bytes: [UInt8], reply: Bool) {
+        var buffer = channel.allocator.buffer(capacity: bytes.count + 1)
+        buffer.writeBytes(bytes)
+        buffer.writeInteger(UInt8(ascii: "\n"))
+        let promise = channel.eventLoop.makePromise(of: Void.self)
+        promise.futureResult.whenComplete { [self] result in
+            if case .failure(let error) = result {
                 logger.debug("JSON-RPC write failed", metadata: ["error": "\(error)"])
-                return
-            }
-            switch item {
-            case .reply:
-                let waiter = window.withLock { window in
-                    window.queued -= 1
-                    guard let waiter = window.waiter else { return CheckedContinuation<Bool, Never>?.none }
-                    window.waiter = nil
-                    window.queued += 1
-                    return waiter
-                }
-                waiter?.resume(returning: true)
-            case .notification:
-                queuedNotifications.subtract(1, ordering: .relaxed)
+                markClosed()
+            } else {
+                written(reply: reply)
             }
         }
+        if reply, channel.eventLoop.inEventLoop {
+            channel.write(buffer, promise: promise)
+        } else {
+            channel.writeAndFlush(buffer, promise: promise)
+        }
+    }
+
+    /// Sends the replies written so far (written off the event loop, they are already flushed).
+    func flush() {
+        if channel.eventLoop.inEventLoop { channel.flush() }
+    }
+
+    private func written(reply: Bool) {
+        let resume: (CheckedContinuation<Bool, Never>?, CheckedContinuation<Void, Never>?) = state.withLock { s in
+            var waiter: CheckedContinuation<Bool, Never>? = nil
+            if reply {
+                s.queuedReplies -= 1
+                if let w = s.replyWaiter, !s.closed {
+                    s.replyWaiter = nil
+                    s.queuedReplies += 1
+                    waiter = w
+                }
+            } else {
+                s.queuedNotifications -= 1
+            }
+            var drained: CheckedContinuation<Void, Never>? = nil
+            if s.isDrained, let d = s.drainWaiter {
+                s.drainWaiter = nil
+                drained = d
+            }
+            return (waiter, drained)
+        }
+        resume.0?.resume(returning: true)
+        resume.1?.resume()
+    }
+
+    private func markClosed() {
+        let (waiter, drained) = state.withLock { s in
+            s.closed = true
+            defer {
+                s.replyWaiter = nil
+                s.drainWaiter = nil
+            }
+            return (s.replyWaiter, s.drainWaiter)
+        }
+        waiter?.resume(returning: false)
+        drained?.resume()
+    }
+}
+
+/// Runs tasks on a NIO event loop (this NIO has no `TaskExecutor` conformance of its own).
+final class EventLoopTaskExecutor: TaskExecutor {
+    let loop: any EventLoop
+
+    init(_ loop: any EventLoop) { self.loop = loop }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        loop.execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
     }
 }
 

@@ -18,21 +18,31 @@ public struct IdempotencyContext: Sendable {
         self.paramsText = JSON.object(o).serialized()
     }
 
-    func record(result: JSON, at: Timestamp, into m: inout BerthStore.Mutation) {
-        m.idempotency = .init(method: method, key: key, params: paramsText, result: result.serialized(), createdAt: at)
+    func record(result: JSON, at: Timestamp, into c: inout Scheduler.Change) {
+        c.mutation.idempotency = .init(method: method, key: key, params: paramsText, result: result.serialized(), createdAt: at)
+        c.idempotencyResult = result
     }
 
-    /// The stored result of an earlier identical call, or a conflict if the key was used differently.
-    func replay(from store: BerthStore) throws(BerthError) -> JSON? {
-        guard let rec = try store.idempotencyRecord(method: method, key: key) else { return nil }
-        guard rec.params == paramsText else {
-            throw BerthError(
-                .conflict, "idempotency_key '\(key)' was already used for \(method) with different params",
-                data: ["rule": "idempotency_key_reuse"])
+    /// The result of an earlier identical call (still being written, `pending`, or in the store),
+    /// or a conflict if the key was used differently.
+    func replay(pending: (params: String, result: JSON)?, from store: BerthStore) throws(BerthError) -> JSON? {
+        if let pending {
+            try check(params: pending.params)
+            return pending.result
         }
+        guard let rec = try store.idempotencyRecord(method: method, key: key) else { return nil }
+        try check(params: rec.params)
         guard let result = try? JSONParser.parse(rec.result) else {
             throw BerthError(.internalError, "stored result for idempotency_key '\(key)' is unreadable")
         }
         return result
+    }
+
+    private func check(params: String) throws(BerthError) {
+        guard params == paramsText else {
+            throw BerthError(
+                .conflict, "idempotency_key '\(key)' was already used for \(method) with different params",
+                data: ["rule": "idempotency_key_reuse"])
+        }
     }
 }

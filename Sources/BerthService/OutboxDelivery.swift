@@ -98,7 +98,24 @@ public struct OutboxDelivery: Sendable {
 extension Scheduler {
     /// Stores an action's delivery state; a final failure also emits `action.failed` and marks
     /// the lease degraded, so nothing owed to the cloud disappears silently.
-    public func recordDelivery(_ a: OutboxAction, failed: Bool) throws(BerthError) {
+    /// Returns once that state is on disk.
+    public nonisolated func recordDelivery(_ a: OutboxAction, failed: Bool) async throws(BerthError) {
+        let (result, ticket) = await recordDeliveryInMemory(a, failed: failed)
+        try await commits.waitDurable(ticket)
+        try result.get()
+    }
+
+    func recordDeliveryInMemory(_ a: OutboxAction, failed: Bool) -> (Result<Void, BerthError>, GroupCommit.Ticket) {
+        do throws(BerthError) {
+            try ensureRestored()
+            try recordDeliveryChange(a, failed: failed)
+            return (.success(()), memoryTicket)
+        } catch {
+            return (.failure(error), memoryTicket)
+        }
+    }
+
+    func recordDeliveryChange(_ a: OutboxAction, failed: Bool) throws(BerthError) {
         var c = Change()
         c.mutation.actions = [a]
         if failed {

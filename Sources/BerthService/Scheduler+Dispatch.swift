@@ -9,7 +9,7 @@ extension Scheduler {
         var c = Change()
         c.ledgerEntries = [entry]
         let result = entry.json
-        idempotency?.record(result: result, at: now, into: &c.mutation)
+        idempotency?.record(result: result, at: now, into: &c)
         try apply(c)
         return result
     }
@@ -20,9 +20,31 @@ extension Scheduler {
         "preemptible.create", "preemptible.delete",
     ]
 
-    /// Runs one scheduler method. Replay of an idempotent call is checked here, inside the actor,
-    /// so two concurrent retries with the same key cannot both act.
-    public func call(_ method: String, _ params: JSON?) throws(BerthError) -> JSON {
+    /// Runs one scheduler method and returns its result once everything it did or read is on disk
+    /// (group commit: the actor serves other requests meanwhile). A change that could not be
+    /// stored answers `unavailable`.
+    public nonisolated func call(_ method: String, _ params: JSON?) async throws(BerthError) -> JSON {
+        let (result, ticket) = await perform(method, params)
+        try await commits.waitDurable(ticket)
+        return try result.get()
+    }
+
+    /// Runs one method inside the actor: its result (or error), and the ticket of the last change
+    /// in memory when it ran, which the reply must wait for (an error, too, may rest on changes
+    /// not yet on disk, e.g. `no_capacity` because of a lease still being written).
+    func perform(_ method: String, _ params: JSON?) -> (Result<JSON, BerthError>, GroupCommit.Ticket) {
+        do throws(BerthError) {
+            try ensureRestored()
+            let result = try dispatch(method, params)
+            return (.success(result), memoryTicket)
+        } catch {
+            return (.failure(error), memoryTicket)
+        }
+    }
+
+    /// Replay of an idempotent call is checked here, inside the actor, so two concurrent retries
+    /// with the same key cannot both act (even while the first one's record is being written).
+    func dispatch(_ method: String, _ params: JSON?) throws(BerthError) -> JSON {
         var idem: IdempotencyContext? = nil
         if Scheduler.mutatingMethods.contains(method) {
             if let v = params?["idempotency_key"], !v.isNull {
@@ -32,7 +54,10 @@ extension Scheduler {
                 idem = IdempotencyContext(method: method, params: params)
                 // A dry run is never recorded: it acts on nothing.
                 if params?["dry_run"]?.boolValue == true { idem = nil }
-                if let replay = try idem?.replay(from: store) { return replay }
+                if let idem {
+                    let pending = pendingIdempotency[idem.method + "\u{0}" + idem.key].map { ($0.params, $0.result) }
+                    if let replay = try idem.replay(pending: pending, from: store) { return replay }
+                }
             }
         }
         switch method {

@@ -76,7 +76,7 @@ extension Scheduler {
         c.mutation.hosts = [host]
         event("host.created", at: now, host: name, into: &c)
         let result = host.json
-        idempotency?.record(result: result, at: now, into: &c.mutation)
+        idempotency?.record(result: result, at: now, into: &c)
         try apply(c)
         setHost(host)
         return result
@@ -139,7 +139,7 @@ extension Scheduler {
             if host.state != .up { heal(leavingHost: host, now: now, into: &c) }
         }
         let result = host.json
-        idempotency?.record(result: result, at: now, into: &c.mutation)
+        idempotency?.record(result: result, at: now, into: &c)
         try apply(c)
         setHost(host)
         return result
@@ -278,7 +278,7 @@ extension Scheduler {
         c.mutation.deletedHosts = [host.name]
         event("host.deleted", at: now, host: host.name, into: &c)
         let result: JSON = .object([:])
-        idempotency?.record(result: result, at: now, into: &c.mutation)
+        idempotency?.record(result: result, at: now, into: &c)
         try apply(c)
         hosts[host.name] = nil
         sortedHosts = hosts.values.sorted { $0.name < $1.name }

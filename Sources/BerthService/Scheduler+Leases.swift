@@ -85,8 +85,12 @@ extension Scheduler {
     /// project's valid grants cannot pay and enforcement is on), and sets its `cost` to what it
     /// will hold once they apply.
     func price(_ lease: inout Lease, now: Timestamp) throws(BerthError) -> [LedgerEntry] {
-        let rates = LeaseCost.rates(
-            of: lease.reservations, models: models, gpuModelAt: LeaseCost.gpuModelLookup(sortedHosts))
+        // The hosts by name are already at hand: no lookup table is built per request.
+        let hosts = self.hosts
+        let rates = LeaseCost.rates(of: lease.reservations, models: models) { host, gpu in
+            guard let gpus = hosts[host]?.gpus, gpu >= 0, gpu < gpus.count else { return nil }
+            return gpus[gpu].model
+        }
         let entries = try ledger.planLease(
             lease.id, project: lease.projectID, rates: rates, start: lease.start, end: lease.end, now: now)
         lease.cost = heldAfter(lease.id, entries)
@@ -163,10 +167,10 @@ extension Scheduler {
         c.addedToCalendar = [lease]
         c.ledgerEntries = charges
         event("lease.created", at: now, lease: lease, into: &c)
-        idempotency?.record(result: lease.json(), at: now, into: &c.mutation)
+        idempotency?.record(result: lease.json(), at: now, into: &c)
         try apply(c)
         scheduleTimers(for: lease)
-        processDue()
+        fireDue()
         return leases[lease.id]!.json()
     }
 
@@ -310,10 +314,10 @@ extension Scheduler {
         if old.status == .active && (oldHosts != newHosts || Scheduler.placement(old) != Scheduler.placement(lease)) {
             action("lease.update", lease: lease, at: now, into: &c)
         }
-        idempotency?.record(result: lease.json(), at: now, into: &c.mutation)
+        idempotency?.record(result: lease.json(), at: now, into: &c)
         try apply(c)
         scheduleTimers(for: lease)
-        processDue()
+        fireDue()
         return leases[lease.id]!.json()
     }
 
@@ -344,7 +348,7 @@ extension Scheduler {
         event("lease.deleted", at: now, lease: lease, into: &c)
         c.leaseUpdates = [lease]
         let result: JSON = ["refund": .object(LeaseCost.json(CreditLedger.refunds(in: refunds)))]
-        idempotency?.record(result: result, at: now, into: &c.mutation)
+        idempotency?.record(result: result, at: now, into: &c)
         try apply(c)
         return result
     }

@@ -211,9 +211,9 @@ extension Scheduler {
         // If it is in the way, it is the one preempted (not an older one making way for it).
         try planPreemptions(hosts: [p.host], lease: nil, replacing: nil, now: now, preferred: [p.id], into: &c)
         let result = (c.preemptibleUpdates.last { $0.id == p.id } ?? p).json()
-        idempotency?.record(result: result, at: now, into: &c.mutation)
+        idempotency?.record(result: result, at: now, into: &c)
         try apply(c)
-        processDue()
+        fireDue()
         return preemptibles[p.id]!.json()
     }
 
@@ -279,7 +279,7 @@ extension Scheduler {
         event("preemptible.ended", at: now, preemptible: p, data: ["reason": "deleted", "slurm_node": JSON(p.slurmNode)], into: &c)
         preemptibleAction("preemptible.end", p, at: now, into: &c)
         let result = p.json()
-        idempotency?.record(result: result, at: now, into: &c.mutation)
+        idempotency?.record(result: result, at: now, into: &c)
         try apply(c)
         return result
     }

@@ -67,10 +67,15 @@ struct LeaseTimer: Comparable {
 
 /// The single owner of Berth's mutable state: hosts, leases, the calendar and the timer queue.
 ///
-/// Every command runs to completion inside the actor (no suspension between check and commit),
-/// so two requests can never both see the same capacity free. A command first plans against
-/// memory, then commits to SQLite, and only then applies to memory and publishes events: memory
-/// never holds what the disk does not.
+/// Every command runs to completion inside the actor (no suspension between check and apply),
+/// so two requests can never both see the same capacity free. A command plans against memory,
+/// hands its change to the group commit (`GroupCommit`) and applies it to memory; the actor then
+/// serves the next request while the change is written, and changes that arrive during one fsync
+/// share the next. No reply leaves before what it reports (or read) is on disk: `call` waits for
+/// its ticket outside the actor. Events are published only once committed. If a commit fails,
+/// every request of its batch and those planned after it fail with `unavailable`, and memory is
+/// rebuilt from the store before the next command: memory never goes on holding what the disk
+/// does not.
 public actor Scheduler {
     let store: BerthStore
     public nonisolated let clock: BerthClock
@@ -104,6 +109,15 @@ public actor Scheduler {
     var livePreemptibles: [String: Set<String>] = [:]
     /// Whether a preemption hook is configured (hook runs are queued only then); follows reloads.
     var hookConfigured = false
+    /// Writes changes in groups; see `GroupCommit`.
+    nonisolated let commits: GroupCommit
+    /// The ticket of the last change applied to memory: a reply produced now waits for it.
+    var memoryTicket: GroupCommit.Ticket = 0
+    /// Idempotency records whose change may not be on disk yet (a retry must find them before
+    /// the store does); pruned once durable, cleared on restore.
+    var pendingIdempotency: [String: (params: String, result: JSON, ticket: GroupCommit.Ticket)] = [:]
+    /// The ledger no longer matched a committed change (a bug): rebuild memory once the commits drain.
+    var restoreWhenDrained = false
 
     public init(
         store: BerthStore, clock: BerthClock, policy: SchedulerPolicy = SchedulerPolicy(),
@@ -117,29 +131,101 @@ public actor Scheduler {
         self.broadcaster = broadcaster
         self.logger = logger
         self.actionsEnqueued = actionsEnqueued
-        let snap = try store.loadSnapshot()
-        ledger = try CreditLedger(entries: snap.ledger, enforce: policy.enforceCredits)
-        for h in snap.hosts { hosts[h.name] = h }
-        sortedHosts = snap.hosts.sorted { $0.name < $1.name }
+        commits = GroupCommit(store: store, logger: logger) { batch in
+            var actions = false
+            for m in batch {
+                broadcaster.publish(m.events)
+                if !m.actions.isEmpty { actions = true }
+            }
+            if actions { actionsEnqueued() }
+        }
+        let model = try Model(try store.loadSnapshot(), enforceCredits: policy.enforceCredits, clock: clock)
+        ledger = model.ledger
+        hosts = model.hosts
+        sortedHosts = model.sortedHosts
+        leases = model.leases
+        leaseOrder = model.leaseOrder
+        calendar = model.calendar
+        timers = model.timers
+        lastEventSeq = model.lastEventSeq
+        preemptibles = model.preemptibles
+        preemptibleOrder = model.preemptibleOrder
+        livePreemptibles = model.livePreemptibles
         inventory = HostInventory(hosts: sortedHosts, calendar: &calendar)
-        for l in snap.leases {
-            leases[l.id] = l
-            leaseOrder.append((l.createdAt, l.id))
-            calendar.add(l)
-            for t in Scheduler.timers(for: l) { timers.insert(t) }
+    }
+
+    /// Everything the actor holds in memory, as rebuilt from the store (at start, and after a
+    /// failed commit).
+    struct Model {
+        var hosts: [String: Host] = [:]
+        var sortedHosts: [Host] = []
+        var leases: [String: Lease] = [:]
+        var leaseOrder: [(Timestamp, String)] = []
+        var calendar = LeaseCalendar()
+        var timers = Heap<LeaseTimer>()
+        var lastEventSeq: Int64 = 0
+        var ledger: CreditLedger
+        var preemptibles: [String: Preemptible] = [:]
+        var preemptibleOrder: [(Timestamp, String)] = []
+        var livePreemptibles: [String: Set<String>] = [:]
+
+        /// A manual clock is also set back to the time last stored.
+        init(_ snap: BerthStore.Snapshot, enforceCredits: Bool, clock: BerthClock) throws(BerthError) {
+            ledger = try CreditLedger(entries: snap.ledger, enforce: enforceCredits)
+            for h in snap.hosts { hosts[h.name] = h }
+            sortedHosts = snap.hosts.sorted { $0.name < $1.name }
+            for l in snap.leases {
+                leases[l.id] = l
+                leaseOrder.append((l.createdAt, l.id))
+                calendar.add(l)
+                for t in Scheduler.timers(for: l) { timers.insert(t) }
+            }
+            leaseOrder.sort { $0 < $1 }
+            for p in snap.preemptibles {
+                preemptibles[p.id] = p
+                preemptibleOrder.append((p.createdAt, p.id))
+                calendar.add(p)
+                if p.status.isLive { livePreemptibles[p.host, default: []].insert(p.id) }
+                if p.status == .preempting, let at = p.preemptAt { timers.insert(LeaseTimer(at: at, kind: .preempt, leaseID: p.id)) }
+            }
+            lastEventSeq = snap.lastEventSeq
+            if clock.mode == .manual, let saved = snap.meta["manual_clock"].flatMap(Int64.init) {
+                clock.set(Timestamp(seconds: saved))
+            }
         }
-        leaseOrder.sort { $0 < $1 }
-        for p in snap.preemptibles {
-            preemptibles[p.id] = p
-            preemptibleOrder.append((p.createdAt, p.id))
-            calendar.add(p)
-            if p.status.isLive { livePreemptibles[p.host, default: []].insert(p.id) }
-            if p.status == .preempting, let at = p.preemptAt { timers.insert(LeaseTimer(at: at, kind: .preempt, leaseID: p.id)) }
+    }
+
+    /// Before any command: after a failed commit, rebuild memory from the store (what is on disk is
+    /// the truth; the failed changes were answered `unavailable`). Throws `unavailable` while the
+    /// store cannot be read, so nothing is served from memory that may be wrong.
+    func ensureRestored() throws(BerthError) {
+        let failed = commits.needsRestore
+        guard failed || (restoreWhenDrained && commits.isDrained) else { return }
+        let model: Model
+        do throws(BerthError) {
+            model = try Model(try store.loadSnapshot(), enforceCredits: policy.enforceCredits, clock: clock)
+        } catch {
+            logger.error("cannot restore state from the store", metadata: ["error": "\(error.message)"])
+            throw BerthError(.unavailable, "storage failed and berthd cannot reload its state yet (\(error.message)); retry")
         }
-        lastEventSeq = snap.lastEventSeq
-        if clock.mode == .manual, let saved = snap.meta["manual_clock"].flatMap(Int64.init) {
-            clock.set(Timestamp(seconds: saved))
+        ledger = model.ledger
+        hosts = model.hosts
+        sortedHosts = model.sortedHosts
+        leases = model.leases
+        leaseOrder = model.leaseOrder
+        calendar = model.calendar
+        timers = model.timers
+        lastEventSeq = model.lastEventSeq
+        preemptibles = model.preemptibles
+        preemptibleOrder = model.preemptibleOrder
+        livePreemptibles = model.livePreemptibles
+        inventory = HostInventory(hosts: sortedHosts, calendar: &calendar)
+        pendingIdempotency = [:]
+        restoreWhenDrained = false
+        if failed {
+            memoryTicket = commits.restored()
         }
+        logger.notice("state restored from the store", metadata: ["leases": "\(leases.count)", "hosts": "\(hosts.count)"])
     }
 
     public var now: Timestamp { clock.now() }
@@ -176,6 +262,8 @@ public actor Scheduler {
         var ledgerEntries: [LedgerEntry] = []
         /// New versions of preemptibles (their calendar entries are replaced on apply).
         var preemptibleUpdates: [Preemptible] = []
+        /// The result recorded with `mutation.idempotency`, for a retry that comes before it is on disk.
+        var idempotencyResult: JSON?
     }
 
     func event(
@@ -229,14 +317,20 @@ public actor Scheduler {
         c.mutation.actions.append(a)
     }
 
-    /// Commits a change, then applies it to memory and publishes its events.
+    /// Hands a change to the group commit and applies it to memory; its events are published once
+    /// it is on disk, and the reply of the request waits for that (`call`).
     func apply(_ c: Change) throws(BerthError) {
         var m = c.mutation
         m.leases = c.leaseUpdates
         m.ledger = c.ledgerEntries
         m.preemptibles = c.preemptibleUpdates
         if clock.mode == .manual { m.meta["manual_clock"] = String(clock.now().seconds) }
-        try store.commit(m)
+        let ticket = try commits.enqueue(m)
+        memoryTicket = ticket
+        if let r = m.idempotency, let result = c.idempotencyResult {
+            pendingIdempotency[r.method + "\u{0}" + r.key] = (r.params, result, ticket)
+            if pendingIdempotency.count > 256 { prunePendingIdempotency() }
+        }
         for l in c.removedFromCalendar { calendar.remove(l) }
         for l in c.leaseUpdates {
             if leases[l.id] == nil { insertOrdered(l) }
@@ -247,15 +341,20 @@ public actor Scheduler {
         do {
             try ledger.apply(c.ledgerEntries)
         } catch {
-            // The entries are on disk; a plan that no longer applies is a bug: rebuild from the store.
+            // The entries will be on disk; a plan that no longer applies is a bug: rebuild memory
+            // from the store once what is being written has landed.
             logger.critical("ledger out of step with the store; rebuilding", metadata: ["error": "\(error)"])
-            if let snap = try? store.loadSnapshot(), let rebuilt = try? CreditLedger(entries: snap.ledger, enforce: ledger.enforce) {
-                ledger = rebuilt
-            }
+            restoreWhenDrained = true
         }
         lastEventSeq += Int64(m.events.count)
-        broadcaster.publish(m.events)
-        if !m.actions.isEmpty { actionsEnqueued() }
+    }
+
+    /// Drops the pending idempotency records that are on disk by now (the store answers for them).
+    func prunePendingIdempotency() {
+        let settled = pendingIdempotency.values.map(\.ticket).filter { commits.isSettled($0) }
+        guard !settled.isEmpty else { return }
+        let durable = Set(settled)
+        pendingIdempotency = pendingIdempotency.filter { !durable.contains($0.value.ticket) }
     }
 
     /// Replaces a preemptible in memory: calendar entries, live set, listing order, timer.
@@ -289,8 +388,30 @@ public actor Scheduler {
 
     // MARK: - Time
 
-    /// Fires every timer due at or before `now`, in time order, one transaction per transition.
-    public func processDue() {
+    /// Fires every timer due at or before `now` and returns once the transitions are on disk.
+    public nonisolated func processDue() async {
+        let ticket = await fireDueTimers()
+        do throws(BerthError) {
+            try await commits.waitDurable(ticket)
+        } catch {
+            logger.error("lifecycle transitions could not be stored", metadata: ["error": "\(error.message)"])
+        }
+    }
+
+    /// Fires every timer due at or before `now`, in time order, one change per transition; returns
+    /// the ticket to wait for.
+    func fireDueTimers() -> GroupCommit.Ticket {
+        do throws(BerthError) {
+            try ensureRestored()
+        } catch {
+            return memoryTicket
+        }
+        fireDue()
+        return memoryTicket
+    }
+
+    /// Fires every timer due at or before `now`, in time order, one change per transition.
+    func fireDue() {
         let now = clock.now()
         while let t = timers.min, t.at <= now {
             _ = timers.removeMin()
@@ -346,18 +467,17 @@ public actor Scheduler {
         for t in Scheduler.timers(for: l) { timers.insert(t) }
     }
 
-    /// Moves a manual clock and processes everything due up to the new time before returning.
-    public func setClock(_ t: Timestamp) throws(BerthError) -> Timestamp {
+    /// Moves a manual clock and processes everything due up to the new time.
+    func setClock(_ t: Timestamp) throws(BerthError) -> Timestamp {
         guard clock.mode == .manual else { throw BerthError(.conflict, "the clock is not manual") }
         let current = clock.now()
         if t < current {
             throw BerthError(.conflict, "the clock cannot move backwards (now \(current), asked for \(t))")
         }
         clock.set(t)
-        processDue()
-        var m = BerthStore.Mutation()
-        m.meta["manual_clock"] = String(t.seconds)
-        try store.commit(m)
+        fireDue()
+        // `apply` records the manual clock with every change; this one records only the time.
+        try apply(Change())
         return clock.now()
     }
 }

@@ -25,6 +25,9 @@ import Testing
             #expect(Timestamp(rfc3339: t.rfc3339) == t, "\(t.seconds) -> \(t.rfc3339)")
         }
         #expect(Timestamp(rfc3339: "2028-02-29T23:59:59Z")?.rfc3339 == "2028-02-29T23:59:59Z")
+        #expect(Timestamp(seconds: 0).rfc3339 == "1970-01-01T00:00:00Z")
+        #expect(Timestamp.distantFuture.rfc3339 == "9999-12-31T23:59:59Z")
+        #expect(Timestamp(rfc3339: "0001-02-03T04:05:06Z")?.rfc3339 == "0001-02-03T04:05:06Z")
         #expect(Timestamp(rfc3339: "2100-02-29T00:00:00Z") == nil)
     }
 }

@@ -50,6 +50,48 @@ import Testing
         #expect(JSON.string("a\u{01}b\tc").serialized() == #""a\u0001b\tc""#)
     }
 
+    /// The serializer writes exactly what the plain algorithm writes (sorted keys looked up one by
+    /// one, `String(v)` for integers, every byte escaped on its own).
+    @Test func serializesExactlyAsThePlainAlgorithm() throws {
+        func plain(_ v: JSON) -> String {
+            switch v {
+            case .null: return "null"
+            case .bool(let b): return b ? "true" : "false"
+            case .int(let i): return String(i)
+            case .double: return v.serialized()
+            case .string(let s):
+                var out = "\""
+                for u in s.unicodeScalars {
+                    switch u {
+                    case "\"": out += "\\\""
+                    case "\\": out += "\\\\"
+                    case "\n": out += "\\n"
+                    case "\r": out += "\\r"
+                    case "\t": out += "\\t"
+                    case _ where u.value < 0x20:
+                        let hex = String(u.value, radix: 16)
+                        out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                    default: out.unicodeScalars.append(u)
+                    }
+                }
+                return out + "\""
+            case .array(let a): return "[" + a.map(plain).joined(separator: ",") + "]"
+            case .object(let o):
+                return "{" + o.keys.sorted().map { plain(.string($0)) + ":" + plain(o[$0]!) }.joined(separator: ",") + "}"
+            }
+        }
+        let strings = ["", "plain", "a\"b", "back\\slash", "\u{01}\u{1f}x\n\r\t", "é😀\u{7f}", "\"\"", "end\\"]
+        let ints: [Int64] = [0, 7, -1, 10, -10, 1234567890, Int64.max, Int64.min]
+        var items: [JSON] = strings.map { .string($0) } + ints.map { .int($0) }
+        items.append(.object(Dictionary(uniqueKeysWithValues: strings.enumerated().map { ($1, .int(Int64($0))) })))
+        items.append(.object(["z": [1, "é", ["b": nil, "a": true]], "a": 2.5, "Z": false, "é": [:], "aa": []]))
+        for v in items {
+            #expect(v.serialized() == plain(v))
+            #expect(v.serializedBytes() == Array(plain(v).utf8))
+        }
+        #expect(JSON.array(items).serialized() == plain(.array(items)))
+    }
+
     @Test func intValueAcceptsWholeFractionsOnly() {
         #expect(JSON.double(3.0).intValue == 3)
         #expect(JSON.double(3.5).intValue == nil)
