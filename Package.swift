@@ -118,7 +118,9 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
-            name: "BerthStoreTests", dependencies: ["BerthStore", "BerthCore", "BerthJSON"], swiftSettings: strict),
+            name: "BerthStoreTests",
+            dependencies: ["BerthStore", "BerthCore", "BerthJSON", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: strict),
         .testTarget(
             name: "BerthServiceTests",
             dependencies: [
