@@ -107,11 +107,11 @@ public final class BerthStore: Sendable {
             s.leases = try DocumentDecoder.decodeAll(
                 db, sql: "SELECT rowid, body FROM lease", Lease.init(json:),
                 unreadable: { rowid in "stored lease \(try String.fetchOne(db, sql: "SELECT id FROM lease WHERE rowid = ?", arguments: [rowid]) ?? "?") is unreadable" })
-            s.leases = DocumentDecoder.sortedByCreation(s.leases) { ($0.createdAt, $0.id) }
+            DocumentDecoder.sortByCreation(&s.leases) { ($0.createdAt, $0.id) }
             s.preemptibles = try DocumentDecoder.decodeAll(
                 db, sql: "SELECT rowid, body FROM preemptible", Preemptible.init(json:),
                 unreadable: { rowid in "stored preemptible \(try String.fetchOne(db, sql: "SELECT id FROM preemptible WHERE rowid = ?", arguments: [rowid]) ?? "?") is unreadable" })
-            s.preemptibles = DocumentDecoder.sortedByCreation(s.preemptibles) { ($0.createdAt, $0.id) }
+            DocumentDecoder.sortByCreation(&s.preemptibles) { ($0.createdAt, $0.id) }
             s.lastEventSeq = try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM event") ?? 0
             // seq is the rowid: this scan is already in seq order.
             s.ledger = try DocumentDecoder.decodeAll(

@@ -70,10 +70,16 @@ import Testing
         }
     }
 
-    @Test func sortedByCreationKeepsSortedInputAsIs() {
-        let items = [(Timestamp(seconds: 1), "a"), (Timestamp(seconds: 1), "b"), (Timestamp(seconds: 2), "a")]
-        #expect(DocumentDecoder.sortedByCreation(items) { $0 }.map(\.1) == ["a", "b", "a"])
-        #expect(DocumentDecoder.sortedByCreation(items.reversed()) { $0 }.map(\.1) == ["a", "b", "a"])
-        #expect(DocumentDecoder.sortedByCreation([(Timestamp, String)]()) { $0 }.isEmpty)
+    @Test func sortByCreationMatchesASort() {
+        var rng = SplitMix64(seed: 0x50_27)
+        for n in [0, 1, 2, 3, 10, 200] {
+            let items = (0..<n).map { k in (Timestamp(seconds: Int64.random(in: 0..<4, using: &rng)), "i\(Int.random(in: 0..<50, using: &rng))-\(k)") }
+            var sorted = items
+            DocumentDecoder.sortByCreation(&sorted) { $0 }
+            #expect(sorted.map(\.1) == items.sorted { $0 < $1 }.map(\.1))
+            var again = sorted
+            DocumentDecoder.sortByCreation(&again) { $0 }  // already sorted: unchanged
+            #expect(again.map(\.1) == sorted.map(\.1))
+        }
     }
 }
