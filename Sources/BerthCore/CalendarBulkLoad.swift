@@ -17,35 +17,40 @@ public enum CalendarBulkLoad {
         // Rather than sorting 10,000 lists, sort the leases and preemptibles once by their window,
         // keeping add order among equal windows (the position is the last key), and append in that
         // order: every host's list then comes out in (start, end, add order) by construction.
+        let leases = Array(leases)
+        let preemptibles = Array(preemptibles)
         var order: [(start: Int64, end: Int64, position: Int)] = []
         order.reserveCapacity(leases.count + preemptibles.count)
-        for (k, lease) in leases.enumerated() where lease.status.occupiesCalendar && lease.start < lease.end {
-            order.append((lease.start.seconds, lease.end.seconds, k))
-        }
-        let preemptiblesFrom = leases.count
-        for (k, p) in preemptibles.enumerated() {
-            guard let iv = p.interval else { continue }
-            order.append((iv.start, iv.end, preemptiblesFrom + k))
-        }
-        order.sort { a, b in
-            a.start != b.start ? a.start < b.start : a.end != b.end ? a.end < b.end : a.position < b.position
-        }
-        let leaseList = Array(leases)
-        let preemptibleList = Array(preemptibles)
         var byHost: [String: HostEntries] = [:]
-        for item in order {
-            if item.position < preemptiblesFrom {
-                let lease = leaseList[item.position]
-                let window = Interval(start: item.start, end: item.end)
-                for r in lease.reservations {
-                    for a in r.allocations {
-                        byHost[a.host, default: []].append((window, LeaseCalendar.entry(lease: lease, reservation: r, allocation: a)))
+        // Through buffer pointers, so a lease is read in place rather than copied (with a retain of
+        // each of its strings and arrays) for every look.
+        leases.withUnsafeBufferPointer { leases in
+            preemptibles.withUnsafeBufferPointer { preemptibles in
+                for k in leases.indices where leases[k].status.occupiesCalendar && leases[k].start < leases[k].end {
+                    order.append((leases[k].start.seconds, leases[k].end.seconds, k))
+                }
+                let preemptiblesFrom = leases.count
+                for k in preemptibles.indices {
+                    guard let iv = preemptibles[k].interval else { continue }
+                    order.append((iv.start, iv.end, preemptiblesFrom + k))
+                }
+                order.sort { a, b in
+                    a.start != b.start ? a.start < b.start : a.end != b.end ? a.end < b.end : a.position < b.position
+                }
+                for item in order {
+                    let window = Interval(start: item.start, end: item.end)
+                    if item.position < preemptiblesFrom {
+                        for r in leases[item.position].reservations {
+                            for a in r.allocations {
+                                byHost[a.host, default: []].append(
+                                    (window, LeaseCalendar.entry(lease: leases[item.position], reservation: r, allocation: a)))
+                            }
+                        }
+                    } else {
+                        let p = item.position - preemptiblesFrom
+                        for e in preemptibles[p].calendarEntries { byHost[preemptibles[p].host, default: []].append((window, e)) }
                     }
                 }
-            } else {
-                let p = preemptibleList[item.position - preemptiblesFrom]
-                let iv = Interval(start: item.start, end: item.end)
-                for e in p.calendarEntries { byHost[p.host, default: []].append((iv, e)) }
             }
         }
         return byHost
