@@ -33,15 +33,4 @@ public enum Parallel {
         // concurrentPerform returns after both iterations ran, so both are set.
         return (a.withLock { $0! }, b.withLock { $0! })
     }
-
-    /// `body(k)` for every `k` in `0..<count`, spread over the cores; the results in `k` order.
-    public static func map<T: Sendable>(_ count: Int, _ body: @Sendable (Int) -> T) -> [T] {
-        if count <= 1 || cores == 1 { return (0..<count).map(body) }
-        let results = Mutex<[T?]>(Array(repeating: nil, count: count))
-        DispatchQueue.concurrentPerform(iterations: count) { k in
-            let v = body(k)
-            results.withLock { $0[k] = v }
-        }
-        return results.withLock { all in all.map { $0! } }
-    }
 }
