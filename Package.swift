@@ -109,7 +109,8 @@ let package = Package(
         .executableTarget(name: "berthd", dependencies: ["BerthDaemon"], swiftSettings: strict),
         .executableTarget(name: "berthctl", dependencies: ["BerthCtl"], swiftSettings: strict),
         // Benchmarks (release build: `make bench`); timings are reported, never asserted in tests.
-        .executableTarget(name: "berth-bench", dependencies: ["BerthCore", "BerthClient", "BerthJSON"], swiftSettings: strict),
+        .executableTarget(
+            name: "berth-bench", dependencies: ["BerthCore", "BerthClient", "BerthJSON", "BerthStore"], swiftSettings: strict),
 
         .testTarget(name: "BerthJSONTests", dependencies: ["BerthJSON"], swiftSettings: strict),
         .testTarget(
@@ -118,7 +119,9 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
-            name: "BerthStoreTests", dependencies: ["BerthStore", "BerthCore", "BerthJSON"], swiftSettings: strict),
+            name: "BerthStoreTests",
+            dependencies: ["BerthStore", "BerthCore", "BerthJSON", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: strict),
         .testTarget(
             name: "BerthServiceTests",
             dependencies: [

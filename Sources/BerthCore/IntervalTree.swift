@@ -443,3 +443,101 @@ public struct IntervalTree<Payload: Hashable & Sendable>: Sendable {
         return nil
     }
 }
+
+// MARK: - Bulk construction
+
+extension IntervalTree {
+    /// Builds the tree in O(n) from entries already in `(start, end)` order, as a restart does with
+    /// a whole calendar at once instead of n inserts with their rebalancing.
+    ///
+    /// Entries with equal intervals keep their order in `sorted`, which becomes their insertion order:
+    /// the result is indistinguishable from inserting the entries one by one in that order (same
+    /// entries, same query answers, same order of equal intervals), and later inserts and removes work
+    /// on it as on any tree. Each subtree's root is the middle entry of its range, so the two sides
+    /// of every node differ by at most one entry and hence in height by at most one (AVL).
+    ///
+    /// The order is checked (a precondition, O(n)): an unsorted input would make every query wrong.
+    public init<S: Sequence>(sorted entries: S) where S.Element == (Interval, Payload) {
+        self.init()
+        var nodes = ContiguousArray<Node>()
+        nodes.reserveCapacity(entries.underestimatedCount)
+        var previous: Interval? = nil
+        for (interval, payload) in entries {
+            if let p = previous { Self.checkOrder(p, interval) }
+            previous = interval
+            // Node k holds the k-th entry with sequence number k: keys stay unique and ordered, and
+            // equal intervals come out in input order.
+            nodes.append(Self.leaf(interval, payload, seq: nodes.count))
+        }
+        self.nodes = nodes
+        root = Self.link(&self.nodes)
+        nextSeq = UInt64(nodes.count)
+    }
+
+    /// The same for an array handed over: its entries are moved into the tree instead of copied, so
+    /// payloads are not reference-counted again (a restart builds a million of them). Pass an array
+    /// nothing else refers to (moved out of its dictionary, say), or it is copied first.
+    public init(sorted entries: consuming [(Interval, Payload)]) {
+        self.init()
+        var list = entries
+        let count = list.count
+        // popLast moves each entry out of the (uniquely referenced) array, last first; the order is
+        // checked on the way (reading entries in place would copy their payloads).
+        nodes = ContiguousArray(unsafeUninitializedCapacity: count) { buffer, initialized in
+            var k = count
+            var next: Interval? = nil
+            while let entry = list.popLast() {
+                k -= 1
+                if let next { Self.checkOrder(entry.0, next) }
+                next = entry.0
+                (buffer.baseAddress! + k).initialize(to: Self.leaf(entry.0, entry.1, seq: k))
+            }
+            initialized = count
+        }
+        root = Self.link(&nodes)
+        nextSeq = UInt64(count)
+    }
+
+    @inline(__always)
+    private static func checkOrder(_ previous: Interval, _ next: Interval) {
+        precondition(!(next < previous), "IntervalTree(sorted:) needs entries in (start, end) order: \(next) after \(previous)")
+    }
+
+    @inline(__always)
+    private static func leaf(_ interval: Interval, _ payload: Payload, seq: Int) -> Node {
+        Node(
+            start: interval.start, end: interval.end, maxEnd: interval.end, seq: UInt64(seq), left: -1, right: -1,
+            height: 1, payload: payload)
+    }
+
+    /// Links nodes laid out in key order into a balanced tree and returns its root (-1 when empty):
+    /// each range's middle node is its subtree's root, with heights and max ends set bottom-up.
+    private static func link(_ nodes: inout ContiguousArray<Node>) -> Int32 {
+        precondition(nodes.count < Int(Int32.max), "IntervalTree is full")
+        let count = nodes.count
+        return nodes.withUnsafeMutableBufferPointer { buffer -> Int32 in
+            func link(_ lo: Int, _ hi: Int) -> Int32 {
+                if lo >= hi { return -1 }
+                let mid = lo + (hi - lo) / 2
+                let l = link(lo, mid)
+                let r = link(mid + 1, hi)
+                var height: Int32 = 1
+                var maxEnd = buffer[mid].end
+                if l >= 0 {
+                    height = buffer[Int(l)].height + 1
+                    maxEnd = Swift.max(maxEnd, buffer[Int(l)].maxEnd)
+                }
+                if r >= 0 {
+                    height = Swift.max(height, buffer[Int(r)].height + 1)
+                    maxEnd = Swift.max(maxEnd, buffer[Int(r)].maxEnd)
+                }
+                buffer[mid].left = l
+                buffer[mid].right = r
+                buffer[mid].height = height
+                buffer[mid].maxEnd = maxEnd
+                return Int32(mid)
+            }
+            return link(0, count)
+        }
+    }
+}

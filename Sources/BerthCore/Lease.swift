@@ -48,11 +48,20 @@ public struct ReservationRequest: Sendable, Hashable {
 
     /// Parses one element of `reservations`, collecting problems under `path`.
     public static func parse(_ json: JSON, path: String, errors: inout [BerthError.FieldError]) -> ReservationRequest? {
+        parse(json, path: path, errors: &errors, ignoring: [])
+    }
+
+    /// `ignoring`: fields of a larger object (a stored reservation's status and allocations) that
+    /// are not the request's, skipped rather than reported as unknown.
+    static func parse(_ json: JSON, path: String, errors: inout [BerthError.FieldError], ignoring: [String])
+        -> ReservationRequest?
+    {
         var r = ParamReader(json, path: path)
         guard r.errors.isEmpty else {
             errors.append(contentsOf: r.errors)
             return nil
         }
+        for k in ignoring { _ = r.raw(k) }
         let kind = r.enumValue("kind", ReservationKind.self, required: true)
         _ = r.raw("id")  // accepted on lease.update to name an existing reservation
         var properties = PropertyFilter.all
@@ -187,11 +196,24 @@ public struct Allocation: Sendable, Hashable {
     }
 
     public init?(json: JSON) {
-        guard let host = json["host"]?.stringValue else { return nil }
-        self.init(
-            host: host, gpu: json["gpu"]?.intValue.map(Int.init), profile: json["profile"]?.stringValue,
-            slot: json["slot"]?.intValue.map(Int.init), slots: json["slots"]?.intValue.map(Int.init),
-            size: json["size"]?.intValue.map(Int.init))
+        // One pass over the members instead of a hashed lookup per field: a restart decodes every
+        // allocation, and most have only `host`.
+        guard case .object(let o) = json else { return nil }
+        var host: String?
+        self.init(host: "")
+        for (k, v) in o {
+            switch k {
+            case "host": host = v.stringValue
+            case "gpu": gpu = v.intValue.map(Int.init)
+            case "profile": profile = v.stringValue
+            case "slot": slot = v.intValue.map(Int.init)
+            case "slots": slots = v.intValue.map(Int.init)
+            case "size": size = v.intValue.map(Int.init)
+            default: break
+            }
+        }
+        guard let host else { return nil }
+        self.host = host
     }
 }
 
@@ -292,6 +314,9 @@ public struct Lease: Sendable, Hashable {
         return .object(o)
     }
 
+    /// A stored reservation's fields besides its request (`id` is accepted by the request itself).
+    static let storedReservationFields = ["status", "allocations", "flavor_id"]
+
     /// Rebuilds a lease from the store's JSON (`json(internal: true)`).
     public init?(json: JSON) {
         guard let id = json["id"]?.stringValue, let name = json["name"]?.stringValue,
@@ -304,17 +329,17 @@ public struct Lease: Sendable, Hashable {
             let rs = json["reservations"]?.arrayValue
         else { return nil }
         var reservations: [Reservation] = []
+        reservations.reserveCapacity(rs.count)
         for r in rs {
-            guard case .object(var ro) = r, let rid = ro["id"]?.stringValue,
+            guard case .object(let ro) = r, let rid = ro["id"]?.stringValue,
                 let rstatus = ro["status"]?.stringValue.flatMap(LeaseStatus.init(rawValue:)),
                 let allocs = ro["allocations"]?.arrayValue
             else { return nil }
-            ro["id"] = nil
-            ro["status"] = nil
-            ro["allocations"] = nil
-            ro["flavor_id"] = nil  // derived (public shape only)
+            // The request is the rest of the object (`flavor_id` is derived, public shape only);
+            // skipping those fields rather than removing them spares a copy of the dictionary.
             var errors: [BerthError.FieldError] = []
-            guard let req = ReservationRequest.parse(.object(ro), path: "", errors: &errors) else { return nil }
+            guard let req = ReservationRequest.parse(r, path: "", errors: &errors, ignoring: Lease.storedReservationFields)
+            else { return nil }
             reservations.append(
                 Reservation(id: rid, request: req, status: rstatus, allocations: allocs.compactMap(Allocation.init(json:))))
         }

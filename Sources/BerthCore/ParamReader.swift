@@ -6,7 +6,9 @@ public struct ParamReader {
     public let object: [String: JSON]
     public let path: String
     public private(set) var errors: [BerthError.FieldError] = []
-    private var seen: Set<String> = []
+    /// Keys asked for so far. A handful per object, so a list beats a hashed set (no hashing, one
+    /// small allocation); it matters when a restart decodes every stored reservation.
+    private var seen: [String] = []
 
     /// `json` must be an object (or absent, meaning no parameters).
     public init(_ json: JSON?, path: String = "") {
@@ -39,7 +41,7 @@ public struct ParamReader {
 
     /// The raw value (marks the key as known). `null` counts as absent.
     public mutating func raw(_ key: String) -> JSON? {
-        seen.insert(key)
+        if !seen.contains(key) { seen.append(key) }
         guard let v = object[key], !v.isNull else { return nil }
         return v
     }
@@ -144,6 +146,8 @@ public struct ParamReader {
 
     /// Errors for unknown fields, in a stable order.
     public mutating func rejectUnknown() {
+        // Sorting only when there is something to report: the usual object has no unknown field.
+        guard object.keys.contains(where: { !seen.contains($0) }) else { return }
         for k in object.keys.sorted() where !seen.contains(k) {
             fail(k, "unknown field")
         }

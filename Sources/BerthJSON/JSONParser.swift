@@ -6,15 +6,48 @@ public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertibl
 }
 
 /// A strict RFC 8259 parser with a nesting limit, so hostile input cannot exhaust the stack.
+///
+/// It reads the caller's bytes in place (no copy of the text) and is careful about allocations,
+/// because a restart parses every stored lease: a string without escapes is made straight from its
+/// bytes, integers are read without an intermediate string, and the members of an object (elements
+/// of an array) are gathered on a scratch stack shared by all nesting levels, so each dictionary
+/// (array) is allocated once at its final size instead of growing entry by entry.
 public struct JSONParser {
     public static let defaultMaxDepth = 256
 
-    private let bytes: [UInt8]
+    private let bytes: UnsafeBufferPointer<UInt8>
     private var i = 0
     private let maxDepth: Int
+    /// Members of the objects being parsed, innermost last.
+    private var members: [(String, JSON)] = []
+    /// Elements of the arrays being parsed, innermost last.
+    private var elements: [JSON] = []
 
     public static func parse(_ bytes: some Sequence<UInt8>, maxDepth: Int = defaultMaxDepth) throws(JSONParseError) -> JSON {
-        var p = JSONParser(bytes: Array(bytes), maxDepth: maxDepth)
+        let contiguous = bytes.withContiguousStorageIfAvailable { buffer in
+            Result { () throws(JSONParseError) -> JSON in try parse(buffer, maxDepth: maxDepth) }
+        }
+        if let contiguous { return try contiguous.get() }
+        return try Array(bytes).withUnsafeBufferPointer { buffer in
+            Result { () throws(JSONParseError) -> JSON in try parse(buffer, maxDepth: maxDepth) }
+        }.get()
+    }
+
+    public static func parse(_ text: String, maxDepth: Int = defaultMaxDepth) throws(JSONParseError) -> JSON {
+        var text = text
+        return try text.withUTF8 { buffer in
+            Result { () throws(JSONParseError) -> JSON in try parse(buffer, maxDepth: maxDepth) }
+        }.get()
+    }
+
+    /// Parses UTF-8 bytes in place; nothing of `utf8` is kept after the call.
+    public static func parse(utf8: UnsafeRawBufferPointer, maxDepth: Int = defaultMaxDepth) throws(JSONParseError) -> JSON {
+        try parse(utf8.bindMemory(to: UInt8.self), maxDepth: maxDepth)
+    }
+
+    /// Parses UTF-8 bytes in place; nothing of `buffer` is kept after the call.
+    public static func parse(_ buffer: UnsafeBufferPointer<UInt8>, maxDepth: Int = defaultMaxDepth) throws(JSONParseError) -> JSON {
+        var p = JSONParser(bytes: buffer, maxDepth: maxDepth)
         p.skipWhitespace()
         let v = try p.value(depth: 0)
         p.skipWhitespace()
@@ -22,17 +55,14 @@ public struct JSONParser {
         return v
     }
 
-    public static func parse(_ text: String, maxDepth: Int = defaultMaxDepth) throws(JSONParseError) -> JSON {
-        try parse(Array(text.utf8), maxDepth: maxDepth)
-    }
-
-    private init(bytes: [UInt8], maxDepth: Int) {
+    private init(bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
         self.bytes = bytes
         self.maxDepth = maxDepth
     }
 
     private func fail(_ message: String) -> JSONParseError { JSONParseError(message: message, offset: i) }
 
+    @inline(__always)
     private mutating func skipWhitespace() {
         while i < bytes.count {
             switch bytes[i] {
@@ -67,12 +97,12 @@ public struct JSONParser {
     private mutating func object(depth: Int) throws(JSONParseError) -> JSON {
         if depth > maxDepth { throw fail("nesting deeper than \(maxDepth)") }
         i += 1
-        var result: [String: JSON] = [:]
         skipWhitespace()
         if i < bytes.count, bytes[i] == UInt8(ascii: "}") {
             i += 1
-            return .object(result)
+            return .object([:])
         }
+        let base = members.count
         while true {
             skipWhitespace()
             guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
@@ -81,7 +111,8 @@ public struct JSONParser {
             guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { throw fail("expected ':'") }
             i += 1
             skipWhitespace()
-            result[key] = try value(depth: depth)
+            let v = try value(depth: depth)
+            members.append((key, v))
             skipWhitespace()
             guard i < bytes.count else { throw fail("unexpected end of input") }
             if bytes[i] == UInt8(ascii: ",") {
@@ -90,24 +121,30 @@ public struct JSONParser {
             }
             if bytes[i] == UInt8(ascii: "}") {
                 i += 1
-                return .object(result)
+                break
             }
             throw fail("expected ',' or '}'")
         }
+        var result = [String: JSON](minimumCapacity: members.count - base)
+        // In text order, so a repeated key keeps its last value.
+        for k in base..<members.count { result[members[k].0] = members[k].1 }
+        members.removeSubrange(base...)
+        return .object(result)
     }
 
     private mutating func array(depth: Int) throws(JSONParseError) -> JSON {
         if depth > maxDepth { throw fail("nesting deeper than \(maxDepth)") }
         i += 1
-        var result: [JSON] = []
         skipWhitespace()
         if i < bytes.count, bytes[i] == UInt8(ascii: "]") {
             i += 1
-            return .array(result)
+            return .array([])
         }
+        let base = elements.count
         while true {
             skipWhitespace()
-            result.append(try value(depth: depth))
+            let v = try value(depth: depth)
+            elements.append(v)
             skipWhitespace()
             guard i < bytes.count else { throw fail("unexpected end of input") }
             if bytes[i] == UInt8(ascii: ",") {
@@ -116,10 +153,13 @@ public struct JSONParser {
             }
             if bytes[i] == UInt8(ascii: "]") {
                 i += 1
-                return .array(result)
+                break
             }
             throw fail("expected ',' or ']'")
         }
+        let result = Array(elements[base...])
+        elements.removeSubrange(base...)
+        return .array(result)
     }
 
     private mutating func hex4() throws(JSONParseError) -> UInt32 {
@@ -142,13 +182,36 @@ public struct JSONParser {
 
     private mutating func string() throws(JSONParseError) -> String {
         i += 1  // opening quote
+        let start = i
+        // The common case: no escape before the closing quote, so the string is its bytes.
+        var high: UInt8 = 0
+        while i < bytes.count {
+            let c = bytes[i]
+            if c == UInt8(ascii: "\"") {
+                let run = UnsafeBufferPointer(rebasing: bytes[start..<i])
+                i += 1
+                if high < 0x80 { return String(decoding: run, as: UTF8.self) }  // ASCII is always valid
+                guard let s = String(validating: run, as: UTF8.self) else { throw fail("invalid UTF-8 in string") }
+                return s
+            }
+            if c == UInt8(ascii: "\\") { break }
+            if c < 0x20 { throw fail("control character in string") }
+            high |= c
+            i += 1
+        }
+        return try escapedString(from: start)
+    }
+
+    /// The rest of a string from its first escape on (`i` is at that escape, or at the end of input).
+    private mutating func escapedString(from start: Int) throws(JSONParseError) -> String {
         var out: [UInt8] = []
+        out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start..<i]))
         var runStart = i
         while true {
             guard i < bytes.count else { throw fail("unterminated string") }
             let c = bytes[i]
             if c == UInt8(ascii: "\"") {
-                out.append(contentsOf: bytes[runStart..<i])
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<i]))
                 i += 1
                 break
             }
@@ -157,7 +220,7 @@ public struct JSONParser {
                 i += 1
                 continue
             }
-            out.append(contentsOf: bytes[runStart..<i])
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<i]))
             i += 1
             guard i < bytes.count else { throw fail("unterminated escape") }
             let e = bytes[i]
@@ -184,7 +247,7 @@ public struct JSONParser {
                     throw fail("unpaired surrogate")
                 }
                 guard let u = Unicode.Scalar(scalar) else { throw fail("invalid code point") }
-                out.append(contentsOf: Array(String(Character(u)).utf8))
+                out.append(contentsOf: UTF8.encode(u)!)
             default: throw fail("invalid escape")
             }
             runStart = i
@@ -196,12 +259,22 @@ public struct JSONParser {
     private mutating func number() throws(JSONParseError) -> JSON {
         let start = i
         var isInteger = true
-        if bytes[i] == UInt8(ascii: "-") { i += 1 }
+        let negative = bytes[i] == UInt8(ascii: "-")
+        if negative { i += 1 }
         guard i < bytes.count else { throw fail("invalid number") }
+        // Magnitude of the integer part, while it fits (20 digits may not: then `overflow`).
+        var magnitude: UInt64 = 0
+        var overflow = false
         if bytes[i] == UInt8(ascii: "0") {
             i += 1
         } else if bytes[i] >= UInt8(ascii: "1") && bytes[i] <= UInt8(ascii: "9") {
-            while i < bytes.count, bytes[i] >= UInt8(ascii: "0"), bytes[i] <= UInt8(ascii: "9") { i += 1 }
+            while i < bytes.count, bytes[i] >= UInt8(ascii: "0"), bytes[i] <= UInt8(ascii: "9") {
+                let (m, o1) = magnitude.multipliedReportingOverflow(by: 10)
+                let (s, o2) = m.addingReportingOverflow(UInt64(bytes[i] - UInt8(ascii: "0")))
+                magnitude = s
+                overflow = overflow || o1 || o2
+                i += 1
+            }
         } else {
             throw fail("invalid number")
         }
@@ -220,8 +293,13 @@ public struct JSONParser {
             while i < bytes.count, bytes[i] >= UInt8(ascii: "0"), bytes[i] <= UInt8(ascii: "9") { i += 1 }
             if i == digits { throw fail("invalid number") }
         }
-        let text = String(decoding: bytes[start..<i], as: UTF8.self)
-        if isInteger, let v = Int64(text) { return .int(v) }
+        // An integer that fits Int64 is an int; any other number is a double, as `Int64(text)` and
+        // then `Double(text)` would decide.
+        if isInteger && !overflow {
+            if !negative, magnitude <= UInt64(Int64.max) { return .int(Int64(magnitude)) }
+            if negative, magnitude <= UInt64(Int64.max) + 1 { return .int(Int64(truncatingIfNeeded: 0 &- magnitude)) }
+        }
+        let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<i]), as: UTF8.self)
         guard let d = Double(text), d.isFinite else { throw JSONParseError(message: "number out of range", offset: start) }
         return .double(d)
     }

@@ -171,23 +171,20 @@ public actor Scheduler {
 
         /// A manual clock is also set back to the time last stored.
         init(_ snap: BerthStore.Snapshot, enforceCredits: Bool, clock: BerthClock) throws(BerthError) {
-            ledger = try CreditLedger(entries: snap.ledger, enforce: enforceCredits)
-            for h in snap.hosts { hosts[h.name] = h }
-            sortedHosts = snap.hosts.sorted { $0.name < $1.name }
-            for l in snap.leases {
-                leases[l.id] = l
-                leaseOrder.append((l.createdAt, l.id))
-                calendar.add(l)
-                for t in Scheduler.timers(for: l) { timers.insert(t) }
-            }
-            leaseOrder.sort { $0 < $1 }
-            for p in snap.preemptibles {
-                preemptibles[p.id] = p
-                preemptibleOrder.append((p.createdAt, p.id))
-                calendar.add(p)
-                if p.status.isLive { livePreemptibles[p.host, default: []].insert(p.id) }
-                if p.status == .preempting, let at = p.preemptAt { timers.insert(LeaseTimer(at: at, kind: .preempt, leaseID: p.id)) }
-            }
+            // The calendar on one core, everything else on the other: the two read the snapshot only.
+            let (calendar, restored) = Parallel.both(
+                { Scheduler.calendar(leases: snap.leases, preemptibles: snap.preemptibles) },
+                { Restored(snap, enforceCredits: enforceCredits) })
+            ledger = try restored.ledger.get()
+            hosts = restored.hosts
+            sortedHosts = restored.sortedHosts
+            leases = restored.leases
+            leaseOrder = restored.leaseOrder
+            timers = restored.timers
+            preemptibles = restored.preemptibles
+            preemptibleOrder = restored.preemptibleOrder
+            livePreemptibles = restored.livePreemptibles
+            self.calendar = calendar
             lastEventSeq = snap.lastEventSeq
             if clock.mode == .manual, let saved = snap.meta["manual_clock"].flatMap(Int64.init) {
                 clock.set(Timestamp(seconds: saved))
@@ -226,6 +223,50 @@ public actor Scheduler {
             memoryTicket = commits.restored()
         }
         logger.notice("state restored from the store", metadata: ["leases": "\(leases.count)", "hosts": "\(hosts.count)"])
+    }
+
+    /// The calendar of a snapshot: every lease's allocations (in the snapshot's order), then every
+    /// preemptible's, as the scheduler would have added them one by one.
+    static func calendar(leases: [Lease], preemptibles: [Preemptible]) -> LeaseCalendar {
+        LeaseCalendar(sortedEntriesByHost: CalendarBulkLoad.entriesByHost(leases: leases, preemptibles: preemptibles))
+    }
+
+    /// Everything but the calendar, rebuilt from a snapshot.
+    struct Restored: Sendable {
+        var ledger: Result<CreditLedger, BerthError>
+        var hosts: [String: Host] = [:]
+        var sortedHosts: [Host]
+        var leases: [String: Lease] = [:]
+        var leaseOrder: [(Timestamp, String)] = []
+        var timers: Heap<LeaseTimer>
+        var preemptibles: [String: Preemptible] = [:]
+        var preemptibleOrder: [(Timestamp, String)] = []
+        var livePreemptibles: [String: Set<String>] = [:]
+
+        init(_ snap: BerthStore.Snapshot, enforceCredits: Bool) {
+            ledger = Result { () throws(BerthError) -> CreditLedger in try CreditLedger(entries: snap.ledger, enforce: enforceCredits) }
+            hosts.reserveCapacity(snap.hosts.count)
+            for h in snap.hosts { hosts[h.name] = h }
+            sortedHosts = snap.hosts.sorted { $0.name < $1.name }
+            leases.reserveCapacity(snap.leases.count)
+            leaseOrder.reserveCapacity(snap.leases.count)
+            var due: [LeaseTimer] = []
+            due.reserveCapacity(2 * snap.leases.count)
+            for l in snap.leases {
+                leases[l.id] = l
+                leaseOrder.append((l.createdAt, l.id))
+                due.append(contentsOf: Scheduler.timers(for: l))
+            }
+            leaseOrder.sort { $0 < $1 }
+            for p in snap.preemptibles {
+                preemptibles[p.id] = p
+                preemptibleOrder.append((p.createdAt, p.id))
+                if p.status.isLive { livePreemptibles[p.host, default: []].insert(p.id) }
+                if p.status == .preempting, let at = p.preemptAt { due.append(LeaseTimer(at: at, kind: .preempt, leaseID: p.id)) }
+            }
+            // One O(n) heapify instead of n inserts.
+            timers = Heap(due)
+        }
     }
 
     public var now: Timestamp { clock.now() }

@@ -80,6 +80,8 @@ struct Options {
     var skipSocket = false
     var keepState = false
     var skipQuality = false
+    /// A kept restart state (`--keep-state`): time the restart's phases in process, then exit.
+    var restartPhasesDir: String?
 
     static func parse(_ args: [String]) -> Options {
         func value(_ name: String) -> String? {
@@ -182,6 +184,7 @@ struct Options {
         o.restartLeaseHosts = int("--restart-lease-hosts") ?? o.restartLeaseHosts
         o.restartLoadBudget = double("--restart-load-budget") ?? o.restartLoadBudget
         o.restarts = max(1, int("--restarts") ?? o.restarts)
+        o.restartPhasesDir = value("--restart-phases")
         return o
     }
 
@@ -203,6 +206,8 @@ struct Options {
           --create-samples 1000 --create-per-client 100 --find-samples 200 --get-requests 50000 --in-flight 64
           --restart-hosts 10000 --restart-allocations 1000000 --restart-lease-hosts 10
           --restart-load-budget SECONDS (default 600) --restarts 3 --keep-state
+          --restart-phases DIR         only this: a kept restart state's loading phases in process (loadSnapshot,
+                                       calendar by inserts vs bulk-built), DIR holding berth.sqlite
         """
 }
 

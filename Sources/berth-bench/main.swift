@@ -21,6 +21,10 @@ import BerthJSON
 signal(SIGPIPE, SIG_IGN)
 let options = Options.parse(CommandLine.arguments)
 let report = Report()
+if let dir = options.restartPhasesDir {
+    RestartPhases.run(directory: dir, report: report)
+    exit(0)
+}
 let started = nanos()
 report.sections["machine"] = .object(machineDescription())
 report.sections["mode"] = .string(options.quick ? "quick" : "full")
