@@ -104,6 +104,9 @@ public actor Scheduler {
     var livePreemptibles: [String: Set<String>] = [:]
     /// Whether a preemption hook is configured (hook runs are queued only then); follows reloads.
     var hookConfigured = false
+    /// Reserved vs used unit-seconds (metrics; see Scheduler+Metrics.swift).
+    var usageAccrual = UsageAccrual()
+    var usageSource: UsageSource? = nil
 
     public init(
         store: BerthStore, clock: BerthClock, policy: SchedulerPolicy = SchedulerPolicy(),
@@ -294,6 +297,7 @@ public actor Scheduler {
         let now = clock.now()
         while let t = timers.min, t.at <= now {
             _ = timers.removeMin()
+            accrueUsage(upTo: t.at)
             do {
                 try fire(t)
             } catch {
@@ -303,6 +307,7 @@ public actor Scheduler {
                 return
             }
         }
+        accrueUsage(upTo: now)
     }
 
     /// The next instant a timer is due (the system-clock ticker sleeps until then).
