@@ -163,3 +163,17 @@ extension Scheduler {
             credits: credits)
     }
 }
+
+extension Scheduler {
+    /// Active reservations with their project, kind and hosts (the OpenStack adapter counts the
+    /// servers running on them for the efficiency metrics).
+    public func activeReservationsForUsage() -> [(reservationID: String, projectID: String, kind: String, hosts: [String])] {
+        var out: [(reservationID: String, projectID: String, kind: String, hosts: [String])] = []
+        for l in leases.values where l.status == .active {
+            for r in l.reservations where r.status == .active {
+                out.append((r.id, l.projectID, r.request.kind.rawValue, Array(Set(r.allocations.map(\.host))).sorted()))
+            }
+        }
+        return out
+    }
+}
