@@ -7,6 +7,7 @@ import BerthService
 import BerthStore
 import BerthSystemd
 import Logging
+import Prometheus
 import ServiceLifecycle
 import Synchronization
 
@@ -44,6 +45,11 @@ public struct BerthdMain: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String?
 
+    @Option(
+        name: .customLong("metrics-listen"),
+        help: "Serve Prometheus /metrics and the /calendar page on this loopback HOST:PORT (the config's metrics.listen).")
+    var metricsListen: String?
+
     public init() {}
 
     /// Entry point for `main.swift`: parses the command line and runs the daemon. (Calling the
@@ -79,6 +85,14 @@ public struct BerthdMain: AsyncParsableCommand {
         }
         if let logLevel { cfg.logLevel = logLevel }
         if demo { cfg.demoInventory = true }
+        if let metricsListen {
+            do throws(BerthError) {
+                _ = try MetricsAddress.parse(metricsListen, allowNonLoopback: cfg.metricsAllowNonLoopback)
+            } catch {
+                BerthdMain.fail("--metrics-listen: \(error.message)")
+            }
+            cfg.metricsListen = metricsListen
+        }
         var initialTime: Timestamp? = nil
         if let now {
             guard cfg.clock == .manual else { BerthdMain.fail("--now needs --clock manual") }
@@ -178,7 +192,20 @@ struct Daemon {
         if configPath != nil { for w in warnings { logger.warning("config: \(w)") } }
         let openstack: OpenStackAdapter? =
             config.adapter == "openstack" ? OpenStackAdapter(settings: config.openstack, logger: logger) : nil
-        let adapter: any CloudAdapter = openstack ?? SimulatedCloud()
+        let adapter: any CloudAdapter = openstack ?? SimulatedCloud(usageFile: config.simulatorUsageFile)
+        if let reporting = adapter as? any UsageReporting {
+            await scheduler.setUsageSource { reporting.reservationUsage() }
+        }
+        var metricsAddress: MetricsAddress? = nil
+        if let listen = config.metricsListen {
+            do throws(BerthError) {
+                metricsAddress = try MetricsAddress.parse(listen, allowNonLoopback: config.metricsAllowNonLoopback)
+            } catch {
+                BerthdMain.fail("metrics.listen: \(error.message)")
+            }
+        }
+        let registry = PrometheusCollectorRegistry()
+        let rpcMetrics = metricsAddress.map { _ in RPCMetrics(factory: PrometheusMetricsFactory(registry: registry)) }
         let methods = BerthMethods(
             scheduler: scheduler, store: store, broadcaster: broadcaster, roles: roleMap, version: berthVersion,
             adapterHealthy: { adapter.isHealthy },
@@ -189,7 +216,8 @@ struct Daemon {
                     d["cloud_drift"] = .array(openstack.drift.map { .string($0) })
                 }
                 return d
-            })
+            },
+            rpcMetrics: rpcMetrics)
         let activated = SocketActivation.listenFileDescriptors()
         let listen: UnixSocketRPCServer.Listen =
             activated.first.map { .fileDescriptor($0) } ?? .path(config.socketPath, mode: config.socketMode)
@@ -200,11 +228,25 @@ struct Daemon {
         } catch {
             BerthdMain.fail("cannot listen on \(config.socketPath): \(error)")
         }
+        var metricsServer: MetricsHTTPServer? = nil
+        if let metricsAddress {
+            do {
+                metricsServer = try await MetricsHTTPServer.bind(
+                    metricsAddress, exporter: MetricsExporter(registry: registry, scheduler: scheduler, store: store),
+                    scheduler: scheduler, models: models, logger: logger)
+            } catch {
+                BerthdMain.fail("cannot listen for metrics on \(metricsAddress.description): \(error)")
+            }
+            logger.notice(
+                "metrics listening",
+                metadata: ["address": "\(MetricsAddress(host: metricsAddress.host, port: metricsServer!.boundPort).description)"])
+        }
         let delivery = OutboxDelivery(
             store: store, scheduler: scheduler, adapter: adapter, wakeup: outboxWakeup, hooks: false, logger: logger)
         let hookDelivery = OutboxDelivery(
             store: store, scheduler: scheduler, adapter: hook, wakeup: hookWakeup, hooks: true, logger: logger)
         var services: [any Service] = [OutboxService(delivery: delivery), OutboxService(delivery: hookDelivery)]
+        if let metricsServer { services.append(metricsServer) }
         if let openstack { services.append(CloudReconciler(adapter: openstack, scheduler: scheduler, store: store)) }
         if clock.mode == .system { services.append(LifecycleTicker(scheduler: scheduler, wakeup: tickerWakeup)) }
         if let interval = notifier.watchdogPingInterval() {

@@ -30,6 +30,12 @@ public struct DaemonConfig: Sendable {
     public var adapter = "simulator"
     /// The `openstack` section (cloud name, clouds.yaml, timeouts, resource classes).
     public var openstack = OpenStackSettings()
+    /// Prometheus metrics and the calendar page (`metrics.listen`, "host:port"); nil: off.
+    public var metricsListen: String? = nil
+    /// `metrics.allow_non_loopback`: serve metrics on a non-loopback address (they are unauthenticated).
+    public var metricsAllowNonLoopback = false
+    /// `simulator.usage_file`: reservation id → units in use, the simulator's stand-in for running servers.
+    public var simulatorUsageFile: String? = nil
     /// Role name → users and groups (names or numeric ids).
     public var roles: [Role: (users: [String], groups: [String])] = [
         .portal: ([], ["berth-portal"]),
@@ -118,6 +124,26 @@ public struct DaemonConfig: Sendable {
             }
             o.rejectUnknown()
             r.merge(o.errors)
+        }
+        if let section = r.raw("metrics") {
+            var m = ParamReader(section, path: "metrics")
+            if let v = m.string("listen") { c.metricsListen = v }
+            if let v = m.bool("allow_non_loopback") { c.metricsAllowNonLoopback = v }
+            m.rejectUnknown()
+            r.merge(m.errors)
+            if let v = c.metricsListen {
+                do throws(BerthError) {
+                    _ = try MetricsAddress.parse(v, allowNonLoopback: c.metricsAllowNonLoopback)
+                } catch {
+                    r.fail("metrics.listen", error.message)
+                }
+            }
+        }
+        if let section = r.raw("simulator") {
+            var sm = ParamReader(section, path: "simulator")
+            if let v = sm.string("usage_file", maxLength: 4096) { c.simulatorUsageFile = v }
+            sm.rejectUnknown()
+            r.merge(sm.errors)
         }
         if let roles = r.raw("roles") {
             var rr = ParamReader(roles, path: "roles")

@@ -113,6 +113,10 @@ struct CloudReconciler: Service {
                 let owed = (try? store.leasesWithUndeliveredActions()) ?? []
                 let expected = await scheduler.expectedCloudState().filter { !owed.contains($0.value.leaseID) }
                 _ = await adapter.reconcile(expected: expected.mapValues(\.hosts))
+                let targets = await scheduler.activeReservationsForUsage().map {
+                    OpenStackAdapter.UsageTarget(reservationID: $0.reservationID, projectID: $0.projectID, kind: $0.kind, hosts: $0.hosts)
+                }
+                await adapter.measureUsage(targets)
             }
         }
     }

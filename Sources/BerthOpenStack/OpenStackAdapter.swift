@@ -57,6 +57,8 @@ public final class OpenStackAdapter: CloudAdapter {
     }
 
     private let state: Mutex<State>
+    /// Reservation id → units in use, measured at each reconciliation (OpenStackUsage.swift).
+    let measuredUsage = Mutex<[String: Int64]>([:])
     private let environment: [String: String]
     let logger: Logger
 

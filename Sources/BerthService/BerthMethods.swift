@@ -18,12 +18,16 @@ public final class BerthMethods: RPCHandler {
     /// Extra `system.health` fields about the adapter (its name, what is wrong, drift found).
     let adapterDetail: @Sendable () -> [String: JSON]
     let draining = Atomic<Bool>(false)
+    /// Request counts and latency (metrics listener); nil when metrics are off.
+    let rpcMetrics: RPCMetrics?
 
     public init(
         scheduler: Scheduler, store: BerthStore, broadcaster: EventBroadcaster, roles: RoleMap, version: String,
         adapterHealthy: @escaping @Sendable () -> Bool = { true },
-        adapterDetail: @escaping @Sendable () -> [String: JSON] = { [:] }
+        adapterDetail: @escaping @Sendable () -> [String: JSON] = { [:] },
+        rpcMetrics: RPCMetrics? = nil
     ) {
+        self.rpcMetrics = rpcMetrics
         self.adapterDetail = adapterDetail
         self.scheduler = scheduler
         self.queries = StoreQueries(store: store)
@@ -61,6 +65,19 @@ public final class BerthMethods: RPCHandler {
     ]
 
     public func handle(method: String, params: JSON?, context: RPCContext) async throws(RPCError) -> JSON {
+        guard let rpcMetrics else { return try await handleCall(method: method, params: params, context: context) }
+        let started = ContinuousClock.now
+        do throws(RPCError) {
+            let result = try await handleCall(method: method, params: params, context: context)
+            rpcMetrics.record(method: method, code: 0, duration: ContinuousClock.now - started)
+            return result
+        } catch {
+            rpcMetrics.record(method: method, code: error.code, duration: ContinuousClock.now - started)
+            throw error
+        }
+    }
+
+    func handleCall(method: String, params: JSON?, context: RPCContext) async throws(RPCError) -> JSON {
         guard BerthMethods.knownMethods.contains(method), !(method.hasPrefix("clock.") && clockMode != .manual) else {
             throw RPCError.methodNotFound(method)
         }

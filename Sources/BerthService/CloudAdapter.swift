@@ -2,12 +2,25 @@ import BerthCore
 import BerthJSON
 import Synchronization
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Where outbox actions go. Each `perform` must be idempotent: delivery is at least once.
 public protocol CloudAdapter: Sendable {
     var name: String { get }
     /// False while the cloud cannot be reached or refuses our credentials (`system.health`).
     var isHealthy: Bool { get }
     func perform(_ action: OutboxAction) async throws
+}
+
+/// An adapter capability: how much of each active reservation is actually in use (servers
+/// running on it), for the reservation-efficiency metrics. Answered from memory or a local file:
+/// the scheduler samples it synchronously on every usage tick.
+public protocol UsageReporting: Sendable {
+    /// Reservation id → units in use (hosts with a server, GPU instances with a server, instance
+    /// slots with a server); reservations left out use nothing.
+    func reservationUsage() -> [String: Int64]
 }
 
 /// An adapter error that knows when to try again (a server's `Retry-After`): the outbox waits at
@@ -41,8 +54,11 @@ public final class SimulatedCloud: CloudAdapter {
     }
 
     private let state = Mutex(State())
+    /// JSON file `{ "<reservation id>": units in use, ... }` standing in for the servers a real
+    /// cloud would report (the simulator runs no servers); re-read at every usage tick.
+    let usageFile: String?
 
-    public init() {}
+    public init(usageFile: String? = nil) { self.usageFile = usageFile }
 
     public var name: String { "simulator" }
     public var isHealthy: Bool { true }
@@ -65,4 +81,21 @@ public final class SimulatedCloud: CloudAdapter {
 
     public var aggregates: [String: [String]] { state.withLock { $0.aggregates } }
     public var log: [Record] { state.withLock { $0.log } }
+}
+
+extension SimulatedCloud: UsageReporting {
+    /// The usage file's counts; none (nothing in use) when there is no file or it cannot be read.
+    public func reservationUsage() -> [String: Int64] {
+        guard let usageFile, let f = fopen(usageFile, "r") else { return [:] }
+        defer { fclose(f) }
+        var bytes: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 16384)
+        while true {
+            let n = fread(&buf, 1, buf.count, f)
+            if n <= 0 { break }
+            bytes.append(contentsOf: buf[0..<n])
+        }
+        guard let json = try? JSONParser.parse(bytes), case .object(let m) = json else { return [:] }
+        return m.compactMapValues { $0.intValue }
+    }
 }

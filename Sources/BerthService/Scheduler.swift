@@ -118,6 +118,9 @@ public actor Scheduler {
     var pendingIdempotency: [String: (params: String, result: JSON, ticket: GroupCommit.Ticket)] = [:]
     /// The ledger no longer matched a committed change (a bug): rebuild memory once the commits drain.
     var restoreWhenDrained = false
+    /// Reserved vs used unit-seconds (metrics; see Scheduler+Metrics.swift).
+    var usageAccrual = UsageAccrual()
+    var usageSource: UsageSource? = nil
 
     public init(
         store: BerthStore, clock: BerthClock, policy: SchedulerPolicy = SchedulerPolicy(),
@@ -456,6 +459,7 @@ public actor Scheduler {
         let now = clock.now()
         while let t = timers.min, t.at <= now {
             _ = timers.removeMin()
+            accrueUsage(upTo: t.at)
             do {
                 try fire(t)
             } catch {
@@ -465,6 +469,7 @@ public actor Scheduler {
                 return
             }
         }
+        accrueUsage(upTo: now)
     }
 
     /// The next instant a timer is due (the system-clock ticker sleeps until then).

@@ -327,6 +327,21 @@ public final class BerthStore: Sendable {
         }
     }
 
+    /// Outbox totals for metrics: actions per status, and retries (attempts beyond the first) over all actions.
+    public func actionStats() throws(BerthError) -> (byStatus: [String: Int], retries: Int64) {
+        try read { db in
+            var byStatus: [String: Int] = [:]
+            var retries: Int64 = 0
+            for row in try Row.fetchAll(
+                db, sql: "SELECT status, COUNT(*) AS n, SUM(MAX(attempts - 1, 0)) AS r FROM action GROUP BY status")
+            {
+                byStatus[row["status"]] = row["n"]
+                retries += (row["r"] as Int64?) ?? 0
+            }
+            return (byStatus, retries)
+        }
+    }
+
     /// Leases with actions not yet delivered (pending, running, or failed for good).
     public func leasesWithUndeliveredActions() throws(BerthError) -> Set<String> {
         try read { db in

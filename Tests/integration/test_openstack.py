@@ -353,3 +353,36 @@ def test_a_token_near_its_expiry_is_renewed(daemon, tmp_path, keystone_factory):
         assert not any(r.status == 401 for r in emu.requests)
     finally:
         emu.stop()
+
+
+def test_reservation_usage_from_nova(daemon, tmp_path, keystone, nova):
+    """Efficiency metrics from Nova: hosts of a host reservation running a server of the project,
+    and servers booted with an instance reservation's flavor, measured at each reconciliation."""
+    from test_metrics import LISTEN_RE, Scrape, http_get
+    rpc = start_berthd(daemon, tmp_path, keystone, openstack={"reconcile_interval_s": 1},
+                       extra={"metrics": {"listen": "127.0.0.1:0"}})
+    m = wait_until(lambda: LISTEN_RE.search(daemon.log_text()), "the metrics listening line in the log")
+    url = "http://" + (m.group(1) or m.group(2)) + "/metrics"
+    make_inventory(rpc)
+    project = keystone.tenant_project_id
+    lease = create_lease(rpc, ts(0, minutes=1), ts(3), project=project, reservations=[
+        {"kind": "host", "count": 2, "properties": ["in", "$name", ["h3", "h4"]]},
+        {"kind": "instance", "vcpus": 4, "memory_mb": 8192, "disk_gb": 20, "count": 3},
+    ])
+    rpc.call("clock.set", {"now": ts(0, minutes=1)})
+    deliver(rpc)
+    host_res, inst = lease["reservations"]
+    nova.boot(project, tenant_flavor(nova, keystone), host_res["allocations"][0]["host"], name="on-host")
+    for n in ("w1", "w2"):
+        nova.boot(project, inst["id"], inst["allocations"][0]["host"], name=n)
+    labels = {"lease_id": lease["id"], "project_id": project}
+
+    def measured():
+        s = Scrape(http_get(url)[1])
+        used = (s.get("berth_reservation_used_units", reservation_id=host_res["id"], kind="host", **labels),
+                s.get("berth_reservation_used_units", reservation_id=inst["id"], kind="instance", **labels))
+        return s if used == (1, 2) else None
+    s = wait_until(measured, "Nova's servers counted on the reservations")
+    assert s.get("berth_usage_reported") == 1
+    assert s.get("berth_reservation_reserved_units", reservation_id=inst["id"], kind="instance", **labels) == 3
+    assert s.get("berth_reservation_efficiency_ratio", reservation_id=host_res["id"], kind="host", **labels) == 0.5
