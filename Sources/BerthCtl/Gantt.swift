@@ -78,7 +78,10 @@ enum Gantt {
                 all.append(alloc)
                 if let g = alloc.gpu, alloc.slot != nil { byGPU[g, default: []].append(alloc) } else { hostLevel.append(alloc) }
             }
-            rows.append(Row(label: state == "up" ? name : "\(name) [\(state)]", allocations: hostLevel))
+            // A long name is cut, the state never: "spare-node-wi~ [maintenance]".
+            let suffix = state == "up" ? "" : " [\(state)]"
+            let shown = name.count + suffix.count > maxLabelWidth ? fit(name, maxLabelWidth - suffix.count) : name
+            rows.append(Row(label: shown + suffix, allocations: hostLevel))
             let gpuCount = max(gpuCounts[name] ?? 0, (byGPU.keys.max() ?? -1) + 1)
             for g in 0..<gpuCount {
                 let slices = byGPU[g] ?? []
