@@ -54,13 +54,19 @@ check-schemas: $(VENV)/.ready
 	$(VENV)/bin/python scripts/check_schemas.py
 
 ## systemd-analyze verify needs the ExecStart binary to exist at its installed path: verify a copy
-## of the unit that points at the freshly built one.
+## of the unit that points at the freshly built one. Then the sandbox: `systemd-analyze security`
+## must rate berthd.service at an exposure of MAX_EXPOSURE or lower (issue #8); --threshold takes
+## tenths and makes it fail above.
+MAX_EXPOSURE_TENTHS ?= 20
 verify-units:
-	@tmp=$$(mktemp -d); \
+	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
 	sed "s#/usr/local/bin/berthd#$(CURDIR)/.build/debug/berthd#g" systemd/berthd.service > $$tmp/berthd.service; \
 	cp systemd/berthd.socket $$tmp/; \
-	systemd-analyze verify $$tmp/berthd.service $$tmp/berthd.socket && echo "systemd units verify: ok"; \
-	rc=$$?; rm -rf $$tmp; exit $$rc
+	systemd-analyze verify $$tmp/berthd.service $$tmp/berthd.socket && echo "systemd units verify: ok" || exit 1; \
+	out=$$(systemd-analyze security --offline=yes --threshold=$(MAX_EXPOSURE_TENTHS) $$tmp/berthd.service 2>&1); rc=$$?; \
+	echo "$$out" | grep "Overall exposure level"; \
+	if [ $$rc -ne 0 ]; then echo "$$out"; echo "berthd.service exposure is above $(MAX_EXPOSURE_TENTHS)/10"; exit 1; fi; \
+	echo "systemd-analyze security: exposure at most $(MAX_EXPOSURE_TENTHS)/10: ok"
 
 ## Release build; allocator in process and lease.create over the socket against a real berthd.
 bench: deps
@@ -75,15 +81,34 @@ bench-peer: deps
 	$(SWIFT) build -c release --product berth-bench
 	python3 benchmarks/peers/blazar/compare.py $(BENCH_PEER_ARGS)
 
+## Installs binaries, systemd units, sysusers/tmpfiles and an example config under DESTDIR.
+## Units, sysusers.d and tmpfiles.d go to PREFIX/lib/... (systemd reads /usr/local/lib/systemd/system,
+## /usr/local/lib/sysusers.d and /usr/local/lib/tmpfiles.d as well as /usr/lib/...), with ExecStart
+## pointing at PREFIX/bin/berthd. BUILD=debug installs the debug binaries already built (what
+## `make test` checks, without a second, release build); BUILD_DIR overrides where they are taken from.
+BUILD ?= release
+BUILD_DIR ?= $(CURDIR)/.build/$(BUILD)
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 install:
-	$(SWIFT) build -c release
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/lib/systemd/system $(DESTDIR)/usr/lib/sysusers.d $(DESTDIR)/usr/lib/tmpfiles.d $(DESTDIR)/etc/berth
-	install -m 0755 .build/release/berthd .build/release/berthctl $(DESTDIR)$(PREFIX)/bin/
-	install -m 0644 systemd/berthd.service systemd/berthd.socket $(DESTDIR)/lib/systemd/system/
-	install -m 0644 systemd/berth.sysusers.conf $(DESTDIR)/usr/lib/sysusers.d/berth.conf
-	install -m 0644 systemd/berth.tmpfiles.conf $(DESTDIR)/usr/lib/tmpfiles.d/berth.conf
-	install -m 0640 docs/berthd.example.json $(DESTDIR)/etc/berth/berthd.json.example
-	install -d $(DESTDIR)$(PREFIX)/libexec/berth
+ifeq ($(BUILD),release)
+	$(SWIFT) build -c release --product berthd
+	$(SWIFT) build -c release --product berthctl
+endif
+	@test -x $(BUILD_DIR)/berthd -a -x $(BUILD_DIR)/berthctl || { echo "no berthd/berthctl in $(BUILD_DIR): build first"; exit 1; }
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) \
+	  $(DESTDIR)$(SYSCONFDIR)/berth $(DESTDIR)$(PREFIX)/libexec/berth $(DESTDIR)$(PREFIX)/share/doc/berth
+	install -m 0755 $(BUILD_DIR)/berthd $(BUILD_DIR)/berthctl $(DESTDIR)$(PREFIX)/bin/
+	sed -e "s#/usr/local/bin/berthd#$(PREFIX)/bin/berthd#g" -e "s#/etc/berth/#$(SYSCONFDIR)/berth/#g" \
+	  systemd/berthd.service > $(DESTDIR)$(UNITDIR)/berthd.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/berthd.service
+	install -m 0644 systemd/berthd.socket $(DESTDIR)$(UNITDIR)/
+	install -m 0644 systemd/berth.sysusers.conf $(DESTDIR)$(SYSUSERSDIR)/berth.conf
+	install -m 0644 systemd/berth.tmpfiles.conf $(DESTDIR)$(TMPFILESDIR)/berth.conf
+	install -m 0640 docs/berthd.example.json $(DESTDIR)$(SYSCONFDIR)/berth/berthd.json.example
+	install -m 0644 docs/operations.md docs/berthd.example.json $(DESTDIR)$(PREFIX)/share/doc/berth/
 	install -m 0755 contrib/slurm/berth-slurm-hook contrib/slurm/berth-resume contrib/slurm/berth-suspend \
 	  contrib/slurm/berth-prolog $(DESTDIR)$(PREFIX)/libexec/berth/
 	install -m 0644 contrib/slurm/berth_slurm.py $(DESTDIR)$(PREFIX)/libexec/berth/

@@ -41,20 +41,41 @@ struct AvailabilityFind: ParsableCommand {
 
 struct CalendarCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "calendar", abstract: "Allocations per host overlapping a window (calendar.get).")
+        commandName: "calendar",
+        abstract: "Allocations per host overlapping a window, as a terminal Gantt chart (calendar.get).",
+        discussion: """
+            One row per host (whole-host, instance and preemptible allocations) and, on GPU hosts, one \
+            row per GPU and MIG slot range (s0-7) in use; a letter per lease or preemptible, explained \
+            in the legend; '.' is free. Allocations that would share a cell get an extra lane. \
+            --table prints one line per allocation instead, --json the raw result.
+            Example: berthctl calendar --from 2030-01-01T00:00:00Z --to 2030-01-02T00:00:00Z --width 120
+            """)
     @OptionGroup var global: GlobalOptions
     @Option(help: ArgumentHelp("Window start (RFC 3339).", valueName: "time")) var from: String
     @Option(help: ArgumentHelp("Window end (RFC 3339).", valueName: "time")) var to: String
     @Option(name: .customLong("host"), help: ArgumentHelp("Only this host (repeatable).", valueName: "name"))
     var hosts: [String] = []
+    @Option(help: ArgumentHelp("Chart width in characters (default: $COLUMNS, else the terminal's, else 100).", valueName: "n"))
+    var width: Int?
+    @Flag(help: "One line per allocation instead of the chart.") var table = false
+
+    func validate() throws {
+        if let width, width < 20 { throw ValidationError("--width must be at least 20") }
+    }
 
     func run() throws {
         var params: JSON = ["from": .string(from), "to": .string(to)]
         if !hosts.isEmpty { params.set("hosts", .array(hosts.map { .string($0) })) }
-        let result = try global.call("calendar.get", params)
-        global.emit(result) { r in
-            guard let rows = Views.calendarRows(r) else {
-                Output.out(Output.pretty(r))
+        let connection = try global.connect()
+        defer { connection.close() }
+        let result = try connection.call("calendar.get", params)
+        if global.json {
+            Output.out(Output.pretty(result))
+            return
+        }
+        if table {
+            guard let rows = Views.calendarRows(result) else {
+                Output.out(Output.pretty(result))
                 return
             }
             if rows.isEmpty {
@@ -62,7 +83,17 @@ struct CalendarCommand: ParsableCommand {
                 return
             }
             for l in Output.table(["HOST", "LEASE", "KIND", "START", "END"], rows) { Output.out(l) }
+            return
         }
+        // GPUs per host, so idle GPUs get a lane; host.list is admin-only, and without it the chart
+        // shows the GPUs the allocations use.
+        var gpuCounts: [String: Int] = [:]
+        if let list = try? connection.call("host.list", [:]) {
+            for h in Views.items(list) {
+                gpuCounts[Output.text(h["name"])] = h["gpus"]?.arrayValue?.count ?? 0
+            }
+        }
+        for l in Gantt.render(result, gpuCounts: gpuCounts, width: Gantt.terminalWidth(width)) { Output.out(l) }
     }
 }
 

@@ -218,11 +218,13 @@ struct Daemon {
                 return d
             },
             rpcMetrics: rpcMetrics)
+        EventLogging.subscribe(broadcaster, logger: logger)
         let activated = SocketActivation.listenFileDescriptors()
         let listen: UnixSocketRPCServer.Listen =
             activated.first.map { .fileDescriptor($0) } ?? .path(config.socketPath, mode: config.socketMode)
         let server = UnixSocketRPCServer(
-            listen: listen, handler: methods, logger: logger, maxLineLength: config.maxRequestBytes)
+            listen: listen, handler: LoggingRPCHandler(inner: methods, logger: logger), logger: logger,
+            maxLineLength: config.maxRequestBytes)
         do {
             try await server.bind()
         } catch {

@@ -460,11 +460,17 @@ class Berthd:
     def start(self, args: Iterable[str] = (), config: dict | None = None, *, now: str | None = DEFAULT_NOW,
               clock: str | None = "manual", uid: int | None = None, gid: int | None = None,
               wait_ready: bool = True, socket_path: str | None = None, state_dir: str | os.PathLike | None = None,
-              env: dict | None = None, listen_fd: int | None = None) -> "Berthd":
-        """`listen_fd`: hand berthd this listening socket as fd 3 with LISTEN_FDS=1 (socket activation)."""
+              env: dict | None = None, listen_fd: int | None = None, wrap: list[str] | None = None,
+              journal_stream: bool = False) -> "Berthd":
+        """`listen_fd`: hand berthd this listening socket as fd 3 with LISTEN_FDS=1 (socket activation).
+        `wrap`: a command prefix that ends by exec'ing its arguments (so berthd keeps the pid), e.g.
+        `systemd-socket-activate -l PATH` or an `unshare -m sh -c '...; exec "$@"' sh`.
+        `journal_stream`: set JOURNAL_STREAM to berthd's stderr (its log file), as systemd does for a
+        unit whose output goes to the journal."""
         assert self.proc is None or self.proc.poll() is not None, "berthd is already running"
         self._opts = dict(args=list(args), config=config, now=now, clock=clock, uid=uid, gid=gid,
-                          socket_path=socket_path, state_dir=state_dir, env=env, listen_fd=listen_fd)
+                          socket_path=socket_path, state_dir=state_dir, env=env, listen_fd=listen_fd, wrap=wrap,
+                          journal_stream=journal_stream)
         if socket_path:
             self.socket_path = socket_path
         if state_dir:
@@ -496,11 +502,16 @@ class Berthd:
             # berthd, which keeps that pid.
             cmd = ["/bin/bash", "-c", f'LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@" 3<&{listen_fd}'] + cmd
             pass_fds = (listen_fd,)
+        if wrap:
+            cmd = list(wrap) + cmd
         log = self.tmp_path / f"berthd-{len(self.logs) + 1}.log"
         self.logs.append(log)
         with open(log, "wb") as err:
             err.write(("$ " + " ".join(cmd) + "\n").encode())
             err.flush()
+            if journal_stream:
+                st = os.fstat(err.fileno())
+                run_env["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"
             self.proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=err, stderr=err, env=run_env, pass_fds=pass_fds,
                 user=uid, group=gid, extra_groups=[] if (uid is not None or gid is not None) else None)

@@ -1,16 +1,20 @@
-"""systemd integration seen from outside: sd_notify READY/STATUS/STOPPING/WATCHDOG on the test's own
-NOTIFY_SOCKET, graceful stop on SIGTERM with in-flight requests answered."""
+"""systemd integration seen from outside: sd_notify READY/STATUS/STOPPING/WATCHDOG/RELOADING on the
+test's own NOTIFY_SOCKET (exact datagrams), SIGHUP reload, graceful stop on SIGTERM with in-flight
+requests answered, socket activation (by hand and with systemd-socket-activate)."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
+import time
 
 import pytest
 
-from berthtest import Berthd, ConnectionClosed, ProcessExited, RPCClient, lease_params, make_hosts, ts
+from berthtest import (Berthd, ConnectionClosed, ProcessExited, RPCClient, lease_params, make_hosts, ts,
+                       wait_until)
 
 
 def test_ready_only_once_the_socket_accepts_connections(daemon):
@@ -199,3 +203,109 @@ def test_socket_activation(daemon):
     assert daemon.terminate() == 0
     # The activated socket belongs to the service manager: berthd leaves its file in place.
     assert os.path.exists(path)
+
+
+# ------------------------------------------------------------------------------------------------
+# Exact datagrams, reload (SIGHUP), and socket activation by systemd's own tool
+# ------------------------------------------------------------------------------------------------
+
+def raw_from_pid(daemon, pid: int) -> list[str]:
+    with daemon.notify.cond:
+        return [raw for p, _, _, raw in daemon.notify.messages if p == pid]
+
+
+def test_exact_notify_datagrams_over_a_life(daemon):
+    """What systemd receives, datagram for datagram: STATUS while starting, READY=1 with the serving
+    STATUS in the same datagram, WATCHDOG=1 alone, STOPPING=1 with a STATUS on SIGTERM."""
+    daemon.start(env={"WATCHDOG_USEC": "400000"})
+    pid = daemon.pid
+    daemon.notify.wait_for(pid, "WATCHDOG", "1")
+    assert daemon.terminate() == 0
+    daemon.notify.wait_for(pid, "STATUS", "stopped")
+    raw = raw_from_pid(daemon, pid)
+    ready = f"READY=1\nSTATUS=serving 0 hosts, 0 leases on {daemon.socket_path}"
+    assert raw.count(ready) == 1, raw
+    before = raw[:raw.index(ready)]
+    # The watchdog service may start pinging just before the RPC service sends READY=1.
+    assert before and all((m.startswith("STATUS=") and "\n" not in m) or m == "WATCHDOG=1" for m in before), before
+    assert "STATUS=opening state in " + str(daemon.state_dir) in before
+    after = raw[raw.index(ready) + 1:]
+    assert "WATCHDOG=1" in before + after
+    assert after[-2:] == ["STOPPING=1\nSTATUS=draining connections", "STOPPING=1\nSTATUS=stopped"], after
+    assert set(after[:-2]) == {"WATCHDOG=1"}, after
+
+
+def write_config(daemon, config: dict) -> None:
+    daemon.config_path.write_text(json.dumps(config, indent=2))
+
+
+def test_sighup_sends_reloading_with_monotonic_usec_then_ready(daemon):
+    daemon.start(config={"log_level": "info"})
+    pid = daemon.pid
+    before = time.monotonic_ns() // 1000
+    os.kill(pid, signal.SIGHUP)
+    reloading = daemon.notify.wait_for(pid, "RELOADING", "1")
+    ready = daemon.notify.wait_for(pid, "READY", "1", nth=2)
+    after = time.monotonic_ns() // 1000
+    assert set(reloading) == {"RELOADING", "MONOTONIC_USEC"}, reloading
+    # systemd >= 253 matches the reload by CLOCK_MONOTONIC (the same clock as time.monotonic on Linux).
+    assert before <= int(reloading["MONOTONIC_USEC"]) <= after
+    assert ready == {"READY": "1", "STATUS": "serving (config reloaded)"}
+    raw = raw_from_pid(daemon, pid)
+    i = next(i for i, m in enumerate(raw) if m.startswith("RELOADING=1\n"))
+    assert raw[i] == f"RELOADING=1\nMONOTONIC_USEC={reloading['MONOTONIC_USEC']}"
+    assert raw[i + 1:] == ["READY=1\nSTATUS=serving (config reloaded)"], raw[i:]
+    assert daemon.client().call("system.health")["status"] == "ok"
+
+
+def test_sighup_rereads_the_log_level(daemon):
+    daemon.start(config={"log_level": "notice"})
+    pid = daemon.pid
+    rpc = daemon.client()
+    make_hosts(rpc, "quiet-host")
+    rpc.call("host.list")
+    # The call log is written before the reply: nothing at info or debug yet.
+    assert "rpc host.create" not in daemon.log_text()
+    write_config(daemon, {"log_level": "debug"})
+    os.kill(pid, signal.SIGHUP)
+    daemon.notify.wait_for(pid, "READY", "1", nth=2)
+    make_hosts(rpc, "loud-host")
+    rpc.call("host.list")
+    log = daemon.log_text()
+    assert "configuration reloaded" in log
+    assert "rpc host.create" in log and "host.name=loud-host" in log and "quiet-host" not in log
+    assert "rpc host.list" in log  # a read: debug
+    # And back: a broken config keeps the previous level (and says so).
+    write_config(daemon, {"log_level": "loud"})
+    os.kill(pid, signal.SIGHUP)
+    daemon.notify.wait_for(pid, "READY", "1", nth=3)
+    assert "reload failed; keeping the previous configuration" in daemon.log_text()
+    rpc.call("host.list")
+    assert daemon.log_text().count("rpc host.list") == 2
+
+
+@pytest.mark.skipif(shutil.which("systemd-socket-activate") is None,
+                    reason="systemd-socket-activate (Debian package systemd) is not installed")
+def test_socket_activation_by_systemd_socket_activate(daemon):
+    """systemd's own tool holds the listening socket and execs berthd (same pid) on the first
+    connection, with LISTEN_FDS=1 and LISTEN_PID set as systemd does for berthd.socket."""
+    path = str(daemon.sock_dir / "activated.sock")
+    tool = shutil.which("systemd-socket-activate")
+    # The tool passes on only the variables named with -E (and PATH, TERM, USER, HOME).
+    daemon.start(wrap=[tool, "--listen", path, "-E", "NOTIFY_SOCKET"], wait_ready=False)
+    wait_until(lambda: os.path.exists(path), "systemd-socket-activate to listen")
+    # This client's connection is what starts berthd; its request waits in the socket meanwhile.
+    first = RPCClient(path)
+    first.send({"jsonrpc": "2.0", "method": "clock.now", "id": "first"})
+    ready = daemon.wait_ready()
+    assert "socket-activated fd 3" in ready["STATUS"], ready
+    assert first.recv() == {"jsonrpc": "2.0", "id": "first", "result": {"now": ts(0)}}
+    with RPCClient(path) as second:
+        assert second.call("system.health")["status"] == "ok"
+    assert not os.path.exists(daemon.socket_path), "berthd must not bind its own socket when activated"
+    log = daemon.log_text()
+    assert f"Listening on {path} as 3." in log and "Execing " in log
+    pid = daemon.pid
+    assert daemon.terminate() == 0
+    daemon.notify.wait_for(pid, "STOPPING", "1", timeout=5)
+    assert os.path.exists(path), "the socket belongs to the service manager"
