@@ -545,6 +545,7 @@ def run(rounds: int = 10, seed: int = 1, clients: int = 16, max_ops: int = 400, 
         kill_max: float = 2.5, workdir: str | None = None, log=print) -> dict:
     rng = random.Random(seed)
     tmp = Path(workdir or tempfile.mkdtemp(prefix="berth-crash-"))
+    tmp.mkdir(parents=True, exist_ok=True)
     d = Berthd(tmp)
     m = Model()
     hosts = {h["name"]: h for h in inventory()}
