@@ -35,7 +35,7 @@ int clock_gettime(clockid_t id, struct timespec *ts) {
     static int (*real)(clockid_t, struct timespec *);
     if (!real) real = (int (*)(clockid_t, struct timespec *))dlsym(RTLD_NEXT, "clock_gettime");
     int r = real(id, ts);
-    if (r == 0 && ts && (id == CLOCK_REALTIME || id == CLOCK_REALTIME_COARSE)) ts->tv_sec += offset_seconds();
+    if (r == 0 && (id == CLOCK_REALTIME || id == CLOCK_REALTIME_COARSE)) ts->tv_sec += offset_seconds();
     return r;
 }
 
@@ -43,7 +43,7 @@ int gettimeofday(struct timeval *restrict tv, void *restrict tz) {
     static int (*real)(struct timeval *restrict, void *restrict);
     if (!real) real = (int (*)(struct timeval *restrict, void *restrict))dlsym(RTLD_NEXT, "gettimeofday");
     int r = real(tv, tz);
-    if (r == 0 && tv) tv->tv_sec += offset_seconds();
+    if (r == 0) tv->tv_sec += offset_seconds();
     return r;
 }
 
