@@ -35,7 +35,6 @@ import argparse
 import collections
 import datetime as dt
 import json
-import os
 import random
 import shutil
 import sys
@@ -76,7 +75,6 @@ class Model:
         self.requests: dict[str, dict] = {}          # lease name -> lease.create params (every one sent)
         self.leases: dict[str, dict] = {}            # id -> {"owner", "acked", "deleted", "uncertain"}
         self.preemptibles: dict[str, dict] = {}      # id -> {"owner", "deleted", "uncertain", "params"}
-        self.preempt_params: dict[str, dict] = {}    # in-flight preemptible creates by client op tag
         self.grants: list[dict] = []                 # acked ledger entries
         self.clock = DEFAULT_NOW                     # latest acked clock value
         self.stats = collections.Counter()
@@ -96,7 +94,7 @@ class Client(threading.Thread):
         self.rng = random.Random(f"{seed}/{rnd}/{cid}")
         self.n = 0
 
-    def mine(self, table: dict, live=True) -> list[str]:
+    def mine(self, table: dict) -> list[str]:
         with self.m.lock:
             return [i for i, x in table.items() if x["owner"] == self.cid and not x["deleted"]
                     and not x["uncertain"]]
@@ -186,22 +184,17 @@ class Client(threading.Thread):
                           "end": add(acked["end"], rng.choice([-1800, 1800, 3600, 7200]))}
                 if parse_ts(params["end"]) <= parse_ts(acked["start"]):
                     params["end"] = add(acked["start"], 1800)
-                rec["pending_update"] = params
                 r, _ = self.call(c, "lease.update", params, unknown)
                 if r is not None:
                     with m.lock:
                         rec["acked"] = r
                     m.stats["acked_updates"] += 1
             else:
-                r, e = self.call(c, "lease.delete", {"id": lid}, unknown)
+                r, _ = self.call(c, "lease.delete", {"id": lid}, unknown)
                 if r is not None:
                     with m.lock:
                         rec["deleted"] = True
                     m.stats["acked_deletes"] += 1
-                elif e is not None and e.code == -32005:
-                    with m.lock:  # ended on its own meanwhile: leave it alone
-                        rec["uncertain"] = rec["uncertain"] or False
-                        rec["ended_seen"] = True
         elif op == "pcreate":
             params = {"project_id": rng.choice(PROJECTS), "vcpus": rng.choice([1, 2, 4, 8]),
                       "memory_mb": rng.choice([1024, 8192]), "disk_gb": rng.choice([10, 40]),
