@@ -311,6 +311,8 @@ def check(rpc: RPCClient, m: Model, rnd: int, horizon: str, hosts: dict, final: 
     evs = all_events(rpc)
     actions = pages(rpc, "actions.list")
     pre = {x["id"]: x for x in pages(rpc, "preemptible.list")}
+    # The whole horizon, and at least 30 days past now (leases start at most ~25 h ahead).
+    horizon = max(horizon, add(now, 30 * 86400), key=parse_ts)
     cal = rpc.call("calendar.get", {"from": DEFAULT_NOW, "to": horizon})
 
     # --- acknowledged writes -------------------------------------------------------------------
