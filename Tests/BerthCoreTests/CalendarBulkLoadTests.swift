@@ -82,15 +82,33 @@ import Testing
             return "preemptible counts \(CalendarBulkLoad.preemptibleCounts(lists)) vs \(calendar.preemptibleEntries)"
         }
         let trees = CalendarBulkLoad.trees(lists)
-        if Set(trees.keys) != Set(calendar.trees.keys) { return "hosts \(trees.keys.sorted()) vs \(calendar.trees.keys.sorted())" }
-        for (host, tree) in calendar.trees {
+        if Set(trees.keys) != Set(calendar.hostNames) { return "hosts \(trees.keys.sorted()) vs \(calendar.hostNames.sorted())" }
+        let bulkCalendar = LeaseCalendar(sortedEntriesByHost: lists)
+        if bulkCalendar.allocationCount != calendar.allocationCount { return "allocation counts differ" }
+        if bulkCalendar.preemptibleEntries != calendar.preemptibleEntries { return "bulk calendar preemptible counts differ" }
+        for host in calendar.hostNames {
             let bulk = trees[host]!
             if let problem = bulk.validate() { return "\(host): \(problem)" }
-            let want = tree.entries, got = bulk.entries
+            let want = calendar.entries(host: host), got = bulk.entries, viaCalendar = bulkCalendar.entries(host: host)
             if want.map(\.interval) != got.map(\.interval) || want.map(\.payload) != got.map(\.payload) {
                 return "\(host): entries differ\n  adds: \(want)\n  bulk: \(got)"
             }
+            if want.map(\.interval) != viaCalendar.map(\.interval) || want.map(\.payload) != viaCalendar.map(\.payload) {
+                return "\(host): bulk calendar entries differ"
+            }
         }
+        // The global indexes hold the same (time, host) pairs, whatever numbers the hosts got.
+        func named(_ c: LeaseCalendar, _ items: [TimeIndex.Item]) -> [String] {
+            items.map { "\($0.time) \(c.hostNames[Int($0.host)])" }.sorted()
+        }
+        if named(calendar, calendar.starts.items) != named(bulkCalendar, bulkCalendar.starts.items) { return "starts differ" }
+        if named(calendar, calendar.ends.items) != named(bulkCalendar, bulkCalendar.ends.items) { return "ends differ" }
+        func usage(_ c: LeaseCalendar, _ t: IntervalTree<Int32>) -> [String] {
+            t.entries.map { "\($0.interval) \(c.hostNames[Int($0.payload)])" }.sorted()
+        }
+        if usage(calendar, calendar.gpuUse) != usage(bulkCalendar, bulkCalendar.gpuUse) { return "gpu usage index differs" }
+        if usage(calendar, calendar.instanceUse) != usage(bulkCalendar, bulkCalendar.instanceUse) { return "instance usage index differs" }
+        if bulkCalendar.gpuUse.validate() != nil || bulkCalendar.instanceUse.validate() != nil { return "usage trees invalid" }
         return nil
     }
 
