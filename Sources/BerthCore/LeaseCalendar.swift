@@ -256,26 +256,8 @@ public struct LeaseCalendar: Sendable {
     }
 
     public func gpuOccupancy(_ n: Int32, gpu: Int, during window: Interval) -> (usedMask: UInt16, hasMediaExtension: Bool)? {
-        var mask: UInt16 = 0
-        var me = false
-        var wholeHost = false
-        let exact = viewIsExact(n)
-        let view = preemptibleView
-        trees[Int(n)].forEachOverlapping(window) { iv, e in
-            if !exact, LeaseCalendar.binding(iv, e, view).map({ $0.overlaps(window) }) != true { return true }
-            switch e.usage {
-            case .wholeHost:
-                wholeHost = true
-                return false
-            case .gpuSlices(let g, let slot, let size, let m) where g == gpu:
-                mask |= UInt16(((1 << size) - 1) << slot)
-                me = me || m
-            default:
-                break
-            }
-            return true
-        }
-        return wholeHost ? nil : (mask, me)
+        guard gpu >= 0 else { return gpuOccupancies(n, gpus: 0, during: window).map { _ in (0, false) } }
+        return gpuOccupancies(n, gpus: gpu + 1, during: window)?[gpu]
     }
 
     /// `gpuOccupancy` of GPUs 0..<gpus from one visit of the host's tree; nil when the whole host is reserved.
