@@ -335,11 +335,6 @@ public struct LeaseCalendar: Sendable {
         return free
     }
 
-    /// Whether anything at all (in any view) overlaps the window on the host.
-    public func hasAnyEntry(_ n: Int32, overlapping window: Interval) -> Bool {
-        trees[Int(n)].hasOverlap(window)
-    }
-
     public func entries(host: String, overlapping window: Interval) -> [(interval: Interval, payload: CalendarEntry)] {
         guard let n = hostNumbers[host] else { return [] }
         return trees[Int(n)].overlapping(window)
