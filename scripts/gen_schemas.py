@@ -558,6 +558,8 @@ component("ErrorData", obj({
     "available": {"type": "number"},
     "rule": NONEMPTY,
     "limit": desc(COUNT, "With request_too_large: the line limit in bytes."),
+    "storage_fault": desc(enum("full", "read_only", "io_error", "busy", "corrupt"),
+                          "With unavailable, when the store refused a write or read: what it reported."),
 }, ["reason"], description="The `data` member of every Berth error.", allOf=[
     {"if": {"properties": {"reason": {"const": "invalid_params"}}},
      "then": {"required": ["errors"]}},
@@ -636,7 +638,11 @@ method("system.health", tag="discovery", roles=ALL_ROLES,
            "status": enum("ok", "degraded"),
            "version": NONEMPTY,
            "uptime_s": DURATION,
-           "storage": enum("ok", "read_only", "error"),
+           "storage": desc(enum("ok", "read_only", "error"),
+                           "The outcome of the last write: `ok`, or since a write failed (until one succeeds) "
+                           "`read_only` when the store or file system is read-only, `error` otherwise (disk full, "
+                           "I/O error, corrupt, locked). Reads are served meanwhile; writes get -32007."),
+           "storage_problem": desc(string(), "What the store reported while `storage` is not `ok`."),
            "adapter": enum("ok", "degraded"),
            "adapter_name": desc(enum("simulator", "openstack"), "Where actions go."),
            "adapter_problem": desc(nullable(string()), "openstack: what is wrong while degraded (configuration, "

@@ -141,7 +141,7 @@ struct Daemon {
         }
         let store: BerthStore
         do throws(BerthError) {
-            store = try BerthStore(directory: config.stateDirectory)
+            store = try BerthStore(directory: config.stateDirectory, checkIntegrity: config.checkDatabaseAtStart)
         } catch {
             BerthdMain.fail(error.message)
         }

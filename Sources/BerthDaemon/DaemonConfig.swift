@@ -19,6 +19,9 @@ public struct DaemonConfig: Sendable {
     public var demoInventory = false
     /// Refuse leases the project's credits cannot pay for (-32003); off by default: costs are recorded.
     public var enforceCredits = false
+    /// `check_database_at_start`: run SQLite's quick_check on the database before opening it, and
+    /// refuse to start on a corrupt one (on by default; see docs/reliability.md for its cost).
+    public var checkDatabaseAtStart = true
     /// Extra or replacement GPU models (same format as data/gpu-models.json), merged over the built-in table.
     public var gpuModelsFile: String? = nil
     /// Preemptible lifetimes, notice and preempt action (config section `preemption`).
@@ -72,6 +75,7 @@ public struct DaemonConfig: Sendable {
         if let v = r.int("max_lease_duration_s", min: 1) { c.maxLeaseDuration = v }
         if let v = r.bool("demo_inventory") { c.demoInventory = v }
         if let v = r.bool("enforce_credits") { c.enforceCredits = v }
+        if let v = r.bool("check_database_at_start") { c.checkDatabaseAtStart = v }
         if let v = r.string("gpu_models_file", maxLength: 4096) { c.gpuModelsFile = v }
         if let section = r.raw("preemption") {
             var pr = ParamReader(section, path: "preemption")

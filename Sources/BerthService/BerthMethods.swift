@@ -99,11 +99,13 @@ public final class BerthMethods: RPCHandler {
                 try BerthMethods.noParams(params)
                 let uptime = ContinuousClock.now - startedAt
                 let adapterOK = adapterHealth()
+                let storage = BerthMethods.storageHealth(scheduler.commits.storageFault)
                 var health: [String: JSON] = [
-                    "status": adapterOK ? "ok" : "degraded", "version": .string(version),
-                    "uptime_s": .int(uptime.components.seconds), "storage": "ok", "adapter": adapterOK ? "ok" : "degraded",
-                    "clock": .string(clockMode.rawValue),
+                    "status": adapterOK && storage == "ok" ? "ok" : "degraded", "version": .string(version),
+                    "uptime_s": .int(uptime.components.seconds), "storage": .string(storage),
+                    "adapter": adapterOK ? "ok" : "degraded", "clock": .string(clockMode.rawValue),
                 ]
+                if let fault = scheduler.commits.storageFault { health["storage_problem"] = .string(fault.message) }
                 for (k, v) in adapterDetail() { health[k] = v }
                 return .object(health)
             case "events.list": return try queries.eventsList(params)
@@ -124,6 +126,14 @@ public final class BerthMethods: RPCHandler {
 
     public func connectionClosed(_ connection: RPCConnectionID) async {
         broadcaster.connectionClosed(connection)
+    }
+
+    /// The contract's `storage` of `system.health`: `ok` until a commit fails, then `read_only`
+    /// when SQLite or the file system said so, `error` for anything else (full, I/O, locked,
+    /// corrupt), until a commit succeeds again.
+    static func storageHealth(_ fault: BerthError?) -> String {
+        guard let fault else { return "ok" }
+        return fault.data["storage_fault"] == .string("read_only") ? "read_only" : "error"
     }
 
     static func noParams(_ params: JSON?) throws(BerthError) {

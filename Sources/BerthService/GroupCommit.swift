@@ -22,6 +22,12 @@ import Synchronization
 /// top of it) with `unavailable`, and from then on `enqueue` refuses until the actor has rebuilt
 /// its memory from the store (`needsRestore`, `restored()`): memory never goes on claiming what
 /// the disk does not have, and no reply ever reports a change that is not on disk.
+///
+/// A storage fault that lasts (disk full, read-only file system, I/O errors) would otherwise make
+/// every write plan, fail and rebuild memory from the store: each further consecutive failure
+/// refuses new changes for a growing pause (`backoff(afterFailures:)`, up to 5 s) without touching
+/// memory, so readers are not starved by rebuilds. Reads keep being served. The first commit that
+/// succeeds clears the fault; `storageFault` says what the last one was, for `system.health`.
 final class GroupCommit: Sendable {
     typealias Ticket = Int64
 
@@ -54,6 +60,12 @@ final class GroupCommit: Sendable {
         var waiters: [Waiter] = []
         /// A commit failed: memory must be rebuilt from the store before anything else is enqueued.
         var mustRestore = false
+        /// Commits that failed in a row (0 after a success).
+        var consecutiveFailures = 0
+        /// While storage keeps failing, new changes are refused until then.
+        var refuseUntil: ContinuousClock.Instant?
+        /// The last failure, until a commit succeeds.
+        var fault: BerthError?
 
         func outcome(of ticket: Ticket) -> Outcome? {
             guard ticket <= settled else { return nil }
@@ -78,18 +90,39 @@ final class GroupCommit: Sendable {
     /// Queues a change for the next commit and returns its ticket. Refuses (`unavailable`) after a
     /// failed commit until the scheduler has restored its memory from the store.
     func enqueue(_ mutation: BerthStore.Mutation) throws(BerthError) -> Ticket {
-        let ticket: Ticket? = state.withLock { s in
-            if s.mustRestore { return nil }
+        let now = ContinuousClock.now
+        let ticket: Result<Ticket, BerthError> = state.withLock { s in
+            if s.mustRestore {
+                return .failure(BerthError(.unavailable, "storage failed and berthd is restoring its state from disk; retry"))
+            }
+            if let until = s.refuseUntil, now < until, let fault = s.fault {
+                let wait = until - now
+                let ms = wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000
+                return .failure(
+                    BerthError(
+                        .unavailable,
+                        "storage is failing (\(fault.message)); nothing was changed, writes are retried in \(max(ms, 1)) ms",
+                        data: fault.data))
+            }
             if s.pending.isEmpty { s.firstPending = s.enqueued + 1 }
             s.enqueued += 1
             s.pending.append(mutation)
-            return s.enqueued
+            return .success(s.enqueued)
         }
-        guard let ticket else {
-            throw BerthError(.unavailable, "storage failed and berthd is restoring its state from disk; retry")
-        }
-        return ticket
+        return try ticket.get()
     }
+
+    /// How long new changes are refused after `failures` commits failed in a row: not at all after
+    /// the first (a passing fault, e.g. a lock held for a moment), then 100 ms doubling up to 5 s,
+    /// so a lasting fault costs one failed commit and one rebuild per pause, not one per request.
+    static func backoff(afterFailures failures: Int) -> Duration {
+        guard failures > 1 else { return .zero }
+        return min(.milliseconds(100) * (1 << min(failures - 2, 10)), .seconds(5))
+    }
+
+    /// The last commit's failure while storage is failing (nil once a commit succeeds): what
+    /// `system.health` reports as `storage`.
+    var storageFault: BerthError? { state.withLock { $0.fault } }
 
     /// True once `ticket` is on disk or has failed.
     func isSettled(_ ticket: Ticket) -> Bool { state.withLock { ticket <= $0.settled } }
@@ -172,14 +205,22 @@ final class GroupCommit: Sendable {
             if let failure {
                 // Everything enqueued since was planned on top of this batch: it fails too.
                 let error = BerthError(
-                    .unavailable, "the change could not be stored (\(failure.message)); nothing was changed, retry")
+                    .unavailable, "the change could not be stored (\(failure.message)); nothing was changed, retry",
+                    data: failure.data)
                 if s.enqueued >= first { s.failures.append((first...s.enqueued, error)) }
                 s.pending = []
                 s.settled = s.enqueued
                 s.mustRestore = true
+                s.consecutiveFailures += 1
+                s.fault = failure
+                let pause = GroupCommit.backoff(afterFailures: s.consecutiveFailures)
+                s.refuseUntil = pause > .zero ? ContinuousClock.now + pause : nil
             } else if !batch.isEmpty {
                 s.settled = last
                 s.committed = last
+                s.consecutiveFailures = 0
+                s.refuseUntil = nil
+                s.fault = nil
             }
             var waiting: [Waiter] = []
             for w in s.waiters {

@@ -40,6 +40,35 @@ func tempDir() -> String {
         #expect(snap.meta["manual_clock"] == "42")
     }
 
+    /// GRDB sets a pool's writer to `synchronous = NORMAL` (no fsync per WAL commit); the store
+    /// must put FULL back, or a power cut could lose acknowledged writes.
+    @Test func everyCommitIsSynced() throws {
+        let store = try BerthStore(directory: tempDir())
+        #expect(try store.writerSynchronousMode() == 2)
+        try store.commit(BerthStore.Mutation())
+        #expect(try store.writerSynchronousMode() == 2)
+    }
+
+    @Test func refusesWhatIsNotABerthDatabaseAndLeavesItAlone() throws {
+        let dir = tempDir()
+        let path = dir + "/berth.sqlite"
+        let garbage = Array("this is not a database, just text that happens to be long enough...".utf8)
+            + [UInt8](repeating: 7, count: 200)
+        let fd = open(path, O_WRONLY | O_CREAT, 0o600)
+        #expect(write(fd, garbage, garbage.count) == garbage.count)
+        close(fd)
+        #expect {
+            _ = try BerthStore(directory: dir)
+        } throws: { error in
+            guard let e = error as? BerthError else { return false }
+            return e.code == .unavailable && e.message.contains("is not a SQLite database")
+                && e.data["storage_fault"] == "corrupt"
+        }
+        var st = stat()
+        #expect(stat(path, &st) == 0 && Int(st.st_size) == garbage.count)
+        #expect(access(path + "-wal", F_OK) != 0)
+    }
+
     @Test func filtersEventsByPattern() throws {
         let store = try BerthStore(directory: tempDir())
         var m = BerthStore.Mutation()
