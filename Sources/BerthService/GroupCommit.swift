@@ -120,6 +120,9 @@ final class GroupCommit: Sendable {
         return min(.milliseconds(100) * (1 << min(failures - 2, 10)), .seconds(5))
     }
 
+    /// Ends a back-off at once (tests; an operator's fix could call it too).
+    func endBackOff() { state.withLock { $0.refuseUntil = nil } }
+
     /// The last commit's failure while storage is failing (nil once a commit succeeds): what
     /// `system.health` reports as `storage`.
     var storageFault: BerthError? { state.withLock { $0.fault } }

@@ -87,6 +87,47 @@ import Testing
         #expect(await s.leaseCount == 1)
     }
 
+    @Test func backOffGrowsOnlyAfterRepeatedFailures() {
+        #expect(GroupCommit.backoff(afterFailures: 0) == .zero)
+        #expect(GroupCommit.backoff(afterFailures: 1) == .zero)
+        #expect(GroupCommit.backoff(afterFailures: 2) == .milliseconds(100))
+        #expect(GroupCommit.backoff(afterFailures: 3) == .milliseconds(200))
+        #expect(GroupCommit.backoff(afterFailures: 7) == .milliseconds(3200))
+        #expect(GroupCommit.backoff(afterFailures: 8) == .seconds(5))
+        #expect(GroupCommit.backoff(afterFailures: 1000) == .seconds(5))
+    }
+
+    /// During a back-off a write is refused before it is planned: memory is not touched, no commit
+    /// is tried, and once a commit succeeds the fault is gone.
+    @Test func lastingFaultRefusesWritesWithoutTryingThem() async throws {
+        let dir = temporaryDirectory()
+        let s = try makeScheduler(dir)
+        try await Self.addHosts(s, 1)
+        var config = Configuration()
+        config.allowsUnsafeTransactions = true
+        let other = try DatabaseQueue(path: dir + "/berth.sqlite", configuration: config)
+        try await other.writeWithoutTransaction { try $0.execute(sql: "BEGIN IMMEDIATE") }
+        // Failed commits in a row start a back-off that doubles each time: within a few writes one
+        // is refused before it is tried (however slow this machine is between two calls).
+        var refusedFast: BerthError? = nil
+        for k: Int64 in 0..<12 where refusedFast == nil {
+            do {
+                _ = try await s.call("lease.create", Self.leaseParams(hour: 5 + k, name: "lost\(k)"))
+                Issue.record("a write was acknowledged while the database was locked")
+            } catch {
+                #expect(error.code == .unavailable)
+                if error.message.contains("writes are retried in") { refusedFast = error }
+            }
+        }
+        #expect(refusedFast?.data["storage_fault"] == "busy")
+        #expect(s.commits.storageFault != nil)
+        #expect(s.commits.isDrained)
+        try await other.writeWithoutTransaction { try $0.execute(sql: "ROLLBACK") }
+        s.commits.endBackOff()
+        _ = try await s.call("lease.create", Self.leaseParams(hour: 9, name: "after"))
+        #expect(s.commits.storageFault == nil)
+    }
+
     @Test func failedCommitFailsItsRequestsAndLeavesNoPhantomState() async throws {
         let dir = temporaryDirectory()
         let s = try makeScheduler(dir)
@@ -110,7 +151,10 @@ import Testing
         let listed = try await s.call("lease.list", [:])["items"]?.arrayValue ?? []
         #expect(listed.map { $0["name"] } == ["kept"])
         #expect(try await s.call("lease.get", ["id": kept["id"]!]) == kept)
+        #expect(s.commits.storageFault?.data["storage_fault"] == "busy")
         try await other.writeWithoutTransaction { try $0.execute(sql: "ROLLBACK") }
+        // Several commits failed in a row: writes wait for a back-off to end; end it now.
+        s.commits.endBackOff()
 
         // The capacity the failed creates took in memory is free again, and event numbers go on
         // from what is on disk.
