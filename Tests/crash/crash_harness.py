@@ -76,6 +76,7 @@ class Model:
         self.leases: dict[str, dict] = {}            # id -> {"owner", "acked", "deleted", "uncertain"}
         self.preemptibles: dict[str, dict] = {}      # id -> {"owner", "deleted", "uncertain", "params"}
         self.grants: list[dict] = []                 # acked ledger entries
+        self.inflight_creates: dict[str, dict] = {}  # lease name -> params of a create cut off by a kill
         self.clock = DEFAULT_NOW                     # latest acked clock value
         self.stats = collections.Counter()
         self.errors = collections.Counter()
@@ -158,9 +159,15 @@ class Client(threading.Thread):
                       "end": add(start, rng.randint(1, 16) * 1800), "reservations": [res]}
             if rng.random() < 0.3:
                 params["before_end_s"] = 600
+            # Every create carries a key, so one whose reply the kill swallowed can be retried.
+            params["idempotency_key"] = f"key-{name}"
             with m.lock:
                 m.requests[name] = params
-            r, _ = self.call(c, "lease.create", params)
+
+            def unknown_create():
+                with m.lock:
+                    m.inflight_creates[name] = params
+            r, _ = self.call(c, "lease.create", params, unknown_create)
             if r is not None:
                 with m.lock:
                     m.leases[r["id"]] = {"owner": self.cid, "acked": r, "deleted": False, "uncertain": False}
@@ -536,6 +543,46 @@ def check(rpc: RPCClient, m: Model, rnd: int, horizon: str, hosts: dict, final: 
 # Driver
 # ------------------------------------------------------------------------------------------------
 
+def retry_inflight_creates(rpc: RPCClient, m: Model, rnd: int) -> list[str]:
+    """After the restart, what a careful portal does with a create whose reply it never got: send
+    it again with the same `idempotency_key`. If the first one was committed before the kill, the
+    retry must return that very lease (the key's record is durable with it); if not, the retry
+    creates it now (or is refused like any create). Either way exactly one lease has that name."""
+    findings = []
+    by_name: dict[str, list[dict]] = collections.defaultdict(list)
+    for x in pages(rpc, "lease.list"):
+        by_name[x["name"].split("~")[0]].append(x)
+    for name, params in sorted(m.inflight_creates.items()):
+        before = by_name.get(name, [])
+        m.stats["retried_inflight_creates"] += 1
+        try:
+            r = rpc.call("lease.create", params)
+        except RPCError as e:
+            if before:
+                findings.append(f"round {rnd}: retry of committed create {name} with its key failed: {e.code} {e.message}")
+            elif e.code not in EXPECTED_CODES and e.code != -32602:
+                findings.append(f"round {rnd}: retry of create {name} got unexpected error {e.code}: {e.message}")
+            continue
+        if before:
+            m.stats["retries_answered_from_record"] += 1
+            if [b["id"] for b in before] != [r["id"]]:
+                findings.append(f"round {rnd}: retry of committed create {name} returned lease {r['id']}, "
+                                f"but {[b['id'] for b in before]} exist(s)")
+            elif content(r) != content(before[0]):
+                findings.append(f"round {rnd}: retry of committed create {name} returned other content:\n"
+                                f"  stored {content(before[0])}\n  replay {content(r)}")
+        else:
+            m.stats["retries_created"] += 1
+        after = [x for x in pages(rpc, "lease.list", {"project_id": params["project_id"]})
+                 if x["name"].split("~")[0] == name]
+        if len(after) != 1:
+            findings.append(f"round {rnd}: after retrying create {name}, {len(after)} leases have that name")
+        # From now on it is an acknowledged lease like any other (no client owns it).
+        m.leases.setdefault(r["id"], {"owner": -1, "acked": r, "deleted": False, "uncertain": False})
+    m.inflight_creates.clear()
+    return findings
+
+
 def run(rounds: int = 10, seed: int = 1, clients: int = 16, max_ops: int = 400, kill_min: float = 0.2,
         kill_max: float = 2.5, workdir: str | None = None, log=print) -> dict:
     rng = random.Random(seed)
@@ -580,6 +627,7 @@ def run(rounds: int = 10, seed: int = 1, clients: int = 16, max_ops: int = 400, 
                 c.close()
             d.clients.clear()
             rpc = d.client()
+            m.findings += retry_inflight_creates(rpc, m, rnd)
             res = check(rpc, m, rnd, horizon, hosts, final=(rnd == rounds))
             m.findings += res["findings"]
             delta = {k: v - before.get(k, 0) for k, v in m.stats.items()}
