@@ -622,6 +622,13 @@ def run(rounds: int = 10, seed: int = 1, clients: int = 16, max_ops: int = 400, 
             stuck = [t.name for t in threads if t.is_alive()]
             if stuck:
                 m.findings.append(f"round {rnd}: clients {stuck} still blocked 60 s after the kill")
+            # Sometimes crash again while berthd is starting up: reading the state back, catching up
+            # on lifecycle events missed while it was down (which writes), binding the socket.
+            if rng.random() < 0.3:
+                d.restart(now=None, wait_ready=False)
+                time.sleep(rng.uniform(0.0, 0.5))  # fault injection: when the second kill happens
+                d.kill()
+                report["kills_during_startup"] = report.get("kills_during_startup", 0) + 1
             d.restart(now=None)
             for c in d.clients:
                 c.close()
@@ -672,7 +679,7 @@ def main(argv=None) -> int:
     if a.report:
         Path(a.report).write_text(json.dumps(rep, indent=2))
     t = rep["totals"]
-    print(f"{rep['rounds']} rounds, {rep['kills']} kills, {t.get('sent', 0)} requests sent, {t.get('acked', 0)} acked "
+    print(f"{rep['rounds']} rounds, {rep['kills']} kills (+{rep.get('kills_during_startup', 0)} during start-up), {t.get('sent', 0)} requests sent, {t.get('acked', 0)} acked "
           f"({t.get('acked_creates', 0)} creates, {t.get('acked_updates', 0)} updates, {t.get('acked_deletes', 0)} deletes, "
           f"{t.get('acked_preemptible_creates', 0)}+{t.get('acked_preemptible_deletes', 0)} preemptible, "
           f"{t.get('acked_grants', 0)} grants, {t.get('acked_advances', 0)} clock advances), "
