@@ -6,10 +6,12 @@ Each round:
   1. start berthd (`--clock manual`, `enforce_credits: true`) on the same state directory;
   2. run `--clients` threads, each with its own connection, doing a seeded random mix of
      lease.create / lease.update / lease.delete / lease.get, preemptible.create / delete,
-     credits.grant and clock.advance, recording every request it sent and every reply it got;
+     credits.grant, clock.advance and host.update (down/up: healing), recording every request it
+     sent and every reply it got;
   3. SIGKILL berthd after a delay drawn from the seeded RNG (the fault injection: the only
-     sleep in the harness; it decides *when* the crash happens, never whether a check passes);
-  4. restart berthd on the same state and check (see `check()`):
+     sleeps in the harness decide *when* a crash happens, never whether a check passes);
+  4. restart berthd on the same state (sometimes killing it once more during start-up), retry the
+     creates cut off by the kill with their idempotency_key, and check (see `check()`):
      - every acknowledged write is there: acked creates exist with the acked content (unless an
        acked delete followed: then status `deleted`), acked preemptible deletes are `ended`, acked
        grants are in the ledger, the clock is at least the latest acked clock.advance;
@@ -63,6 +65,9 @@ def inventory() -> list[dict]:
     return hosts
 
 
+HOST_NAMES = [h["name"] for h in inventory()]
+
+
 def add(t: str, seconds: float) -> str:
     return fmt_ts(parse_ts(t) + dt.timedelta(seconds=seconds))
 
@@ -77,6 +82,10 @@ class Model:
         self.preemptibles: dict[str, dict] = {}      # id -> {"owner", "deleted", "uncertain", "params"}
         self.grants: list[dict] = []                 # acked ledger entries
         self.inflight_creates: dict[str, dict] = {}  # lease name -> params of a create cut off by a kill
+        # host.update to down was sent this many times (acked or not): healing may have moved any
+        # lease acked before, so its allocations are compared only if none was sent since its ack.
+        self.heal_epoch = 0
+        self.host_state: dict[str, str] = {}          # host -> last acked state
         self.clock = DEFAULT_NOW                     # latest acked clock value
         self.stats = collections.Counter()
         self.errors = collections.Counter()
@@ -139,8 +148,8 @@ class Client(threading.Thread):
     def step(self, c: RPCClient):
         rng, m = self.rng, self.m
         self.n += 1
-        op = rng.choices(["create", "update", "delete", "get", "pcreate", "pdelete", "grant", "advance"],
-                         [34, 18, 10, 6, 10, 6, 10, 6])[0]
+        op = rng.choices(["create", "update", "delete", "get", "pcreate", "pdelete", "grant", "advance", "host"],
+                         [34, 18, 10, 6, 10, 6, 10, 6, 2])[0]
         with m.lock:
             now = m.clock
         if op == "create":
@@ -167,10 +176,13 @@ class Client(threading.Thread):
             def unknown_create():
                 with m.lock:
                     m.inflight_creates[name] = params
+            with m.lock:
+                epoch = m.heal_epoch
             r, _ = self.call(c, "lease.create", params, unknown_create)
             if r is not None:
                 with m.lock:
-                    m.leases[r["id"]] = {"owner": self.cid, "acked": r, "deleted": False, "uncertain": False}
+                    m.leases[r["id"]] = {"owner": self.cid, "acked": r, "deleted": False, "uncertain": False,
+                                         "epoch": epoch}
                 m.stats["acked_creates"] += 1
         elif op in ("update", "delete", "get"):
             ids = self.mine(m.leases)
@@ -191,10 +203,13 @@ class Client(threading.Thread):
                           "end": add(acked["end"], rng.choice([-1800, 1800, 3600, 7200]))}
                 if parse_ts(params["end"]) <= parse_ts(acked["start"]):
                     params["end"] = add(acked["start"], 1800)
+                with m.lock:
+                    epoch = m.heal_epoch
                 r, _ = self.call(c, "lease.update", params, unknown)
                 if r is not None:
                     with m.lock:
                         rec["acked"] = r
+                        rec["epoch"] = epoch
                     m.stats["acked_updates"] += 1
             else:
                 r, _ = self.call(c, "lease.delete", {"id": lid}, unknown)
@@ -235,6 +250,18 @@ class Client(threading.Thread):
                 with m.lock:
                     m.grants.append(r)
                 m.stats["acked_grants"] += 1
+        elif op == "host":
+            # A host fails or comes back: down heals the leases on it (moves them or marks them
+            # degraded) and ends the preemptibles there; up makes it reservable again.
+            name = rng.choice(HOST_NAMES)
+            state = rng.choice(["down", "down", "up"]) if m.host_state.get(name, "up") == "up" else "up"
+            if state == "down":
+                with m.lock:
+                    m.heal_epoch += 1
+            r, _ = self.call(c, "host.update", {"name": name, "state": state})
+            if r is not None:
+                m.host_state[name] = state
+                m.stats[f"acked_host_{state}"] += 1
         elif op == "advance":
             r, _ = self.call(c, "clock.advance", {"seconds": rng.randint(1, 8) * 450})
             if r is not None:
@@ -269,11 +296,12 @@ def all_events(rpc: RPCClient) -> list[dict]:
         after = page["next_cursor"]
 
 
-def content(lease: dict) -> dict:
-    """The parts of a lease an acknowledged write fixes (status moves with the clock)."""
+def content(lease: dict, healed: bool = False) -> dict:
+    """The parts of a lease an acknowledged write fixes (status moves with the clock; after a host
+    went down, healing may move allocations)."""
     return {"name": lease["name"], "project_id": lease["project_id"], "start": lease["start"], "end": lease["end"],
             "before_end_s": lease.get("before_end_s"), "cost": lease["cost"],
-            "reservations": [(r["id"], r["kind"], json.dumps(r["allocations"], sort_keys=True))
+            "reservations": [(r["id"], r["kind"], None if healed else json.dumps(r["allocations"], sort_keys=True))
                              for r in lease["reservations"]]}
 
 
@@ -335,7 +363,8 @@ def check(rpc: RPCClient, m: Model, rnd: int, horizon: str, hosts: dict, final: 
             continue
         if rec["uncertain"]:
             continue  # an update or delete was in flight at the kill: either outcome is allowed
-        if content(got) != content(rec["acked"]):
+        healed = rec.get("epoch", 0) < m.heal_epoch  # a host went down since: allocations may move
+        if content(got, healed) != content(rec["acked"], healed):
             bad(f"lease {lid} differs from its last acked write:\n  acked {content(rec['acked'])}\n  got   {content(got)}")
         want = "pending" if parse_ts(now) < parse_ts(got["start"]) else (
             "active" if parse_ts(now) < parse_ts(got["end"]) else "ended")
@@ -369,6 +398,10 @@ def check(rpc: RPCClient, m: Model, rnd: int, horizon: str, hosts: dict, final: 
     for e in evs:
         if e["type"].startswith("lease."):
             by[e["type"]][e.get("lease_id")] += 1
+        if e["type"] == "lease.updated" and "healed_from" in (e.get("data") or {}):
+            counts["healed_moves"] += 1
+        if e["type"] == "lease.updated" and "degraded_reason" in (e.get("data") or {}):
+            counts["degraded_by_healing"] += 1
         if e["type"] == "lease.before_end":  # re-armed when an update moves the end: once per end
             before_end[(e.get("lease_id"), (e.get("data") or {}).get("end"))] += 1
     twice = [k for k, v in before_end.items() if v > 1]
