@@ -49,6 +49,8 @@ final class MetricsExporter: Sendable {
         "berth_reserved_unit_hours_total": "Cumulative reserved unit-hours per project and kind (scheduler clock).",
         "berth_used_unit_hours_total": "Cumulative used unit-hours per project and kind (scheduler clock).",
         "berth_usage_reported": "1 when the adapter reports usage (the used-unit series exist), else 0.",
+        "berth_storage_healthy": "1 while writes reach the database, 0 from a failed commit until one succeeds.",
+        "berth_storage_failed_commits_total": "Group commits the database refused (disk full, read-only, I/O error, locked).",
     ]
 
     static func descriptor(_ name: String) -> MetricNameDescriptor {
@@ -90,6 +92,8 @@ final class MetricsExporter: Sendable {
                 g("berth_credits_spent", [cr.project, cr.resourceClass], cr.spent)
             }
             g("berth_usage_reported", [], snap.usageReported ? 1 : 0)
+            g("berth_storage_healthy", [], scheduler.storageFault == nil ? 1 : 0)
+            c("berth_storage_failed_commits_total", [], Double(scheduler.failedCommits))
             var projectReserved: [[String]: Double] = [:]
             var projectUsed: [[String]: Double] = [:]
             for r in snap.reservations {

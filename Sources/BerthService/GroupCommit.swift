@@ -66,6 +66,8 @@ final class GroupCommit: Sendable {
         var refuseUntil: ContinuousClock.Instant?
         /// The last failure, until a commit succeeds.
         var fault: BerthError?
+        /// Commits that failed since start.
+        var failedCommits = 0
 
         func outcome(of ticket: Ticket) -> Outcome? {
             guard ticket <= settled else { return nil }
@@ -119,6 +121,9 @@ final class GroupCommit: Sendable {
         guard failures > 1 else { return .zero }
         return min(.milliseconds(100) * (1 << min(failures - 2, 10)), .seconds(5))
     }
+
+    /// Commits that failed since start (a metric).
+    var failedCommits: Int { state.withLock { $0.failedCommits } }
 
     /// Ends a back-off at once (tests; an operator's fix could call it too).
     func endBackOff() { state.withLock { $0.refuseUntil = nil } }
@@ -215,6 +220,7 @@ final class GroupCommit: Sendable {
                 s.settled = s.enqueued
                 s.mustRestore = true
                 s.consecutiveFailures += 1
+                s.failedCommits += 1
                 s.fault = failure
                 let pause = GroupCommit.backoff(afterFailures: s.consecutiveFailures)
                 s.refuseUntil = pause > .zero ? ContinuousClock.now + pause : nil

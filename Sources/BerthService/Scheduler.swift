@@ -111,6 +111,12 @@ public actor Scheduler {
     var hookConfigured = false
     /// Writes changes in groups; see `GroupCommit`.
     nonisolated let commits: GroupCommit
+
+    /// Why the last write failed, while writes are failing (nil when storage is healthy).
+    public nonisolated var storageFault: BerthError? { commits.storageFault }
+
+    /// Commits the store refused since start.
+    public nonisolated var failedCommits: Int { commits.failedCommits }
     /// The ticket of the last change applied to memory: a reply produced now waits for it.
     var memoryTicket: GroupCommit.Ticket = 0
     /// Idempotency records whose change may not be on disk yet (a retry must find them before

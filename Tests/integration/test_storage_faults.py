@@ -26,7 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from berthtest import DEADLINE, RPCError, events, lease_params, make_hosts, ts
+from berthtest import DEADLINE, RPCError, events, lease_params, make_hosts, ts, wait_until
+from test_metrics import LISTEN_RE, scrape
 
 CC = next((c for c in (os.environ.get("CC"), "cc", "gcc", "clang", "/opt/swift/usr/bin/clang") if c and shutil.which(c)),
           None)
@@ -225,9 +226,12 @@ def test_lasting_fault_backs_off_instead_of_retrying_every_write(daemon, tmp_pat
     after the second failure in a row, writes are refused at once (with when they are retried)."""
     state = tmp_path / "state"
     fault = Fault(tmp_path, shim, state)
-    daemon.start(state_dir=state, env=fault.env)
+    daemon.start(state_dir=state, env=fault.env, config={"metrics": {"listen": "127.0.0.1:0"}})
+    m = wait_until(lambda: LISTEN_RE.search(daemon.log_text()), "the metrics listening line in the log")
+    daemon.metrics_url = "http://" + (m.group(1) or m.group(2))
     rpc = daemon.client()
     make_hosts(rpc, "h1")
+    assert scrape(daemon).get("berth_storage_healthy") == 1
     fault.set("eio")
     messages = [try_create(rpc, k)[1].message for k in range(20)]
     assert all(m is not None for m in messages)
@@ -235,8 +239,12 @@ def test_lasting_fault_backs_off_instead_of_retrying_every_write(daemon, tmp_pat
     assert refused_fast, messages
     failed_commits = daemon.log_text().count("group commit failed")
     assert 2 <= failed_commits < 20, failed_commits
+    metrics = scrape(daemon)
+    assert metrics.get("berth_storage_healthy") == 0
+    assert metrics.get("berth_storage_failed_commits_total") == failed_commits
     fault.clear()
     wait_writable(rpc, {}, 100)
+    assert scrape(daemon).get("berth_storage_healthy") == 1
 
 
 # ------------------------------------------------------------------------------------------------
