@@ -94,24 +94,35 @@ final class GroupCommit: Sendable {
     func enqueue(_ mutation: BerthStore.Mutation) throws(BerthError) -> Ticket {
         let now = ContinuousClock.now
         let ticket: Result<Ticket, BerthError> = state.withLock { s in
-            if s.mustRestore {
-                return .failure(BerthError(.unavailable, "storage failed and berthd is restoring its state from disk; retry"))
-            }
-            if let until = s.refuseUntil, now < until, let fault = s.fault {
-                let wait = until - now
-                let ms = wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000
-                return .failure(
-                    BerthError(
-                        .unavailable,
-                        "storage is failing (\(fault.message)); nothing was changed, writes are retried in \(max(ms, 1)) ms",
-                        data: fault.data))
-            }
+            if let refusal = GroupCommit.refusal(s, now: now) { return .failure(refusal) }
             if s.pending.isEmpty { s.firstPending = s.enqueued + 1 }
             s.enqueued += 1
             s.pending.append(mutation)
             return .success(s.enqueued)
         }
         return try ticket.get()
+    }
+
+    /// Throws what `enqueue` would throw now: for a change that must touch memory before it can
+    /// be enqueued (moving the manual clock), so a refused one leaves memory as it was.
+    func checkWritable() throws(BerthError) {
+        let now = ContinuousClock.now
+        if let refusal = state.withLock({ GroupCommit.refusal($0, now: now) }) { throw refusal }
+    }
+
+    private static func refusal(_ s: State, now: ContinuousClock.Instant) -> BerthError? {
+        if s.mustRestore {
+            return BerthError(.unavailable, "storage failed and berthd is restoring its state from disk; retry")
+        }
+        if let until = s.refuseUntil, now < until, let fault = s.fault {
+            let wait = until - now
+            let ms = wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000
+            return BerthError(
+                .unavailable,
+                "storage is failing (\(fault.message)); nothing was changed, writes are retried in \(max(ms, 1)) ms",
+                data: fault.data)
+        }
+        return nil
     }
 
     /// How long new changes are refused after `failures` commits failed in a row: not at all after

@@ -526,6 +526,9 @@ public actor Scheduler {
         if t < current {
             throw BerthError(.conflict, "the clock cannot move backwards (now \(current), asked for \(t))")
         }
+        // The clock moves before its change is enqueued: refuse first if nothing can be stored.
+        // (A commit failing meanwhile makes the next command restore memory, clock included.)
+        try commits.checkWritable()
         clock.set(t)
         fireDue()
         // `apply` records the manual clock with every change; this one records only the time.

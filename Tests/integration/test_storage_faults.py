@@ -170,6 +170,21 @@ def run_fault_scenario(daemon, rpc, make_fault, clear_fault, expect_fault: set[s
         acked.pop("kept")
         acked["renamed"] = upd
     check_reads(rpc, kept, set(acked))
+    # Moving the manual clock is a write too: refused, the clock stays where it was (and nothing
+    # it would have fired fires).
+    now = rpc.call("clock.now")["now"]
+    for _ in range(3):
+        try:
+            rpc.call("clock.advance", {"seconds": 2 * 3600})
+        except RPCError as e:
+            assert e.code == -32007, e
+            assert rpc.call("clock.now")["now"] == now
+            assert rpc.call("lease.get", {"id": kept["id"]})["status"] == "pending"
+        else:  # a small write may still fit: then the lease has started and ended, as it should
+            kept = rpc.call("lease.get", {"id": kept["id"]})
+            assert kept["status"] == "ended", kept
+            acked[kept["name"]] = kept
+            break
 
     clear_fault()
     k = wait_writable(rpc, acked, k)
