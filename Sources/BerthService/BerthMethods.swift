@@ -126,6 +126,11 @@ public final class BerthMethods: RPCHandler {
         broadcaster.connectionClosed(connection)
     }
 
+    /// A subscriber waits for events, however long: the idle timeout must not close it.
+    public func keepsConnectionOpen(_ connection: RPCConnectionID) -> Bool {
+        broadcaster.hasSubscriptions(connection)
+    }
+
     static func noParams(_ params: JSON?) throws(BerthError) {
         var r = ParamReader(params)
         try r.finish()
