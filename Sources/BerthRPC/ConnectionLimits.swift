@@ -60,7 +60,8 @@ struct ConnectionTimers: Equatable {
     typealias Instant = ContinuousClock.Instant
 
     enum Verdict: Equatable {
-        /// Nothing to do; look again at this instant (nil: only after the shortest timeout).
+        /// Nothing to do; look again at this instant, or after the shortest timeout if that is
+        /// sooner (nil: no deadline is pending).
         case wait(until: Instant?)
         /// Nothing complete arrived for `idleTimeout` and nothing is pending.
         case idle

@@ -137,6 +137,12 @@ public final class UnixSocketRPCServer: Sendable {
             // Keep the channel open after the client shuts down its write side, so a client that sends
             // its requests and half-closes (`nc -N`) still gets its replies.
             .childChannelOption(.allowRemoteHalfClosure, value: true)
+            // One read (at most 64 KiB) per readiness event: read backpressure stops further reads
+            // only between events, and every line a read brings in is decoded and held, so this is
+            // what bounds a flooding connection's decoded-but-unhandled requests (NIO's default of
+            // 4 reads let a connection hold 256 KiB of them).
+            .childChannelOption(.maxMessagesPerRead, value: 1)
+            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 2048, maximum: 16384))
         let initializer: @Sendable (any Channel) -> EventLoopFuture<AcceptedConnection> = { channel in
             PeerCredentialsReader.read(channel: channel)
                 .map { Result<PeerCredentials, any Error>.success($0) }
@@ -445,8 +451,11 @@ public final class UnixSocketRPCServer: Sendable {
             let verdict = activity.check(subscribed: handler.keepsConnectionOpen(id))
             switch verdict {
             case .wait(let until):
+                // Never longer than the shortest timeout: a deadline that appears while asleep (a
+                // line starts, a write stalls) is at least that far away when it appears.
+                let bound = ContinuousClock.now + interval
                 do {
-                    try await Task.sleep(until: until ?? ContinuousClock.now + interval, clock: .continuous)
+                    try await Task.sleep(until: min(until ?? bound, bound), clock: .continuous)
                 } catch {
                     return
                 }
