@@ -110,6 +110,24 @@ def test_connection_cap_refuses_one_more_cleanly_and_recovers(daemon):
     assert daemon.running
 
 
+def test_connection_cap_stays_below_the_descriptor_limit(daemon, nofile_limit):
+    """With only 320 descriptors, the default cap (4096) is lowered to 320 - 256 = 64 at start, so a
+    crowd of clients meets a clean -32007 instead of exhausting the daemon's descriptors, and the
+    daemon keeps the descriptors its own work needs (the store, hooks, the metrics listener)."""
+    daemon.start(wrap=["prlimit", "--nofile=320:320"])
+    assert "max_connections lowered to fit the descriptor limit" in daemon.log_text()
+    held = [daemon.client() for _ in range(64)]
+    for c in held:
+        assert c.call("clock.now")
+    for _ in range(20):
+        err = final_error_then_eof(RPCClient(daemon.socket_path))
+        assert err["code"] == -32007 and err["data"]["rule"] == "max_connections" and "64" in err["message"]
+    # At the cap, the daemon still writes to its store and answers on every held connection.
+    held[0].call("host.create", {"name": "at-the-cap", "vcpus": 1, "memory_mb": 1, "disk_gb": 1})
+    for c in held:
+        assert c.call("system.health")["status"] == "ok"
+
+
 def test_graceful_shutdown_at_the_cap(daemon):
     """Refused connections do not count as open ones: a daemon at its cap drains and exits 0."""
     daemon.start(config={"max_connections": 3})
@@ -445,10 +463,10 @@ def test_flood_of_pipelined_requests_keeps_memory_bounded(daemon):
     """200,000 pipelined requests (~60 MiB of requests, as much again of replies) over 4 connections
     that do not read their replies until the server has stopped reading from every one of them."""
     daemon.start()
-    flood(daemon, connections=4, per_connection=50_000, pad=250, bound_mib=100)
+    flood(daemon, connections=4, per_connection=50_000, pad=250, bound_mib=30)
 
 
 def test_many_connections_flooding_keep_memory_bounded(daemon, nofile_limit):
     """200 connections, each pipelining 1,000 requests of 1 KiB without reading until all are blocked."""
     daemon.start()
-    flood(daemon, connections=200, per_connection=1_000, pad=1000, bound_mib=100)
+    flood(daemon, connections=200, per_connection=1_000, pad=1000, bound_mib=60)
