@@ -1,3 +1,4 @@
+import BerthJSON
 import Testing
 
 @testable import BerthRPC
@@ -112,5 +113,65 @@ struct ConnectionTimersTests {
         #expect(RPCConnectionLimits().shortestTimeout == .seconds(30))
         #expect(RPCConnectionLimits(idleTimeout: .seconds(2), requestTimeout: nil, writeTimeout: nil).shortestTimeout == .seconds(2))
         #expect(RPCConnectionLimits.unlimited.shortestTimeout == nil)
+    }
+}
+
+/// The limits on a real server (sub-second timeouts; each wait is a blocking read that ends when the
+/// server writes or closes).
+@Suite("Connection limits", .timeLimit(.minutes(1)))
+struct ConnectionLimitsServerTests {
+    @Test func oneConnectionOverTheCapGetsAnErrorLineAndIsClosed() async throws {
+        try await withServer(limits: RPCConnectionLimits(maxConnections: 2)) { server in
+            let a = try await server.connect()
+            let b = try await server.connect()
+            let path = server.path
+            let (served, refused, closed) = try await onThread {
+                a.send(request("echo", id: 1, params: ["n": 1]))
+                b.send(request("echo", id: 2, params: ["n": 2]))
+                let served = [try a.readJSON(), try b.readJSON()]
+                let c = try LineClient(path: path)
+                return (served, try c.readJSON(), c.readsEndOfStream())
+            }
+            #expect(served[0]["id"] == 1 && served[1]["id"] == 2)
+            #expect(refused["id"] == .null)
+            #expect(refused.errorCode == -32007)
+            #expect(refused["error"]?["data"]?["rule"] == "max_connections")
+            #expect(closed)
+            // The refused connection was never counted: still two.
+            #expect(server.server.connectionCount == 2)
+        }
+    }
+
+    @Test func idleConnectionGetsAnErrorLineThenIsClosed() async throws {
+        let limits = RPCConnectionLimits(idleTimeout: .milliseconds(200), requestTimeout: nil, writeTimeout: nil)
+        try await withServer(limits: limits) { server in
+            let client = try await server.connect()
+            let started = ContinuousClock.now
+            let (reply, line, closed) = try await onThread {
+                client.send(request("echo", id: 1, params: ["x": 1]))
+                return (try client.readJSON(), try client.readJSON(), client.readsEndOfStream())
+            }
+            let elapsed = ContinuousClock.now - started
+            #expect(reply["id"] == 1)
+            #expect(line["id"] == .null)
+            #expect(line.errorCode == -32007)
+            #expect(line["error"]?["data"]?["rule"] == "idle_timeout_s")
+            #expect(closed)
+            #expect(elapsed >= .milliseconds(200))
+        }
+    }
+
+    @Test func unfinishedRequestLineTimesOut() async throws {
+        let limits = RPCConnectionLimits(idleTimeout: nil, requestTimeout: .milliseconds(200), writeTimeout: nil)
+        try await withServer(limits: limits) { server in
+            let client = try await server.connect()
+            let (line, closed) = try await onThread {
+                client.write("{\"jsonrpc\":\"2.0\",")
+                return (try client.readJSON(), client.readsEndOfStream())
+            }
+            #expect(line.errorCode == -32600)
+            #expect(line["error"]?["data"]?["rule"] == "request_timeout_s")
+            #expect(closed)
+        }
     }
 }
