@@ -267,6 +267,22 @@ def test_idle_timeout_closes_idle_connections_but_not_busy_or_subscribed_ones(da
     assert subscriber.call("clock.now")
 
 
+def test_the_python_client_reconnects_after_an_idle_timeout(daemon):
+    """A pooled client connection closed for idleness is not an error for the next call."""
+    from berth_client import BerthClient
+
+    daemon.start(config={"idle_timeout_s": 1})
+    c = BerthClient(daemon.socket_path)
+    assert c.system_health()["status"] == "ok"
+    sock = c._conn.sock
+    # The farewell line arriving is the event; the call after it must reconnect, not fail.
+    readable, _, _ = select.select([sock], [], [], EOF_DEADLINE)
+    assert readable, "the idle connection got no farewell line"
+    assert c.system_health()["status"] == "ok"
+    assert c._conn.sock is not sock
+    c.close()
+
+
 def test_idle_timeout_zero_means_never(daemon):
     daemon.start(config={"idle_timeout_s": 0, "request_timeout_s": 1})
     idle = daemon.client()
