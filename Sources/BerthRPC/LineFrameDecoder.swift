@@ -1,5 +1,4 @@
 import NIOCore
-import Synchronization
 
 /// One newline-delimited frame from a client.
 enum InboundFrame: Sendable, Equatable {
