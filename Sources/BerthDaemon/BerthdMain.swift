@@ -243,7 +243,9 @@ struct Daemon {
         if let metricsAddress {
             do {
                 metricsServer = try await MetricsHTTPServer.bind(
-                    metricsAddress, exporter: MetricsExporter(registry: registry, scheduler: scheduler, store: store),
+                    metricsAddress, exporter: MetricsExporter(
+                        registry: registry, scheduler: scheduler, store: store,
+                        connections: { (server.connectionCount, server.limitCounts) }),
                     scheduler: scheduler, models: models, logger: logger)
             } catch {
                 BerthdMain.fail("cannot listen for metrics on \(metricsAddress.description): \(error)")

@@ -323,10 +323,12 @@ public final class UnixSocketRPCServer: Sendable {
         let limits = self.limits
         let (refusal, shuttingDown): (RPCError?, Bool) = state.withLock { state in
             if state.connections.count >= limits.maxConnections {
+                state.limitCounts["max_connections", default: 0] += 1
                 return (.tooManyConnections(limit: limits.maxConnections, perUID: false), false)
             }
             let perUID = limits.maxConnectionsPerUID
             if perUID > 0, uid != 0, state.connectionsPerUID[uid, default: 0] >= perUID {
+                state.limitCounts["max_connections_per_uid", default: 0] += 1
                 return (.tooManyConnections(limit: perUID, perUID: true), false)
             }
             state.connections[connection.id] = connection
@@ -350,6 +352,15 @@ public final class UnixSocketRPCServer: Sendable {
 
     /// Connections being served now (refused ones are never counted).
     public var connectionCount: Int { state.withLock { $0.connections.count } }
+
+    /// Connections refused or closed by a limit since start, by the limit's config key
+    /// (`max_connections`, `max_connections_per_uid`, `idle_timeout_s`, `request_timeout_s`,
+    /// `write_timeout_s`), for metrics.
+    public var limitCounts: [String: Int] { state.withLock { $0.limitCounts } }
+
+    private func countLimit(_ key: String) {
+        state.withLock { $0.limitCounts[key, default: 0] += 1 }
+    }
 
     private func serve(_ accepted: AcceptedConnection) async {
         let id = state.withLock { state in
@@ -463,6 +474,7 @@ public final class UnixSocketRPCServer: Sendable {
                     return
                 }
             case .idle:
+                countLimit("idle_timeout_s")
                 let seconds = limits.idleTimeout?.components.seconds ?? 0
                 logger.info("closing idle JSON-RPC connection", metadata: ["rpc.idle_timeout_s": "\(seconds)"])
                 let reply = JSONRPCDispatcher.errorResponse(.idleTimeout(seconds: seconds), id: .null)
@@ -470,6 +482,7 @@ public final class UnixSocketRPCServer: Sendable {
                 await closeIfStuck(outbox)
                 return
             case .requestTimeout:
+                countLimit("request_timeout_s")
                 let seconds = limits.requestTimeout?.components.seconds ?? 0
                 logger.notice(
                     "JSON-RPC request line not completed in time; closing the connection",
@@ -480,6 +493,7 @@ public final class UnixSocketRPCServer: Sendable {
                 await closeIfStuck(outbox)
                 return
             case .writeTimeout:
+                countLimit("write_timeout_s")
                 // Nothing more can be written to a client that does not read: just close.
                 logger.warning(
                     "JSON-RPC client is not reading its replies; closing the connection",
@@ -565,6 +579,8 @@ extension UnixSocketRPCServer {
         var connections: [RPCConnectionID: ConnectionHandle] = [:]
         /// Open connections per peer uid, for `maxConnectionsPerUID`.
         var connectionsPerUID: [UInt32: Int] = [:]
+        /// Connections refused or closed by each limit, by config key.
+        var limitCounts: [String: Int] = [:]
         var nextConnectionID: UInt64 = 1
     }
 }

@@ -69,6 +69,30 @@ def peer_closed(s: socket.socket, timeout: float) -> bool:
     return False
 
 
+def wait_accepted(daemon) -> tuple[RPCClient, int]:
+    """A new connection that is served, once the server has noticed a close that freed a slot (it
+    notices asynchronously); returns it and how many attempts were refused meanwhile."""
+    refused = 0
+
+    def attempt():
+        nonlocal refused
+        c = RPCClient(daemon.socket_path)
+        try:
+            c.send({"jsonrpc": "2.0", "method": "system.health", "id": 1})
+            reply = c.recv()
+        except (BrokenPipeError, ConnectionResetError, ConnectionClosed):
+            reply = None  # refused and closed before the request went out
+        if reply is not None and "result" in reply:
+            return c
+        assert reply is None or error_of(reply)["code"] == -32007
+        refused += 1
+        c.close()
+        return None
+
+    c = wait_until(attempt, "a connection to be accepted below the cap")
+    return c, refused
+
+
 # --- connection caps ---------------------------------------------------------------------------
 
 
@@ -88,21 +112,7 @@ def test_connection_cap_refuses_one_more_cleanly_and_recovers(daemon):
     # Once one goes, a new connection is accepted again (the server notices the close asynchronously).
     held.pop().close()
 
-    def accepted():
-        c = RPCClient(daemon.socket_path)
-        try:
-            c.send({"jsonrpc": "2.0", "method": "system.health", "id": 1})
-            reply = c.recv()
-        except (BrokenPipeError, ConnectionResetError, ConnectionClosed):
-            c.close()
-            return None  # refused and closed before the request went out
-        if "result" in reply:
-            return c
-        assert error_of(reply)["code"] == -32007
-        c.close()
-        return None
-
-    newcomer = wait_until(accepted, "a connection to be accepted below the cap")
+    newcomer, _ = wait_accepted(daemon)
     assert newcomer.call("system.health")["status"] == "ok"
     # Refused connections were never counted: still exactly at the cap now.
     err = final_error_then_eof(RPCClient(daemon.socket_path))
@@ -366,6 +376,27 @@ def test_limits_are_validated(daemon, tmp_path):
         code = daemon.wait_exit()
         assert code != 0
         assert key in daemon.log_text(), daemon.log_text()
+
+
+def test_limits_are_counted_in_metrics(daemon, tmp_path):
+    from test_metrics import scrape, start_with_metrics
+
+    d = start_with_metrics(daemon, tmp_path, max_connections=2, request_timeout_s=1)
+    a = d.client()
+    a.call("clock.now")
+    slow = d.client()
+    slow.send_raw(b'{"jsonrpc":')
+    assert final_error_then_eof(slow)["data"]["rule"] == "request_timeout_s"
+    b, refused = wait_accepted(d)
+    for _ in range(3):
+        assert final_error_then_eof(RPCClient(d.socket_path))["data"]["rule"] == "max_connections"
+    m = scrape(d)
+    assert m.get("berth_rpc_connections") == 2
+    assert m.get("berth_rpc_connections_limited_total", limit="request_timeout_s") == 1
+    assert m.get("berth_rpc_connections_limited_total", limit="max_connections") == 3 + refused
+    for key in ("max_connections_per_uid", "idle_timeout_s", "write_timeout_s"):
+        assert m.get("berth_rpc_connections_limited_total", limit=key) == 0
+    assert a.call("system.health")["status"] == "ok" and b.call("clock.now")
 
 
 # --- bounded memory under a flood ----------------------------------------------------------------
