@@ -318,19 +318,25 @@ public final class UnixSocketRPCServer: Sendable {
 
     // MARK: - One connection
 
-    /// Registers the connection unless a cap is reached: then returns the refusal to send.
-    private func register(_ connection: ConnectionHandle, uid: UInt32) -> RPCError? {
+    /// Registers the connection unless a cap is reached: then returns the refusal to send, and
+    /// whether it is the first since a connection was last accepted (worth a warning; the rest of a
+    /// connection storm is logged at debug, and counted).
+    private func register(_ connection: ConnectionHandle, uid: UInt32) -> (refusal: RPCError, first: Bool)? {
         let limits = self.limits
-        let (refusal, shuttingDown): (RPCError?, Bool) = state.withLock { state in
+        let (refusal, shuttingDown): ((RPCError, Bool)?, Bool) = state.withLock { state in
+            func refuse(_ key: String, _ error: RPCError) -> ((RPCError, Bool)?, Bool) {
+                state.limitCounts[key, default: 0] += 1
+                defer { state.refusing = true }
+                return ((error, !state.refusing), false)
+            }
             if state.connections.count >= limits.maxConnections {
-                state.limitCounts["max_connections", default: 0] += 1
-                return (.tooManyConnections(limit: limits.maxConnections, perUID: false), false)
+                return refuse("max_connections", .tooManyConnections(limit: limits.maxConnections, perUID: false))
             }
             let perUID = limits.maxConnectionsPerUID
             if perUID > 0, uid != 0, state.connectionsPerUID[uid, default: 0] >= perUID {
-                state.limitCounts["max_connections_per_uid", default: 0] += 1
-                return (.tooManyConnections(limit: perUID, perUID: true), false)
+                return refuse("max_connections_per_uid", .tooManyConnections(limit: perUID, perUID: true))
             }
+            state.refusing = false
             state.connections[connection.id] = connection
             state.connectionsPerUID[uid, default: 0] += 1
             return (nil, state.shutdownRequested)
@@ -386,9 +392,11 @@ public final class UnixSocketRPCServer: Sendable {
         logger[metadataKey: "rpc.peer"] = "\(peer)"
 
         let connection = ConnectionHandle(id: id, channel: channel)
-        if let refusal = register(connection, uid: peer.uid) {
+        if let (refusal, first) = register(connection, uid: peer.uid) {
             // One error line, then close: nothing is read, and the refused connection is never counted.
-            logger.warning("JSON-RPC connection refused: too many connections", metadata: ["error": "\(refusal)"])
+            logger.log(
+                level: first ? .warning : .debug, "JSON-RPC connection refused: too many connections",
+                metadata: ["error": "\(refusal)"])
             let line = JSONRPCDispatcher.errorResponse(refusal, id: .null).serializedBytes()
             try? await accepted.channel.executeThenClose { _, _ in
                 var buffer = channel.allocator.buffer(capacity: line.count + 1)
@@ -581,6 +589,8 @@ extension UnixSocketRPCServer {
         var connectionsPerUID: [UInt32: Int] = [:]
         /// Connections refused or closed by each limit, by config key.
         var limitCounts: [String: Int] = [:]
+        /// A refusal was logged as a warning since a connection was last accepted.
+        var refusing = false
         var nextConnectionID: UInt64 = 1
     }
 }
