@@ -135,7 +135,7 @@ struct Daemon {
     func run() async throws {
         let notifier = SystemdNotifier()
         notifier.status("opening state in \(config.stateDirectory)")
-        UnixSocketRPCServer.raiseFileDescriptorLimit()
+        let descriptorLimit = UnixSocketRPCServer.raiseFileDescriptorLimit()
         if mkdir(config.stateDirectory, 0o750) != 0 && errno != EEXIST {
             BerthdMain.fail("cannot create state directory \(config.stateDirectory): \(String(cString: strerror(errno)))")
         }
@@ -222,9 +222,18 @@ struct Daemon {
         let activated = SocketActivation.listenFileDescriptors()
         let listen: UnixSocketRPCServer.Listen =
             activated.first.map { .fileDescriptor($0) } ?? .path(config.socketPath, mode: config.socketMode)
+        let (connectionLimits, loweredCap) = config.connectionLimits(descriptorLimit: descriptorLimit)
+        if let loweredCap {
+            logger.warning(
+                "max_connections lowered to fit the descriptor limit",
+                metadata: [
+                    "max_connections": "\(loweredCap)", "rpc.max_connections": "\(connectionLimits.maxConnections)",
+                    "rlimit_nofile": "\(descriptorLimit)",
+                ])
+        }
         let server = UnixSocketRPCServer(
             listen: listen, handler: LoggingRPCHandler(inner: methods, logger: logger), logger: logger,
-            maxLineLength: config.maxRequestBytes)
+            maxLineLength: config.maxRequestBytes, limits: connectionLimits)
         do {
             try await server.bind()
         } catch {
@@ -234,7 +243,9 @@ struct Daemon {
         if let metricsAddress {
             do {
                 metricsServer = try await MetricsHTTPServer.bind(
-                    metricsAddress, exporter: MetricsExporter(registry: registry, scheduler: scheduler, store: store),
+                    metricsAddress, exporter: MetricsExporter(
+                        registry: registry, scheduler: scheduler, store: store,
+                        connections: { (server.connectionCount, server.limitCounts) }),
                     scheduler: scheduler, models: models, logger: logger)
             } catch {
                 BerthdMain.fail("cannot listen for metrics on \(metricsAddress.description): \(error)")

@@ -1,6 +1,7 @@
 import BerthCore
 import BerthJSON
 import BerthOpenStack
+import BerthRPC
 import BerthService
 
 #if canImport(Glibc)
@@ -14,6 +15,16 @@ public struct DaemonConfig: Sendable {
     public var clock = BerthClock.Mode.system
     public var logLevel = "info"
     public var maxRequestBytes = 1 << 20
+    /// `max_connections`: connections served at once; more are refused with -32007.
+    public var maxConnections = 4096
+    /// `max_connections_per_uid`: connections one non-root uid may hold (0: no per-uid cap).
+    public var maxConnectionsPerUID = 1024
+    /// `idle_timeout_s`: close a connection with no request (and no subscription) for this long; 0: never.
+    public var idleTimeout: Int64 = 300
+    /// `request_timeout_s`: close a connection whose request line is not finished within this long; 0: never.
+    public var requestTimeout: Int64 = 30
+    /// `write_timeout_s`: close a connection that takes none of its replies for this long; 0: never.
+    public var writeTimeout: Int64 = 60
     public var socketMode: UInt16 = 0o666
     public var maxLeaseDuration: Int64? = nil
     public var demoInventory = false
@@ -69,6 +80,11 @@ public struct DaemonConfig: Sendable {
             }
         }
         if let v = r.int("max_request_bytes", min: 1024, max: 64 << 20) { c.maxRequestBytes = Int(v) }
+        if let v = r.int("max_connections", min: 1, max: 1 << 20) { c.maxConnections = Int(v) }
+        if let v = r.int("max_connections_per_uid", min: 0, max: 1 << 20) { c.maxConnectionsPerUID = Int(v) }
+        if let v = r.int("idle_timeout_s", min: 0, max: 86_400) { c.idleTimeout = v }
+        if let v = r.int("request_timeout_s", min: 0, max: 3600) { c.requestTimeout = v }
+        if let v = r.int("write_timeout_s", min: 0, max: 3600) { c.writeTimeout = v }
         if let v = r.string("socket_mode") {
             if let m = UInt16(v, radix: 8), m <= 0o777 { c.socketMode = m } else { r.fail("socket_mode", "expected an octal mode such as \"0660\"") }
         }
@@ -170,6 +186,32 @@ public struct DaemonConfig: Sendable {
         }
         return c
     }
+
+    /// The connection limits for the RPC server. `descriptorLimit` is the process's soft
+    /// `RLIMIT_NOFILE`: `max_connections` is lowered to leave `reservedDescriptors` for the store,
+    /// the event loops, the metrics listener and the connection being refused (the second value is
+    /// the configured cap when it was lowered, for a warning).
+    public func connectionLimits(descriptorLimit: Int) -> (RPCConnectionLimits, lowered: Int?) {
+        func timeout(_ s: Int64) -> Duration? { s > 0 ? .seconds(s) : nil }
+        var cap = maxConnections
+        var lowered: Int? = nil
+        if descriptorLimit > 0, cap > descriptorLimit - Self.reservedDescriptors {
+            lowered = cap
+            cap = max(1, descriptorLimit - Self.reservedDescriptors)
+        }
+        let limits = RPCConnectionLimits(
+            maxConnections: cap,
+            maxConnectionsPerUID: maxConnectionsPerUID,
+            idleTimeout: timeout(idleTimeout),
+            requestTimeout: timeout(requestTimeout),
+            writeTimeout: timeout(writeTimeout)
+        )
+        return (limits, lowered)
+    }
+
+    /// Descriptors kept free of connections: the database and its WAL, event loops, the metrics
+    /// listener, hook processes, and the descriptor a refused connection holds while it is told so.
+    public static let reservedDescriptors = 256
 
     /// The preemption hook's settings, nil when none is configured.
     public var hookSettings: PreemptionHook.Settings? {

@@ -13,6 +13,8 @@ final class MetricsExporter: Sendable {
     let registry: PrometheusCollectorRegistry
     let scheduler: Scheduler
     let store: BerthStore
+    /// The JSON-RPC server's open connections and limit counts (nil in tests without a server).
+    let connections: (@Sendable () -> (open: Int, closedByLimit: [String: Int]))?
 
     /// Dynamic series registered by the previous scrape, per family, keyed by their label values.
     private struct Series: ~Copyable {
@@ -21,11 +23,20 @@ final class MetricsExporter: Sendable {
     }
     private let series = Mutex(Series())
 
-    init(registry: PrometheusCollectorRegistry, scheduler: Scheduler, store: BerthStore) {
+    init(
+        registry: PrometheusCollectorRegistry, scheduler: Scheduler, store: BerthStore,
+        connections: (@Sendable () -> (open: Int, closedByLimit: [String: Int]))? = nil
+    ) {
         self.registry = registry
         self.scheduler = scheduler
         self.store = store
+        self.connections = connections
     }
+
+    /// The limits `berth_rpc_connections_limited_total` reports, so each series exists from the start.
+    static let connectionLimitKeys = [
+        "max_connections", "max_connections_per_uid", "idle_timeout_s", "request_timeout_s", "write_timeout_s",
+    ]
 
     /// Every metric family: name → (type, label names, help). docs/operations-metrics.md lists the same.
     static let help: [String: String] = [
@@ -51,6 +62,8 @@ final class MetricsExporter: Sendable {
         "berth_usage_reported": "1 when the adapter reports usage (the used-unit series exist), else 0.",
         "berth_storage_healthy": "1 while writes reach the database, 0 from a failed commit until one succeeds.",
         "berth_storage_failed_commits_total": "Group commits the database refused (disk full, read-only, I/O error, locked).",
+        "berth_rpc_connections": "JSON-RPC connections open now.",
+        "berth_rpc_connections_limited_total": "JSON-RPC connections refused (max_connections, max_connections_per_uid) or closed (idle_timeout_s, request_timeout_s, write_timeout_s) by a resource limit, by limit.",
     ]
 
     static func descriptor(_ name: String) -> MetricNameDescriptor {
@@ -94,6 +107,12 @@ final class MetricsExporter: Sendable {
             g("berth_usage_reported", [], snap.usageReported ? 1 : 0)
             g("berth_storage_healthy", [], scheduler.storageFault == nil ? 1 : 0)
             c("berth_storage_failed_commits_total", [], Double(scheduler.failedCommits))
+            if let (open, limited) = connections?() {
+                g("berth_rpc_connections", [], Double(open))
+                for key in Self.connectionLimitKeys {
+                    c("berth_rpc_connections_limited_total", [key], Double(limited[key] ?? 0))
+                }
+            }
             var projectReserved: [[String]: Double] = [:]
             var projectUsed: [[String]: Double] = [:]
             for r in snap.reservations {
@@ -150,6 +169,7 @@ final class MetricsExporter: Sendable {
 
     static let labelNames: [String: [String]] = [
         "berth_leases": ["status"],
+        "berth_rpc_connections_limited_total": ["limit"],
         "berth_capacity_total": ["kind"], "berth_capacity_reserved": ["kind"], "berth_capacity_free": ["kind"],
         "berth_preemptibles": ["status"],
         "berth_outbox_actions": ["status"],

@@ -24,6 +24,10 @@ struct LoggingRPCHandler: RPCHandler {
         await inner.connectionClosed(connection)
     }
 
+    func keepsConnectionOpen(_ connection: RPCConnectionID) -> Bool {
+        inner.keepsConnectionOpen(connection)
+    }
+
     func handle(method: String, params: JSON?, context: RPCContext) async throws(RPCError) -> JSON {
         do {
             let result = try await inner.handle(method: method, params: params, context: context)

@@ -1,5 +1,4 @@
 import NIOCore
-import Synchronization
 
 /// One newline-delimited frame from a client.
 enum InboundFrame: Sendable, Equatable {
@@ -7,16 +6,6 @@ enum InboundFrame: Sendable, Equatable {
     case line([UInt8])
     /// The pending line grew past the limit. Nothing more is decoded on this connection.
     case tooLong
-}
-
-/// How many frames a connection's decoder has passed on, so the read loop can tell whether more
-/// are already waiting (then it holds its replies back and flushes them together).
-final class FrameCounter: Sendable {
-    private let count = Atomic<Int>(0)
-
-    var decoded: Int { count.load(ordering: .acquiring) }
-
-    func add() { count.add(1, ordering: .releasing) }
 }
 
 /// Splits the byte stream on "\n" with a cap on line length.
@@ -30,20 +19,21 @@ struct LineFrameDecoder: ByteToMessageDecoder {
     typealias InboundOut = InboundFrame
 
     let maxLineLength: Int
-    let counter: FrameCounter?
+    /// Told of every frame and of every read that leaves a partial line (for the request timeout).
+    let activity: ConnectionActivity?
     /// How many readable bytes have already been searched for "\n", so a long line arriving in many
     /// reads is scanned once, not once per read.
     private var scanned = 0
     private var overflowed = false
 
-    init(maxLineLength: Int, counter: FrameCounter? = nil) {
+    init(maxLineLength: Int, activity: ConnectionActivity? = nil) {
         precondition(maxLineLength > 0, "maxLineLength must be positive")
         self.maxLineLength = maxLineLength
-        self.counter = counter
+        self.activity = activity
     }
 
     private func emit(context: ChannelHandlerContext, _ frame: InboundFrame) {
-        counter?.add()
+        activity?.frameDecoded()
         context.fireChannelRead(Self.wrapInboundOut(frame))
     }
 
@@ -70,6 +60,8 @@ struct LineFrameDecoder: ByteToMessageDecoder {
         scanned = view.count
         if view.count > maxLineLength {
             overflow(context: context, buffer: &buffer)
+        } else {
+            activity?.received(partial: !view.isEmpty)
         }
         return .needMoreData
     }

@@ -88,6 +88,37 @@ public struct RPCError: Error, Sendable, Equatable, CustomStringConvertible {
         )
     }
 
+    /// -32007 for a connection refused because `max_connections` (or the per-uid cap) is reached; sent
+    /// with id null just before the connection is closed.
+    static func tooManyConnections(limit: Int, perUID: Bool) -> RPCError {
+        let rule = perUID ? "max_connections_per_uid" : "max_connections"
+        let what = perUID ? "connections from this uid" : "connections"
+        return RPCError(
+            code: -32007,
+            message: "too many \(what): the limit of \(limit) (\(rule)) is reached; try again later",
+            data: ["reason": "unavailable", "rule": .string(rule)]
+        )
+    }
+
+    /// -32007 for a connection closed because nothing happened on it for `idle_timeout_s`.
+    static func idleTimeout(seconds: Int64) -> RPCError {
+        RPCError(
+            code: -32007,
+            message: "idle timeout: no request for \(seconds) s (idle_timeout_s); closing the connection",
+            data: ["reason": "unavailable", "rule": "idle_timeout_s"]
+        )
+    }
+
+    /// -32600 for a request line started but not finished within `request_timeout_s` (a slow or
+    /// stalled client); the connection is then closed.
+    static func requestTimeout(seconds: Int64) -> RPCError {
+        RPCError(
+            code: -32600,
+            message: "request timeout: the request line was not completed within \(seconds) s (request_timeout_s); closing the connection",
+            data: ["reason": "invalid_request", "rule": "request_timeout_s"]
+        )
+    }
+
     /// -32007 for requests that were already received when the server began shutting down.
     static let shuttingDown = RPCError(
         code: -32007,
@@ -156,8 +187,15 @@ public protocol RPCHandler: Sendable {
 
     /// Called once when a connection has closed and all its requests have finished.
     func connectionClosed(_ connection: RPCConnectionID) async
+
+    /// True while the handler may still push notifications on this connection (e.g. it holds a
+    /// subscription): such a connection is waiting for the server, not idle, so the idle timeout
+    /// leaves it open. The default is false.
+    func keepsConnectionOpen(_ connection: RPCConnectionID) -> Bool
 }
 
 extension RPCHandler {
     public func connectionClosed(_ connection: RPCConnectionID) async {}
+
+    public func keepsConnectionOpen(_ connection: RPCConnectionID) -> Bool { false }
 }

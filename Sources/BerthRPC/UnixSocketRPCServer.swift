@@ -25,6 +25,13 @@ public struct RPCServerError: Error, Sendable, CustomStringConvertible {
 /// handler-pushed notifications go too (`ConnectionOutbox`). Errors on one connection are logged
 /// and end only that connection.
 ///
+/// Limits (`RPCConnectionLimits`): a connection over `maxConnections` (or its uid's share) gets one
+/// -32007 line and is closed without being counted; a per-connection watchdog task closes a
+/// connection that is idle, sends a request line too slowly (-32007 / -32600 line first), or does not
+/// take what is written to it. Memory per connection is bounded by the line cap, one read's worth of
+/// decoded requests (the inbound stream's watermarks stop reading), the reply window and the
+/// notification cap.
+///
 /// Lifecycle: `bind()` (throws if the socket cannot be had), then `run()`, which returns after
 /// `beginGracefulShutdown()`: the listener is closed, every connection stops reading, requests already
 /// being handled finish and their replies are written (requests received but not yet started are
@@ -51,6 +58,7 @@ public final class UnixSocketRPCServer: Sendable {
     private let dispatcher: JSONRPCDispatcher
     private let logger: Logger
     private let maxLineLength: Int
+    private let limits: RPCConnectionLimits
     private let shutdownGracePeriod: Duration
     private let eventLoopGroup: MultiThreadedEventLoopGroup
     private let state = Mutex(State())
@@ -64,6 +72,7 @@ public final class UnixSocketRPCServer: Sendable {
         logger: Logger,
         maxLineLength: Int = 1 << 20,
         maxBatchSize: Int = 1000,
+        limits: RPCConnectionLimits = RPCConnectionLimits(),
         shutdownGracePeriod: Duration = .seconds(10),
         eventLoopGroup: MultiThreadedEventLoopGroup = .singleton
     ) {
@@ -73,6 +82,7 @@ public final class UnixSocketRPCServer: Sendable {
         self.dispatcher = JSONRPCDispatcher(handler: handler, maxBatchSize: maxBatchSize)
         self.logger = logger
         self.maxLineLength = maxLineLength
+        self.limits = limits
         self.shutdownGracePeriod = shutdownGracePeriod
         self.eventLoopGroup = eventLoopGroup
         (self.drained, self.drainedContinuation) = AsyncStream<Void>.makeStream()
@@ -121,25 +131,35 @@ public final class UnixSocketRPCServer: Sendable {
 
     private func makeListener() async throws -> (NIOAsyncChannel<AcceptedConnection, Never>, String?, BoundSocket?) {
         let maxLineLength = self.maxLineLength
+        let limits = self.limits
         let bootstrap = ServerBootstrap(group: eventLoopGroup)
             .serverChannelOption(.backlog, value: 4096)
             // Keep the channel open after the client shuts down its write side, so a client that sends
             // its requests and half-closes (`nc -N`) still gets its replies.
             .childChannelOption(.allowRemoteHalfClosure, value: true)
+            // One read of at most 16 KiB per readiness event: read backpressure stops further reads
+            // only between events, and every line a read brings in is decoded and held, so this is
+            // what bounds a flooding connection's decoded-but-unhandled requests (NIO's defaults,
+            // 4 reads of up to 64 KiB, let 200 flooding connections add 84 MiB of RSS; now ~30).
+            .childChannelOption(.maxMessagesPerRead, value: 1)
+            .childChannelOption(
+                .recvAllocator,
+                value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 2048, maximum: 16 << 10)
+            )
         let initializer: @Sendable (any Channel) -> EventLoopFuture<AcceptedConnection> = { channel in
             PeerCredentialsReader.read(channel: channel)
                 .map { Result<PeerCredentials, any Error>.success($0) }
                 .recover { .failure($0) }
                 .flatMapThrowing { peer in
-                    let frames = FrameCounter()
+                    let activity = ConnectionActivity(limits: limits)
                     try channel.pipeline.syncOperations.addHandler(
-                        ByteToMessageHandler(LineFrameDecoder(maxLineLength: maxLineLength, counter: frames))
+                        ByteToMessageHandler(LineFrameDecoder(maxLineLength: maxLineLength, activity: activity))
                     )
                     let asyncChannel = try NIOAsyncChannel<InboundFrame, Never>(
                         wrappingChannelSynchronously: channel,
                         configuration: .init(backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8))
                     )
-                    return AcceptedConnection(channel: asyncChannel, peer: peer, frames: frames)
+                    return AcceptedConnection(channel: asyncChannel, peer: peer, activity: activity)
                 }
         }
 
@@ -298,20 +318,54 @@ public final class UnixSocketRPCServer: Sendable {
 
     // MARK: - One connection
 
-    private func register(_ connection: ConnectionHandle) {
-        let shuttingDown = state.withLock { state in
+    /// Registers the connection unless a cap is reached: then returns the refusal to send, and
+    /// whether it is the first since a connection was last accepted (worth a warning; the rest of a
+    /// connection storm is logged at debug, and counted).
+    private func register(_ connection: ConnectionHandle, uid: UInt32) -> (refusal: RPCError, first: Bool)? {
+        let limits = self.limits
+        let (refusal, shuttingDown): ((RPCError, Bool)?, Bool) = state.withLock { state in
+            func refuse(_ key: String, _ error: RPCError) -> ((RPCError, Bool)?, Bool) {
+                state.limitCounts[key, default: 0] += 1
+                defer { state.refusing = true }
+                return ((error, !state.refusing), false)
+            }
+            if state.connections.count >= limits.maxConnections {
+                return refuse("max_connections", .tooManyConnections(limit: limits.maxConnections, perUID: false))
+            }
+            let perUID = limits.maxConnectionsPerUID
+            if perUID > 0, uid != 0, state.connectionsPerUID[uid, default: 0] >= perUID {
+                return refuse("max_connections_per_uid", .tooManyConnections(limit: perUID, perUID: true))
+            }
+            state.refusing = false
             state.connections[connection.id] = connection
-            return state.shutdownRequested
+            state.connectionsPerUID[uid, default: 0] += 1
+            return (nil, state.shutdownRequested)
         }
         if shuttingDown { connection.beginDraining() }
+        return refusal
     }
 
-    private func unregister(_ id: RPCConnectionID) {
+    private func unregister(_ id: RPCConnectionID, uid: UInt32) {
         let drained = state.withLock { state in
             state.connections[id] = nil
+            if let n = state.connectionsPerUID[uid] {
+                state.connectionsPerUID[uid] = n > 1 ? n - 1 : nil
+            }
             return state.shutdownRequested && state.connections.isEmpty
         }
         if drained { drainedContinuation.yield() }
+    }
+
+    /// Connections being served now (refused ones are never counted).
+    public var connectionCount: Int { state.withLock { $0.connections.count } }
+
+    /// Connections refused or closed by a limit since start, by the limit's config key
+    /// (`max_connections`, `max_connections_per_uid`, `idle_timeout_s`, `request_timeout_s`,
+    /// `write_timeout_s`), for metrics.
+    public var limitCounts: [String: Int] { state.withLock { $0.limitCounts } }
+
+    private func countLimit(_ key: String) {
+        state.withLock { $0.limitCounts[key, default: 0] += 1 }
     }
 
     private func serve(_ accepted: AcceptedConnection) async {
@@ -322,9 +376,6 @@ public final class UnixSocketRPCServer: Sendable {
         var logger = self.logger
         logger[metadataKey: "rpc.connection"] = "\(id)"
         let channel = accepted.channel.channel
-        let connection = ConnectionHandle(id: id, channel: channel)
-        register(connection)
-        defer { unregister(id) }
 
         let peer: PeerCredentials
         switch accepted.peer {
@@ -339,6 +390,24 @@ public final class UnixSocketRPCServer: Sendable {
             return
         }
         logger[metadataKey: "rpc.peer"] = "\(peer)"
+
+        let connection = ConnectionHandle(id: id, channel: channel)
+        if let (refusal, first) = register(connection, uid: peer.uid) {
+            // One error line, then close: nothing is read, and the refused connection is never counted.
+            logger.log(
+                level: first ? .warning : .debug, "JSON-RPC connection refused: too many connections",
+                metadata: ["error": "\(refusal)"])
+            let line = JSONRPCDispatcher.errorResponse(refusal, id: .null).serializedBytes()
+            try? await accepted.channel.executeThenClose { _, _ in
+                var buffer = channel.allocator.buffer(capacity: line.count + 1)
+                buffer.writeBytes(line)
+                buffer.writeInteger(UInt8(ascii: "\n"))
+                try? await channel.writeAndFlush(buffer)
+            }
+            return
+        }
+        defer { unregister(id, uid: peer.uid) }
+
         let refusal = handler.admit(peer)
         if let refusal {
             logger.info("JSON-RPC peer refused", metadata: ["error": "\(refusal)"])
@@ -346,7 +415,8 @@ public final class UnixSocketRPCServer: Sendable {
             logger.debug("JSON-RPC connection opened")
         }
 
-        let outbox = ConnectionOutbox(channel: channel, logger: logger)
+        let activity = accepted.activity
+        let outbox = ConnectionOutbox(channel: channel, activity: activity, logger: logger)
         let context = RPCContext(
             peer: peer,
             connection: id,
@@ -355,20 +425,31 @@ public final class UnixSocketRPCServer: Sendable {
             }
         )
         let mode: JSONRPCDispatcher.Mode = refusal.map { .refuse($0) } ?? .serve
+        let connectionLogger = logger
         do {
             try await accepted.channel.executeThenClose { inbound, _ in
-                await readLoop(
-                    inbound,
-                    frames: accepted.frames,
-                    outbox: outbox,
-                    context: context,
-                    mode: mode,
-                    connection: connection,
-                    logger: logger
-                )
-                // Let what is queued be written before the channel closes.
-                outbox.finish()
-                await outbox.drain()
+                await withTaskGroup(of: Void.self) { group in
+                    if let interval = limits.shortestTimeout {
+                        group.addTask {
+                            await self.watch(
+                                id, activity: activity, outbox: outbox, interval: interval, logger: connectionLogger)
+                        }
+                    }
+                    await readLoop(
+                        inbound,
+                        activity: activity,
+                        outbox: outbox,
+                        context: context,
+                        mode: mode,
+                        connection: connection,
+                        logger: logger
+                    )
+                    // Let what is queued be written before the channel closes (the watchdog still
+                    // closes the connection if the client does not take it).
+                    outbox.finish()
+                    await outbox.drain()
+                    group.cancelAll()
+                }
             }
         } catch {
             logger.debug("JSON-RPC connection ended with an error", metadata: ["error": "\(error)"])
@@ -378,9 +459,74 @@ public final class UnixSocketRPCServer: Sendable {
         logger.debug("JSON-RPC connection closed")
     }
 
+    /// Enforces the connection's timeouts: sleeps until the next deadline its timers report, then
+    /// closes the connection if it has passed (after an error line where one can still be written).
+    /// Ends when cancelled (the connection is done) or once it has closed the connection.
+    private func watch(
+        _ id: RPCConnectionID,
+        activity: ConnectionActivity,
+        outbox: ConnectionOutbox,
+        interval: Duration,
+        logger: Logger
+    ) async {
+        while !Task.isCancelled {
+            let verdict = activity.check(subscribed: handler.keepsConnectionOpen(id))
+            switch verdict {
+            case .wait(let until):
+                // Never longer than the shortest timeout: a deadline that appears while asleep (a
+                // line starts, a write stalls) is at least that far away when it appears.
+                let bound = ContinuousClock.now + interval
+                do {
+                    try await Task.sleep(until: min(until ?? bound, bound), clock: .continuous)
+                } catch {
+                    return
+                }
+            case .idle:
+                countLimit("idle_timeout_s")
+                let seconds = limits.idleTimeout?.components.seconds ?? 0
+                logger.info("closing idle JSON-RPC connection", metadata: ["rpc.idle_timeout_s": "\(seconds)"])
+                let reply = JSONRPCDispatcher.errorResponse(.idleTimeout(seconds: seconds), id: .null)
+                outbox.sendFinal(reply.serializedBytes())
+                await closeIfStuck(outbox)
+                return
+            case .requestTimeout:
+                countLimit("request_timeout_s")
+                let seconds = limits.requestTimeout?.components.seconds ?? 0
+                logger.notice(
+                    "JSON-RPC request line not completed in time; closing the connection",
+                    metadata: ["rpc.request_timeout_s": "\(seconds)"]
+                )
+                let reply = JSONRPCDispatcher.errorResponse(.requestTimeout(seconds: seconds), id: .null)
+                outbox.sendFinal(reply.serializedBytes())
+                await closeIfStuck(outbox)
+                return
+            case .writeTimeout:
+                countLimit("write_timeout_s")
+                // Nothing more can be written to a client that does not read: just close.
+                logger.warning(
+                    "JSON-RPC client is not reading its replies; closing the connection",
+                    metadata: ["rpc.write_timeout_s": "\(limits.writeTimeout?.components.seconds ?? 0)"]
+                )
+                outbox.close()
+                return
+            }
+        }
+    }
+
+    /// After a final error line: if the connection has not closed within a few seconds (the client's
+    /// buffer is full, so the line cannot be written), closes it. Cancelled once the connection ends.
+    private func closeIfStuck(_ outbox: ConnectionOutbox) async {
+        do {
+            try await Task.sleep(for: limits.writeTimeout ?? .seconds(5))
+        } catch {
+            return
+        }
+        outbox.close()
+    }
+
     private func readLoop(
         _ inbound: NIOAsyncChannelInboundStream<InboundFrame>,
-        frames: FrameCounter,
+        activity: ConnectionActivity,
         outbox: ConnectionOutbox,
         context: RPCContext,
         mode: JSONRPCDispatcher.Mode,
@@ -391,9 +537,15 @@ public final class UnixSocketRPCServer: Sendable {
         do {
             for try await frame in inbound {
                 consumed += 1
+                activity.requestTaken()
                 // Replies are flushed once no decoded request is left waiting: one write for the
                 // replies to requests that were pipelined together, none held back otherwise.
-                defer { if consumed == frames.decoded { outbox.flush() } }
+                defer {
+                    if consumed == activity.decoded {
+                        outbox.flush()
+                        activity.awaitingNext()
+                    }
+                }
                 switch frame {
                 case .tooLong:
                     if connection.isDraining { return }
@@ -433,6 +585,12 @@ extension UnixSocketRPCServer {
         var boundSocket: BoundSocket?
         var shutdownRequested = false
         var connections: [RPCConnectionID: ConnectionHandle] = [:]
+        /// Open connections per peer uid, for `maxConnectionsPerUID`.
+        var connectionsPerUID: [UInt32: Int] = [:]
+        /// Connections refused or closed by each limit, by config key.
+        var limitCounts: [String: Int] = [:]
+        /// A refusal was logged as a warning since a connection was last accepted.
+        var refusing = false
         var nextConnectionID: UInt64 = 1
     }
 }
@@ -443,8 +601,8 @@ struct AcceptedConnection: Sendable {
     /// A failure here closes the connection in its own task: failing the initializer instead would
     /// surface as an error of the accept stream.
     var peer: Result<PeerCredentials, any Error>
-    /// Frames decoded so far on this connection.
-    var frames: FrameCounter
+    /// Frames decoded so far and the connection's timers.
+    var activity: ConnectionActivity
 }
 
 /// The server's view of a live connection, for shutdown.
@@ -492,6 +650,10 @@ final class ConnectionOutbox: Sendable {
         var closed = false
         /// The connection is ending: no more notifications are taken.
         var finished = false
+        /// A final error line was sent (a timeout): nothing more is taken, the channel is closing.
+        var closing = false
+        /// Replies written on the event loop since the last flush (the write clock starts at a flush).
+        var unflushed = 0
         /// The read loop, waiting for room in the reply window.
         var replyWaiter: CheckedContinuation<Bool, Never>?
         /// The connection's task, waiting for everything queued to be written.
@@ -501,11 +663,13 @@ final class ConnectionOutbox: Sendable {
     }
 
     private let channel: any Channel
+    private let activity: ConnectionActivity
     private let logger: Logger
     private let state = Mutex(State())
 
-    init(channel: any Channel, logger: Logger) {
+    init(channel: any Channel, activity: ConnectionActivity, logger: Logger) {
         self.channel = channel
+        self.activity = activity
         self.logger = logger
         // Once the channel is closed nothing more can be written: make `send` report it.
         channel.closeFuture.whenComplete { [weak self] _ in self?.markClosed() }
@@ -516,7 +680,7 @@ final class ConnectionOutbox: Sendable {
     /// Returns false once the connection is unusable.
     func sendReply(_ bytes: [UInt8]) async -> Bool {
         var admitted: Bool? = state.withLock { s in
-            if s.closed { return false }
+            if s.closed || s.closing { return false }
             if s.queuedReplies < UnixSocketRPCServer.maxQueuedReplies {
                 s.queuedReplies += 1
                 return true
@@ -527,7 +691,7 @@ final class ConnectionOutbox: Sendable {
             flush()
             admitted = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
                 let now: Bool? = state.withLock { s in
-                    if s.closed { return false }
+                    if s.closed || s.closing { return false }
                     if s.queuedReplies < UnixSocketRPCServer.maxQueuedReplies {
                         s.queuedReplies += 1
                         return true
@@ -545,7 +709,7 @@ final class ConnectionOutbox: Sendable {
 
     func sendNotification(method: String, params: JSON) -> Bool {
         let verdict: Bool? = state.withLock { s in
-            if s.closed || s.finished { return false }
+            if s.closed || s.finished || s.closing { return false }
             if s.queuedNotifications >= UnixSocketRPCServer.maxQueuedNotifications { return nil }
             s.queuedNotifications += 1
             return true
@@ -565,6 +729,27 @@ final class ConnectionOutbox: Sendable {
     /// No more notifications are taken (the connection is ending).
     func finish() {
         state.withLock { $0.finished = true }
+    }
+
+    /// Writes a last error line (id null), then closes the channel once it is written. Nothing more
+    /// is taken: the read loop stops at its next reply.
+    func sendFinal(_ bytes: [UInt8]) {
+        let wasClosed = state.withLock { s in
+            defer { s.closing = true }
+            return s.closed || s.closing
+        }
+        guard !wasClosed else { return }
+        var buffer = channel.allocator.buffer(capacity: bytes.count + 1)
+        buffer.writeBytes(bytes)
+        buffer.writeInteger(UInt8(ascii: "\n"))
+        let channel = self.channel
+        channel.writeAndFlush(buffer).whenComplete { _ in channel.close(promise: nil) }
+    }
+
+    /// Closes the channel at once (a client that does not read, or a final line that cannot be written).
+    func close() {
+        markClosed()
+        channel.close(promise: nil)
     }
 
     /// Returns once everything queued has been handed to the kernel, or the channel has closed (a
@@ -588,6 +773,7 @@ final class ConnectionOutbox: Sendable {
         buffer.writeInteger(UInt8(ascii: "\n"))
         let promise = channel.eventLoop.makePromise(of: Void.self)
         promise.futureResult.whenComplete { [self] result in
+            activity.written()
             if case .failure(let error) = result {
                 logger.debug("JSON-RPC write failed", metadata: ["error": "\(error)"])
                 markClosed()
@@ -596,15 +782,23 @@ final class ConnectionOutbox: Sendable {
             }
         }
         if reply, channel.eventLoop.inEventLoop {
+            state.withLock { $0.unflushed += 1 }
             channel.write(buffer, promise: promise)
         } else {
+            activity.flushed(1)
             channel.writeAndFlush(buffer, promise: promise)
         }
     }
 
     /// Sends the replies written so far (written off the event loop, they are already flushed).
     func flush() {
-        if channel.eventLoop.inEventLoop { channel.flush() }
+        guard channel.eventLoop.inEventLoop else { return }
+        let count = state.withLock { s in
+            defer { s.unflushed = 0 }
+            return s.unflushed
+        }
+        activity.flushed(count)
+        channel.flush()
     }
 
     private func written(reply: Bool) {

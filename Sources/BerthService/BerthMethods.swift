@@ -136,6 +136,11 @@ public final class BerthMethods: RPCHandler {
         return fault.data["storage_fault"] == .string("read_only") ? "read_only" : "error"
     }
 
+    /// A subscriber waits for events, however long: the idle timeout must not close it.
+    public func keepsConnectionOpen(_ connection: RPCConnectionID) -> Bool {
+        broadcaster.hasSubscriptions(connection)
+    }
+
     static func noParams(_ params: JSON?) throws(BerthError) {
         var r = ParamReader(params)
         try r.finish()

@@ -31,6 +31,11 @@ public final class EventBroadcaster: Sendable {
 
     public var count: Int { subscriptions.withLock { $0.count } }
 
+    /// True while the connection holds a subscription (it is waiting for events, not idle).
+    public func hasSubscriptions(_ connection: RPCConnectionID) -> Bool {
+        subscriptions.withLock { subs in subs.values.contains { $0.connection == connection } }
+    }
+
     public func publish(_ events: [LifecycleEvent]) {
         guard !events.isEmpty else { return }
         let subs = subscriptions.withLock { Array($0.values) }

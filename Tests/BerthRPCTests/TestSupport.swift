@@ -267,6 +267,7 @@ struct RunningServer: Sendable {
 func startServer(
     handler: TestHandler = TestHandler(),
     maxLineLength: Int = 1 << 20,
+    limits: RPCConnectionLimits = RPCConnectionLimits(),
     listen: UnixSocketRPCServer.Listen? = nil
 ) async throws -> RunningServer {
     let path = temporarySocketPath()
@@ -274,7 +275,8 @@ func startServer(
         listen: listen ?? .path(path),
         handler: handler,
         logger: quietLogger,
-        maxLineLength: maxLineLength
+        maxLineLength: maxLineLength,
+        limits: limits
     )
     try await server.bind()
     let task = Task { try await server.run() }
@@ -285,9 +287,10 @@ func startServer(
 func withServer<R: Sendable>(
     handler: TestHandler = TestHandler(),
     maxLineLength: Int = 1 << 20,
+    limits: RPCConnectionLimits = RPCConnectionLimits(),
     _ body: (RunningServer) async throws -> R
 ) async throws -> R {
-    let running = try await startServer(handler: handler, maxLineLength: maxLineLength)
+    let running = try await startServer(handler: handler, maxLineLength: maxLineLength, limits: limits)
     do {
         let result = try await body(running)
         try await running.stop()

@@ -22,6 +22,27 @@ def _encode(value: Any) -> Any:
     raise TypeError(f"cannot send a {type(value).__name__} as JSON")
 
 
+# `data.rule` of the error line (id null) berthd sends just before it closes a connection for one
+# of its connection limits (docs/reliability.md, Resource limits).
+_CLOSING_RULES = ("idle_timeout_s", "request_timeout_s", "max_connections", "max_connections_per_uid")
+
+
+def _is_farewell(data: bytes) -> bool:
+    """True when `data` starts with the line berthd sends before closing a connection on its own
+    (e.g. the idle timeout): no reply is owed on it, so the next call may reconnect safely."""
+    line, newline, _ = data.partition(b"\n")
+    if not newline:
+        return False
+    try:
+        msg = json.loads(line)
+    except ValueError:
+        return False
+    if not isinstance(msg, dict) or msg.get("id", 0) is not None or not isinstance(msg.get("error"), dict):
+        return False
+    data_ = msg["error"].get("data")
+    return isinstance(data_, dict) and data_.get("rule") in _CLOSING_RULES
+
+
 class Connection:
     """A connected stream socket with line framing. Not thread-safe on its own."""
 
@@ -65,18 +86,20 @@ class Connection:
                 pass
 
     def peer_closed(self) -> bool:
-        """True when the daemon has already closed this (idle) connection, e.g. it restarted.
+        """True when the daemon has already closed this (idle) connection, e.g. it restarted or
+        the connection outlived the daemon's `idle_timeout_s`.
 
         Looks without blocking; data that is waiting (a stray notification) is left in place."""
         if self.sock is None:
             return True
         if self._buf:
-            return False
+            return _is_farewell(bytes(self._buf))
         try:
             readable, _, _ = select.select([self.sock], [], [], 0)
             if not readable:
                 return False
-            return self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+            waiting = self.sock.recv(_CHUNK, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            return waiting == b"" or _is_farewell(waiting)
         except BlockingIOError:
             return False
         except OSError:
