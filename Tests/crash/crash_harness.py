@@ -606,7 +606,8 @@ def retry_inflight_creates(rpc: RPCClient, m: Model, rnd: int) -> list[str]:
                                 f"  stored {content(before[0])}\n  replay {content(r)}")
         else:
             m.stats["retries_created"] += 1
-        after = [x for x in pages(rpc, "lease.list", {"project_id": params["project_id"]})
+        after = [x for x in pages(rpc, "lease.list", {"project_id": params["project_id"], "from": params["start"],
+                                                      "to": params["end"]})
                  if x["name"].split("~")[0] == name]
         if len(after) != 1:
             findings.append(f"round {rnd}: after retrying create {name}, {len(after)} leases have that name")
