@@ -152,7 +152,7 @@ extension Scheduler {
         var r = ParamReader(params)
         let project = r.string("project_id", required: true)
         let vcpus = r.int("vcpus", required: true, min: 1, max: 1 << 20)
-        let memory = r.int("memory_mb", required: true, min: 0, max: 1 << 40)
+        let memory = r.int("memory_mb", required: true, min: 1, max: 1 << 40)
         let disk = r.int("disk_gb", required: true, min: 0, max: 1 << 40)
         let profile = r.string("gpu_profile")
         let lifetime = r.int("min_lifetime_s", min: 1, max: 100 * 366 * 86_400)
