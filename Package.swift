@@ -173,8 +173,8 @@ let package = Package(
 )
 
 // libFuzzer target (docs/reliability.md, "Fuzzing"): it has no `main` (the fuzzer runtime supplies
-// one), so it links only in a `-sanitize=fuzzer` build and is declared only when asked for:
-//   BERTH_FUZZ=1 swift build -sanitize=fuzzer --product berth-fuzz --scratch-path .build-fuzz
+// one), so it links only in a `--sanitize=fuzzer` build and is declared only when asked for:
+//   BERTH_FUZZ=1 swift build --sanitize=fuzzer --product berth-fuzz --scratch-path .build-fuzz
 if Context.environment["BERTH_FUZZ"] == "1" {
     package.targets.append(.executableTarget(name: "berth-fuzz", dependencies: ["BerthFuzz"], swiftSettings: strict))
     package.products.append(.executable(name: "berth-fuzz", targets: ["berth-fuzz"]))
