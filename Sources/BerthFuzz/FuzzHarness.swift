@@ -25,7 +25,27 @@ public final class FuzzHarness {
         let world = currentWorld()
         inputs += 1
         connection += 1
-        return FuzzHarness.blocking { [connection] in await world.check(input, connection: connection) }
+        let (problem, reply) = FuzzHarness.blocking { [connection] in
+            await world.checkAndReply(input, connection: connection)
+        }
+        if tallying { tally(reply) }
+        return problem
+    }
+
+    /// Counts outcomes (`result`, each error code, `none`) when `tallying` is on, so a run can show
+    /// how far inputs got: parse errors only, or into the methods.
+    public var tallying = false
+    public private(set) var outcomes: [String: Int] = [:]
+
+    private func tally(_ reply: [UInt8]?) {
+        guard let reply, let json = try? JSONParser.parse(reply, maxDepth: 1024) else {
+            outcomes["none", default: 0] += 1
+            return
+        }
+        for r in json.arrayValue ?? [json] {
+            let key = r["result"] != nil ? "result" : (r["error"]?["code"]?.intValue).map { String($0) } ?? "?"
+            outcomes[key, default: 0] += 1
+        }
     }
 
     private func currentWorld() -> FuzzWorld {

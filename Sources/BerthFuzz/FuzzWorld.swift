@@ -90,9 +90,14 @@ public final class FuzzWorld: Sendable {
     /// One fuzz input end to end: ids substituted, processed, and the reply judged by `ReplyOracle`.
     /// Returns what is wrong with the reply, or nil.
     public func check(_ input: [UInt8], connection: UInt64) async -> String? {
+        await checkAndReply(input, connection: connection).problem
+    }
+
+    /// `check`, also returning the reply (for the fuzzer's tally of outcomes).
+    public func checkAndReply(_ input: [UInt8], connection: UInt64) async -> (problem: String?, reply: [UInt8]?) {
         let line = substitutingIDs(input)
         let reply = await process(line, connection: connection)
-        return ReplyOracle.problem(request: line, reply: reply, maxBatchSize: FuzzWorld.maxBatchSize)
+        return (ReplyOracle.problem(request: line, reply: reply, maxBatchSize: FuzzWorld.maxBatchSize), reply)
     }
 
     /// `@lease` and `@preemptible` replaced by the ids of this world's lease and preemptible.
