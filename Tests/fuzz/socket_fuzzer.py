@@ -587,7 +587,19 @@ class Worker(threading.Thread):
             self.probe += 1
             probe_id = f"probe-{self.k}-{self.probe}"
             payload += dumps({"jsonrpc": "2.0", "method": "clock.now", "id": probe_id}) + b"\n"
-            c.send_raw(bytes(payload))
+            # Sent from a second thread while this one reads: a client that stops reading while it
+            # writes a big burst would (rightly) be closed once 4096 event notifications queue up
+            # for it (UnixSocketRPCServer.maxQueuedNotifications), and could deadlock on its own
+            # replies filling the socket.
+            sent: list[BaseException] = []
+
+            def send(data=bytes(payload)):
+                try:
+                    c.send_raw(data)
+                except BaseException as e:  # reported below, after the replies that did arrive
+                    sent.append(e)
+            sender = threading.Thread(target=send, daemon=True)
+            sender.start()
             with self.stats.lock:
                 self.stats.bytes_sent += len(payload)
                 self.stats.lines += len(burst)
@@ -599,6 +611,9 @@ class Worker(threading.Thread):
                     self.stats.replies += 1
                 self.check(gen, piece, kind, wants, reply, schemas)
             reply = c.recv()
+            sender.join()
+            if sent:
+                raise sent[0]
             if not (isinstance(reply, dict) and reply.get("id") == probe_id and "result" in reply):
                 self.stats.finding(f"expected the probe's reply, got {json.dumps(reply)[:300]} "
                                    "(a notification answered, or a reply missing)", bytes(payload[:300]), "probe")
@@ -749,6 +764,7 @@ def run(inputs: int, seed: int = 1, connections: int = 4, socket_path: str | Non
                 path = socket_path
             rpc = RPCClient(path, validate=False)
             ids = setup(rpc) if epoch == 1 or socket_path is None else ids  # noqa: F821
+            stats.last_now = DEFAULT_NOW
             n = min(remaining, epoch_inputs)
             remaining -= n
             share = [n // connections + (1 if k < n % connections else 0) for k in range(connections)]
