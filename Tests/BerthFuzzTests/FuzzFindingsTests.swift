@@ -7,10 +7,23 @@ import Testing
 @Suite struct FuzzFindingsTests {
     /// The reply to one line in a fresh world, parsed.
     static func reply(_ line: String) async throws -> JSON {
+        try await replies([line])[0]
+    }
+
+    /// The replies to lines sent one after another in one fresh world, parsed.
+    static func replies(_ lines: [String]) async throws -> [JSON] {
         let world = try await FuzzWorld()
         defer { world.remove() }
-        let bytes = try #require(await world.process(world.substitutingIDs(Array(line.utf8)), connection: 1))
-        return try JSONParser.parse(bytes)
+        var out: [JSON] = []
+        for line in lines {
+            let bytes = try #require(await world.process(world.substitutingIDs(Array(line.utf8)), connection: 1))
+            out.append(try JSONParser.parse(bytes))
+        }
+        return out
+    }
+
+    static func call(_ method: String, _ params: String) -> String {
+        #"{"jsonrpc":"2.0","method":"\#(method)","params":\#(params),"id":1}"#
     }
 
     /// Socket fuzzer, seed 1: `preemptible.create` took `memory_mb: 0`, which the contract's params
@@ -23,5 +36,42 @@ import Testing
         let ok = try await Self.reply(
             #"{"jsonrpc":"2.0","method":"preemptible.create","params":{"project_id":"p1","vcpus":1,"memory_mb":1,"disk_gb":0},"id":1}"#)
         #expect(ok["result"]?["id"] != nil)
+    }
+
+    /// Socket fuzzer, seed 1: `clock.set` to 9999-12-31T23:59:59Z (the last representable second)
+    /// and then `host.update` crashed berthd: the window `[now, distantFuture)` it checks was empty
+    /// (a precondition of `Interval`). The manual clock now stops one second short of it.
+    @Test func manualClockStopsBeforeTheEndOfTime() async throws {
+        let r = try await Self.replies([
+            Self.call("clock.set", #"{"now":"9999-12-31T23:59:59Z"}"#),
+            Self.call("clock.set", #"{"now":"9999-12-31T23:59:58Z"}"#),
+            Self.call("host.update", #"{"name":"compute-1","vcpus":8}"#),
+            Self.call("clock.advance", #"{"seconds":1}"#),
+            Self.call("clock.advance", #"{"seconds":0}"#),
+        ])
+        #expect(r[0]["error"]?["code"] == -32602)
+        #expect(r[0]["error"]?["data"]?["errors"]?.arrayValue?.first?["path"] == "now")
+        #expect(r[1]["result"]?["now"] == "9999-12-31T23:59:58Z")
+        #expect(r[2]["result"]?["vcpus"] == 8)
+        #expect(r[3]["error"]?["data"]?["errors"]?.arrayValue?.first?["path"] == "seconds")
+        #expect(r[4]["result"]?["now"] == "9999-12-31T23:59:58Z")
+    }
+
+    /// libFuzzer: a host with a huge `memory_mb` (any Int64 is accepted) made the best-fit score of
+    /// `preemptible.create` overflow (`left × 10⁶`), a crash.
+    @Test func hugeHostCapacitiesDoNotOverflowTheFitScore() async throws {
+        let r = try await Self.replies([
+            Self.call("host.update", #"{"name":"compute-1","memory_mb":9223372036854775807,"disk_gb":9223372036854775807}"#),
+            Self.call("host.update", #"{"name":"compute-2","state":"down"}"#),
+            Self.call("host.update", #"{"name":"compute-3","state":"down"}"#),
+            Self.call("preemptible.create", #"{"project_id":"p1","vcpus":1,"memory_mb":1,"disk_gb":0}"#),
+            Self.call(
+                "lease.create",
+                #"{"name":"i","project_id":"p1","start":"now","end":"2030-01-01T05:00:00Z","reservations":[{"kind":"instance","vcpus":1,"memory_mb":1,"disk_gb":0,"count":2}]}"#
+            ),
+        ])
+        #expect(r[0]["result"]?["memory_mb"] == .int(Int64.max))
+        #expect(r[3]["result"]?["id"] != nil, "\(r[3])")
+        #expect(r[4]["result"]?["id"] != nil, "\(r[4])")
     }
 }
