@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import copy
 import json
 import math
 import os
@@ -276,7 +277,8 @@ class Generators:
                                 "\u0000\n\"\\"])
 
     def some_valid(self) -> dict:
-        r = dict(self.rng.choice(self.valid))
+        # A deep copy: mutations must never reach the seeds (shared by all connections' threads).
+        r = copy.deepcopy(self.rng.choice(self.valid))
         r["id"] = self.rid()
         return r
 
@@ -287,7 +289,7 @@ class Generators:
         if depth < 3 and r < 0.3:
             return {self.rng.choice(["a", "name", "id", "count", "kind", ""]): self.random_value(depth + 1)
                     for _ in range(self.rng.randrange(4))}
-        return self.rng.choice(RAW_VALUES)
+        return copy.deepcopy(self.rng.choice(RAW_VALUES))
 
     # --- generators ------------------------------------------------------------------------
 
@@ -396,8 +398,8 @@ class Generators:
 
     def wrong_type(self):
         method, base, pname, value = self.rng.choice(self.wrong)
-        params = dict(base)
-        params[pname] = value
+        params = copy.deepcopy(base)
+        params[pname] = copy.deepcopy(value)
         rid = self.rng.randrange(1 << 30)
         return dumps({"jsonrpc": "2.0", "method": method, "params": params, "id": rid}), \
             Want(rid, -32602, method, params, pname)
