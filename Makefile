@@ -75,6 +75,8 @@ verify-units:
 FUZZ_SCRATCH ?= $(CURDIR)/.build-fuzz
 FUZZ_DIR ?= $(FUZZ_SCRATCH)/work
 FUZZ_BIN := $(FUZZ_SCRATCH)/debug/berth-fuzz
+## SWIFT_BACKTRACE=enable=no: the Swift runtime's backtracer would otherwise take the crash signal
+## before libFuzzer can save the input that caused it.
 FUZZ_FLAGS ?= -dict=Tests/fuzz/jsonrpc.dict -max_len=16384 -timeout=30 -print_final_stats=1
 FUZZ_SHORT_TIME ?= 60
 FUZZ_SHORT_RUNS ?= 500000
@@ -86,14 +88,14 @@ fuzz-build: deps
 ## CI: a bounded pass over the committed corpus (at most FUZZ_SHORT_RUNS inputs or FUZZ_SHORT_TIME s).
 fuzz-short: fuzz-build
 	@mkdir -p $(FUZZ_DIR)/short-corpus $(FUZZ_DIR)/artifacts
-	$(FUZZ_BIN) $(FUZZ_FLAGS) -runs=$(FUZZ_SHORT_RUNS) -max_total_time=$(FUZZ_SHORT_TIME) \
+	SWIFT_BACKTRACE=enable=no $(FUZZ_BIN) $(FUZZ_FLAGS) -runs=$(FUZZ_SHORT_RUNS) -max_total_time=$(FUZZ_SHORT_TIME) \
 	  -artifact_prefix=$(FUZZ_DIR)/artifacts/ $(FUZZ_DIR)/short-corpus Tests/fuzz/corpus
 
 ## Long runs: libFuzzer for FUZZ_TIME seconds, then the socket fuzzer for FUZZ_SOCKET_INPUTS lines
 ## against the debug berthd (report in FUZZ_DIR/socket-report.json).
 fuzz: fuzz-build
 	@mkdir -p $(FUZZ_DIR)/corpus $(FUZZ_DIR)/artifacts
-	$(FUZZ_BIN) $(FUZZ_FLAGS) -max_total_time=$(FUZZ_TIME) -artifact_prefix=$(FUZZ_DIR)/artifacts/ \
+	SWIFT_BACKTRACE=enable=no $(FUZZ_BIN) $(FUZZ_FLAGS) -max_total_time=$(FUZZ_TIME) -artifact_prefix=$(FUZZ_DIR)/artifacts/ \
 	  $(FUZZ_DIR)/corpus Tests/fuzz/corpus
 	$(MAKE) fuzz-socket
 

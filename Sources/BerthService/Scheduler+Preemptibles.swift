@@ -181,6 +181,10 @@ extension Scheduler {
                 "min_lifetime_s \(minLifetime) is longer than the configured maximum of \(policy.preemption.maxMinLifetime) s",
                 data: ["rule": "max_min_lifetime", "max_s": .int(policy.preemption.maxMinLifetime)])
         }
+        if now + minLifetime > Timestamp.distantFuture {
+            // Only a manual clock gets this close; past it a time has no RFC 3339 form.
+            throw .invalidParam("min_lifetime_s", "the guarantee would end after \(Timestamp.distantFuture.rfc3339)")
+        }
         if let node, let other = preemptibles.values.first(where: { $0.slurmNode == node && $0.status.isLive }) {
             throw BerthError(
                 .conflict, "slurm node '\(node)' is already backed by preemptible \(other.id) (\(other.status.rawValue))",

@@ -74,4 +74,25 @@ import Testing
         #expect(r[3]["result"]?["id"] != nil, "\(r[3])")
         #expect(r[4]["result"]?["id"] != nil, "\(r[4])")
     }
+
+    /// Socket fuzzer, seed 100: at the end of time, `preemptible.create` guaranteed until
+    /// "10000-01-01T00:59:58Z" and `availability.find` offered windows ending in the year 10000,
+    /// which the contract's timestamp format (four-digit years) cannot carry.
+    @Test func nothingIsPromisedPastTheEndOfTime() async throws {
+        let r = try await Self.replies([
+            Self.call("clock.set", #"{"now":"9999-12-31T23:00:00Z"}"#),
+            Self.call("preemptible.create", #"{"project_id":"p1","vcpus":1,"memory_mb":1,"disk_gb":0}"#),
+            Self.call("preemptible.create", #"{"project_id":"p1","vcpus":1,"memory_mb":1,"disk_gb":0,"min_lifetime_s":3599}"#),
+            Self.call("availability.find", #"{"reservations":[{"kind":"host","count":1}],"duration_s":1800,"limit":100}"#),
+            Self.call("availability.find", #"{"reservations":[{"kind":"host","count":1}],"duration_s":7200}"#),
+            Self.call("availability.find", #"{"reservations":[{"kind":"host","count":1}],"duration_s":1800,"earliest":"9999-12-31T23:59:00Z"}"#),
+        ])
+        #expect(r[1]["error"]?["data"]?["errors"]?.arrayValue?.first?["path"] == "min_lifetime_s", "\(r[1])")
+        #expect(r[2]["result"]?["guaranteed_until"] == "9999-12-31T23:59:59Z", "\(r[2])")
+        let windows = try #require(r[3]["result"]?["items"]?.arrayValue, "\(r[3])")
+        #expect(!windows.isEmpty)
+        for w in windows { #expect(w["end"]?.stringValue?.hasPrefix("9999-") == true, "\(w)") }
+        #expect(r[4]["result"]?["items"] == [], "\(r[4])")
+        #expect(r[5]["result"]?["items"] == [], "\(r[5])")
+    }
 }
