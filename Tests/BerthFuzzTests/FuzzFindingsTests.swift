@@ -95,4 +95,21 @@ import Testing
         #expect(r[4]["result"]?["items"] == [], "\(r[4])")
         #expect(r[5]["result"]?["items"] == [], "\(r[5])")
     }
+
+    /// Socket fuzzer, seed 100: `events.subscribe` took the type pattern "lehost.downR", which the
+    /// contract's EventTypePattern forbids and which silently matches nothing.
+    @Test func eventTypePatternsAreChecked() async throws {
+        let r = try await Self.replies([
+            Self.call("events.subscribe", #"{"types":["lease.*","lehost.downR"]}"#),
+            Self.call("events.list", #"{"types":["Lease.*"]}"#),
+            Self.call("events.list", #"{"types":["lease.", ".*", "lease.created.x", "**"]}"#),
+            Self.call("events.subscribe", #"{"types":["*","lease.*","host.down","preemption.scheduled"]}"#),
+            Self.call("events.list", #"{"types":["*","lease.*","lease.created"]}"#),
+        ])
+        #expect(r[0]["error"]?["data"]?["errors"]?.arrayValue?.map { $0["path"] } == ["types[1]"], "\(r[0])")
+        #expect(r[1]["error"]?["data"]?["errors"]?.arrayValue?.map { $0["path"] } == ["types[0]"], "\(r[1])")
+        #expect(r[2]["error"]?["data"]?["errors"]?.arrayValue?.count == 4, "\(r[2])")
+        #expect(r[3]["result"]?["subscription"] != nil, "\(r[3])")
+        #expect(r[4]["result"]?["items"]?.arrayValue?.isEmpty == false, "\(r[4])")
+    }
 }
