@@ -33,6 +33,7 @@ import json
 import math
 import os
 import random
+import signal
 import socket
 import sys
 import tempfile
@@ -822,6 +823,8 @@ def run(inputs: int, seed: int = 1, connections: int = 4, socket_path: str | Non
 
 
 def main(argv=None) -> int:
+    # SIGTERM unwinds like Ctrl-C, so the daemons this run started are stopped (`run`'s finally).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--inputs", type=int, default=20_000)
     ap.add_argument("--seed", type=int, default=1)
