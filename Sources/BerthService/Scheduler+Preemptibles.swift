@@ -239,6 +239,10 @@ extension Scheduler {
         var r = ParamReader(params)
         let project = r.string("project_id")
         let host = r.string("host")
+        if let host, !Scheduler.validHostName(host) {
+            // No host can have this name: a filter by it is a mistake, not an empty list.
+            r.fail("host", "must start with a letter or digit and contain only letters, digits, '.', '_' and '-'")
+        }
         let status = r.enumValue("status", PreemptibleStatus.self)
         let node = r.string("slurm_node")
         let cursor = r.string("cursor")

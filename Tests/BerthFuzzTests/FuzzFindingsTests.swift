@@ -112,4 +112,15 @@ import Testing
         #expect(r[3]["result"]?["subscription"] != nil, "\(r[3])")
         #expect(r[4]["result"]?["items"]?.arrayValue?.isEmpty == false, "\(r[4])")
     }
+
+    /// Socket fuzzer, seed 100: `preemptible.list` took `host: "compute37}-1"`, which the contract's
+    /// HostName forbids, and answered an empty list instead of naming the mistake.
+    @Test func preemptibleListChecksTheHostName() async throws {
+        let r = try await Self.replies([
+            Self.call("preemptible.list", #"{"host":"compute37}-1"}"#),
+            Self.call("preemptible.list", #"{"host":"compute-1"}"#),
+        ])
+        #expect(r[0]["error"]?["data"]?["errors"]?.arrayValue?.map { $0["path"] } == ["host"], "\(r[0])")
+        #expect(r[1]["result"]?["items"] != nil, "\(r[1])")
+    }
 }
