@@ -8,7 +8,8 @@ SOCKET ?= $(RUN_DIR)/berth.sock
 VENV ?= $(CURDIR)/.venv
 APT_PACKAGES := libsystemd-dev libsqlite3-dev pkg-config
 
-.PHONY: deps build run test test-swift test-integration check-schemas verify-units bench bench-peer install clean
+.PHONY: deps build run test test-swift test-integration check-schemas verify-units fuzz-build fuzz-short fuzz fuzz-socket \
+  bench bench-peer install clean
 
 ## System packages (Debian): libsystemd for sd_notify/journald/socket activation, SQLite for the store.
 deps:
@@ -41,7 +42,7 @@ $(VENV)/.ready: Tests/integration/requirements.txt
 ## schema checks and systemd unit verification. Builds once, then runs with --skip-build.
 test: deps $(VENV)/.ready
 	$(SWIFT) build --build-tests
-	$(MAKE) test-swift test-integration check-schemas verify-units
+	$(MAKE) test-swift test-integration check-schemas verify-units fuzz-short
 
 test-swift:
 	$(SWIFT) test --skip-build
@@ -67,6 +68,42 @@ verify-units:
 	echo "$$out" | grep "Overall exposure level"; \
 	if [ $$rc -ne 0 ]; then echo "$$out"; echo "berthd.service exposure is above $(MAX_EXPOSURE_TENTHS)/10"; exit 1; fi; \
 	echo "systemd-analyze security: exposure at most $(MAX_EXPOSURE_TENTHS)/10: ok"
+
+## Fuzzing (docs/reliability.md, "Fuzzing"). The libFuzzer target `berth-fuzz` exists only with
+## BERTH_FUZZ=1 and links only with --sanitize=fuzzer, in its own scratch directory. New inputs go to
+## FUZZ_DIR/corpus (Tests/fuzz/corpus is read, never written); crashes to FUZZ_DIR/artifacts/.
+FUZZ_SCRATCH ?= $(CURDIR)/.build-fuzz
+FUZZ_DIR ?= $(FUZZ_SCRATCH)/work
+FUZZ_BIN := $(FUZZ_SCRATCH)/debug/berth-fuzz
+## SWIFT_BACKTRACE=enable=no: the Swift runtime's backtracer would otherwise take the crash signal
+## before libFuzzer can save the input that caused it.
+FUZZ_FLAGS ?= -dict=Tests/fuzz/jsonrpc.dict -max_len=16384 -timeout=30 -print_final_stats=1
+FUZZ_SHORT_TIME ?= 60
+FUZZ_SHORT_RUNS ?= 500000
+FUZZ_TIME ?= 3600
+FUZZ_SOCKET_INPUTS ?= 1000000
+fuzz-build: deps
+	BERTH_FUZZ=1 $(SWIFT) build --sanitize=fuzzer --product berth-fuzz --scratch-path $(FUZZ_SCRATCH)
+
+## CI: a bounded pass over the committed corpus (at most FUZZ_SHORT_RUNS inputs or FUZZ_SHORT_TIME s).
+fuzz-short: fuzz-build
+	@mkdir -p $(FUZZ_DIR)/short-corpus $(FUZZ_DIR)/artifacts
+	SWIFT_BACKTRACE=enable=no $(FUZZ_BIN) $(FUZZ_FLAGS) -runs=$(FUZZ_SHORT_RUNS) -max_total_time=$(FUZZ_SHORT_TIME) \
+	  -artifact_prefix=$(FUZZ_DIR)/artifacts/ $(FUZZ_DIR)/short-corpus Tests/fuzz/corpus
+
+## Long runs: libFuzzer for FUZZ_TIME seconds, then the socket fuzzer for FUZZ_SOCKET_INPUTS lines
+## against the debug berthd (report in FUZZ_DIR/socket-report.json).
+fuzz: fuzz-build
+	@mkdir -p $(FUZZ_DIR)/corpus $(FUZZ_DIR)/artifacts
+	SWIFT_BACKTRACE=enable=no $(FUZZ_BIN) $(FUZZ_FLAGS) -max_total_time=$(FUZZ_TIME) -artifact_prefix=$(FUZZ_DIR)/artifacts/ \
+	  $(FUZZ_DIR)/corpus Tests/fuzz/corpus
+	$(MAKE) fuzz-socket
+
+fuzz-socket: $(VENV)/.ready
+	@mkdir -p $(FUZZ_DIR)
+	$(SWIFT) build --product berthd
+	BERTHD=$(CURDIR)/.build/debug/berthd $(VENV)/bin/python Tests/fuzz/socket_fuzzer.py \
+	  --inputs $(FUZZ_SOCKET_INPUTS) --report $(FUZZ_DIR)/socket-report.json
 
 ## Release build; allocator in process and lease.create over the socket against a real berthd.
 bench: deps

@@ -118,6 +118,17 @@ let package = Package(
         .executableTarget(
             name: "berth-bench", dependencies: ["BerthCore", "BerthClient", "BerthJSON", "BerthStore"], swiftSettings: strict),
 
+        // The daemon's request path in one process, and the reply oracle, for fuzzing (issue #9; the
+        // libFuzzer entry point `berth-fuzz` is below). Built always, so its unit tests run in CI.
+        .target(
+            name: "BerthFuzz",
+            dependencies: [
+                "BerthCore", "BerthJSON", "BerthRPC", "BerthService", "BerthStore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+
         .testTarget(name: "BerthJSONTests", dependencies: ["BerthJSON"], swiftSettings: strict),
         .testTarget(
             name: "BerthCoreTests",
@@ -149,9 +160,22 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "BerthFuzzTests",
+            dependencies: ["BerthFuzz", "BerthJSON", "BerthRPC"],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "BerthSystemdTests",
             dependencies: ["BerthSystemd", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
     ]
 )
+
+// libFuzzer target (docs/reliability.md, "Fuzzing"): it has no `main` (the fuzzer runtime supplies
+// one), so it links only in a `--sanitize=fuzzer` build and is declared only when asked for:
+//   BERTH_FUZZ=1 swift build --sanitize=fuzzer --product berth-fuzz --scratch-path .build-fuzz
+if Context.environment["BERTH_FUZZ"] == "1" {
+    package.targets.append(.executableTarget(name: "berth-fuzz", dependencies: ["BerthFuzz"], swiftSettings: strict))
+    package.products.append(.executable(name: "berth-fuzz", targets: ["berth-fuzz"]))
+}

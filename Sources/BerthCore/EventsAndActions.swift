@@ -90,3 +90,26 @@ public struct OutboxAction: Sendable, Hashable {
         ])
     }
 }
+
+extension ParamReader {
+    /// A list of event type patterns as the contract spells them (`lease.created`, a family
+    /// `lease.*`, or `*`): anything else would be taken and silently match nothing.
+    public mutating func eventTypePatterns(_ key: String) -> [String]? {
+        guard let list = stringArray(key) else { return nil }
+        for (i, p) in list.enumerated() where !ParamReader.isEventTypePattern(p) {
+            fail(path: "\(fieldPath(key))[\(i)]", "expected an event type (lease.created), a family (lease.*) or *, got '\(p)'")
+        }
+        return list
+    }
+
+    /// `^(\*|[a-z_]+\.\*|[a-z_]+\.[a-z_]+)$` (schemas/components/EventTypePattern.json).
+    static func isEventTypePattern(_ p: String) -> Bool {
+        if p == "*" { return true }
+        let parts = p.utf8.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
+        func word(_ w: Substring.UTF8View.SubSequence) -> Bool {
+            !w.isEmpty && w.allSatisfy { ($0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "z")) || $0 == UInt8(ascii: "_") }
+        }
+        guard parts.count == 2, word(parts[0]) else { return false }
+        return parts[1].elementsEqual("*".utf8) || word(parts[1])
+    }
+}

@@ -184,7 +184,12 @@ public struct InstanceHostLoad: Sendable, Hashable {
     /// over the dimensions (a dimension with no capacity counts 0): smaller is a tighter fit.
     func leftoverScore(after slots: Int, of size: InstanceSize) -> Int64 {
         let used = peak + size * slots
-        func part(_ cap: Int64, _ u: Int64) -> Int64 { cap > 0 ? Swift.max(0, cap - u) * 1_000_000 / cap : 0 }
+        // Full-width product: capacities take any Int64, and left × 10⁶ may not fit in one (the quotient does).
+        func part(_ cap: Int64, _ u: Int64) -> Int64 {
+            guard cap > 0 else { return 0 }
+            let left = Swift.max(0, cap - u)
+            return cap.dividingFullWidth(left.multipliedFullWidth(by: 1_000_000)).quotient
+        }
         return part(capacity.vcpus, used.vcpus) + part(capacity.memoryMB, used.memoryMB)
             + part(capacity.diskGB, used.diskGB)
     }

@@ -513,9 +513,11 @@ public struct LeasePlanner: Sendable {
     /// The earliest windows of `duration` starting in [earliest, latest - duration] at which all of
     /// `requests` fit, in time order. Capacity only grows where an allocation ends, so `earliest`
     /// and the ends of existing allocations on matching hosts are the only candidate starts.
+    /// No window ends after `Timestamp.distantFuture`: a time past it has no RFC 3339 form.
     public func findWindows(
         _ requests: [ReservationRequest], duration: Int64, earliest: Timestamp, latest: Timestamp, limit: Int
     ) -> [Interval] {
+        let latest = Swift.min(latest, Timestamp.distantFuture)
         guard duration > 0, limit > 0, earliest.seconds + duration <= latest.seconds else { return [] }
         var candidates: [Int64] = [earliest.seconds]
         var hostNames: Set<String> = []

@@ -112,7 +112,7 @@ public final class BerthMethods: RPCHandler {
             case "actions.list": return try queries.actionsList(params)
             case "events.subscribe":
                 var r = ParamReader(params)
-                let types = r.stringArray("types") ?? []
+                let types = r.eventTypePatterns("types") ?? []
                 try r.finish()
                 let id = broadcaster.subscribe(connection: context.connection, sink: context.notifications, patterns: types)
                 return ["subscription": .string(id)]

@@ -93,12 +93,12 @@ extension Scheduler {
             var r = ParamReader(params)
             let t = r.timestamp("now", required: true)
             try r.finish()
-            return ["now": .string(try setClock(t!).rfc3339)]
+            return ["now": .string(try setClock(t!, param: "now").rfc3339)]
         case "clock.advance":
             var r = ParamReader(params)
             let s = r.int("seconds", required: true, min: 0, max: 100 * 366 * 86_400)
             try r.finish()
-            return ["now": .string(try setClock(clock.now() + s!).rfc3339)]
+            return ["now": .string(try setClock(clock.now() + s!, param: "seconds").rfc3339)]
         default:
             throw BerthError(.internalError, "method \(method) is not a scheduler method")
         }

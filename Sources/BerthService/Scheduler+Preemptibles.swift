@@ -152,7 +152,7 @@ extension Scheduler {
         var r = ParamReader(params)
         let project = r.string("project_id", required: true)
         let vcpus = r.int("vcpus", required: true, min: 1, max: 1 << 20)
-        let memory = r.int("memory_mb", required: true, min: 0, max: 1 << 40)
+        let memory = r.int("memory_mb", required: true, min: 1, max: 1 << 40)
         let disk = r.int("disk_gb", required: true, min: 0, max: 1 << 40)
         let profile = r.string("gpu_profile")
         let lifetime = r.int("min_lifetime_s", min: 1, max: 100 * 366 * 86_400)
@@ -180,6 +180,10 @@ extension Scheduler {
                 .policyViolation,
                 "min_lifetime_s \(minLifetime) is longer than the configured maximum of \(policy.preemption.maxMinLifetime) s",
                 data: ["rule": "max_min_lifetime", "max_s": .int(policy.preemption.maxMinLifetime)])
+        }
+        if now + minLifetime > Timestamp.distantFuture {
+            // Only a manual clock gets this close; past it a time has no RFC 3339 form.
+            throw .invalidParam("min_lifetime_s", "the guarantee would end after \(Timestamp.distantFuture.rfc3339)")
         }
         if let node, let other = preemptibles.values.first(where: { $0.slurmNode == node && $0.status.isLive }) {
             throw BerthError(
@@ -235,6 +239,10 @@ extension Scheduler {
         var r = ParamReader(params)
         let project = r.string("project_id")
         let host = r.string("host")
+        if let host, !Scheduler.validHostName(host) {
+            // No host can have this name: a filter by it is a mistake, not an empty list.
+            r.fail("host", "must start with a letter or digit and contain only letters, digits, '.', '_' and '-'")
+        }
         let status = r.enumValue("status", PreemptibleStatus.self)
         let node = r.string("slurm_node")
         let cursor = r.string("cursor")

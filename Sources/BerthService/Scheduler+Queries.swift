@@ -107,7 +107,7 @@ public struct StoreQueries: Sendable {
         var r = ParamReader(params)
         let after = r.int("after_seq", min: 0) ?? 0
         let limit = Int(r.int("limit", min: 1, max: 1000) ?? 100)
-        let types = r.stringArray("types") ?? []
+        let types = r.eventTypePatterns("types") ?? []
         try r.finish()
         let items = try store.events(afterSeq: after, limit: limit, types: types)
         return [

@@ -520,8 +520,16 @@ public actor Scheduler {
     }
 
     /// Moves a manual clock and processes everything due up to the new time.
-    func setClock(_ t: Timestamp) throws(BerthError) -> Timestamp {
+    /// The latest time a manual clock may show: the scheduler looks at `[now, distantFuture)`
+    /// (calendar queries, host updates), which must not be empty.
+    static let latestManualTime = Timestamp.distantFuture - 1
+
+    /// `param` names the parameter that asked for `t`, for the error when `t` is out of range.
+    func setClock(_ t: Timestamp, param: String) throws(BerthError) -> Timestamp {
         guard clock.mode == .manual else { throw BerthError(.conflict, "the clock is not manual") }
+        if t > Scheduler.latestManualTime {
+            throw .invalidParam(param, "the clock cannot go past \(Scheduler.latestManualTime.rfc3339)")
+        }
         let current = clock.now()
         if t < current {
             throw BerthError(.conflict, "the clock cannot move backwards (now \(current), asked for \(t))")
