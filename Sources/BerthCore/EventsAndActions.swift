@@ -96,6 +96,9 @@ extension ParamReader {
     /// `lease.*`, or `*`): anything else would be taken and silently match nothing.
     public mutating func eventTypePatterns(_ key: String) -> [String]? {
         guard let list = stringArray(key) else { return nil }
+        if list.isEmpty {
+            fail(key, "must name at least one event type pattern; leave it out (or use [\"*\"]) for every event")
+        }
         for (i, p) in list.enumerated() where !ParamReader.isEventTypePattern(p) {
             fail(path: "\(fieldPath(key))[\(i)]", "expected an event type (lease.created), a family (lease.*) or *, got '\(p)'")
         }

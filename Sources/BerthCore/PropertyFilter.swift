@@ -24,6 +24,7 @@ public indirect enum PropertyFilter: Sendable, Hashable {
             self = .all
         case .object(let o):
             for (k, v) in o {
+                if k.isEmpty { throw .invalidParam(path, "property names must not be empty") }
                 switch v {
                 case .string, .int, .double, .bool: continue
                 default: throw .invalidParam("\(path).\(k)", "property values must be strings, numbers or booleans")

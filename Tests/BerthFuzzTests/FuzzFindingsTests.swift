@@ -123,4 +123,20 @@ import Testing
         #expect(r[0]["error"]?["data"]?["errors"]?.arrayValue?.map { $0["path"] } == ["host"], "\(r[0])")
         #expect(r[1]["result"]?["items"] != nil, "\(r[1])")
     }
+
+    /// Socket fuzzer in CI (seed 1, json_mutation): `events.subscribe` and `events.list` took
+    /// `types: []` (schema: at least one pattern) and `host.list` a property filter with an empty
+    /// name (schema: property names are not empty), reading both as "no filter".
+    @Test func emptyFiltersAreInvalidParams() async throws {
+        let r = try await Self.replies([
+            Self.call("events.subscribe", #"{"types":[]}"#),
+            Self.call("events.list", #"{"types":[]}"#),
+            Self.call("host.list", #"{"properties":{"":"r1"}}"#),
+            Self.call("host.list", #"{"properties":{"rack":"r1"}}"#),
+        ])
+        #expect(r[0]["error"]?["data"]?["errors"]?.arrayValue?.map { $0["path"] } == ["types"], "\(r[0])")
+        #expect(r[1]["error"]?["data"]?["errors"]?.arrayValue?.map { $0["path"] } == ["types"], "\(r[1])")
+        #expect(r[2]["error"]?["code"] == -32602, "\(r[2])")
+        #expect(r[3]["result"]?["items"] != nil, "\(r[3])")
+    }
 }
