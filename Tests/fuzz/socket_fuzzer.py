@@ -66,6 +66,10 @@ INT64 = (-(1 << 63), (1 << 63) - 1)
 # Oracle: what berthd must answer to one line
 # ------------------------------------------------------------------------------------------------
 
+#: Subscriptions one fuzzing connection may gather before it starts afresh (see Worker._run).
+MAX_SUBSCRIPTIONS = 4
+
+
 def without_nulls(value):
     """`value` with every object member whose value is null left out, at any depth."""
     if isinstance(value, dict):
@@ -527,6 +531,7 @@ class Stats:
         self.findings: list[dict] = []
         self.schema_checks = 0
         self.last_now = DEFAULT_NOW
+        self.reconnects = 0
 
     def finding(self, what: str, line: bytes, gen: str) -> None:
         with self.lock:
@@ -557,6 +562,7 @@ class Worker(threading.Thread):
         self.burst_max = burst_max
         self.error: str | None = None
         self.probe = 0
+        self.subscriptions = 0
 
     def connect(self) -> RPCClient:
         return RPCClient(self.path, validate=False, timeout=120)
@@ -637,6 +643,15 @@ class Worker(threading.Thread):
             with self.stats.lock:
                 self.stats.server_notifications += len(c.notifications)
             c.notifications.clear()
+            # Every events.subscribe adds a subscription, and each one gets every event: bound them,
+            # or on a busy machine this Python reader falls behind and berthd (rightly) closes the
+            # connection once 4096 notifications wait unread. A fresh connection has none.
+            if self.subscriptions >= MAX_SUBSCRIPTIONS:
+                c.close()
+                c = self.connect()
+                self.subscriptions = 0
+                with self.stats.lock:
+                    self.stats.reconnects += 1
         c.close()
 
     def check(self, gen, piece, kind, wants, reply, schemas) -> None:
@@ -650,6 +665,8 @@ class Worker(threading.Thread):
             with self.stats.lock:
                 self.stats.batch_requests += len(wants)
         for r, w in pairs:
+            if w.method == "events.subscribe" and isinstance(r, dict) and "result" in r:
+                self.subscriptions += 1
             with self.stats.lock:
                 self.stats.responses += 1
                 if isinstance(r, dict) and isinstance(r.get("error"), dict):
@@ -827,6 +844,7 @@ def run(inputs: int, seed: int = 1, connections: int = 4, socket_path: str | Non
         "inputs": stats.inputs, "lines": stats.lines, "replies": stats.replies, "responses_checked": stats.responses,
         "batch_requests": stats.batch_requests, "oversized_lines": stats.oversized,
         "server_notifications": stats.server_notifications, "schema_checks": stats.schema_checks,
+        "reconnects_after_subscriptions": stats.reconnects,
         "bytes_sent": stats.bytes_sent, "seconds": round(el, 1), "inputs_per_s": round(stats.inputs / max(el, 1e-9)),
         "by_generator": dict(stats.by_generator), "codes": {str(k): v for k, v in stats.codes.most_common()},
         "findings": stats.findings,
