@@ -519,12 +519,12 @@ public actor Scheduler {
         for t in Scheduler.timers(for: l) { timers.insert(t) }
     }
 
-    /// Moves a manual clock and processes everything due up to the new time.
     /// The latest time a manual clock may show: the scheduler looks at `[now, distantFuture)`
     /// (calendar queries, host updates), which must not be empty.
     static let latestManualTime = Timestamp.distantFuture - 1
 
-    /// `param` names the parameter that asked for `t`, for the error when `t` is out of range.
+    /// Moves a manual clock and processes everything due up to the new time. `param` names the
+    /// parameter that asked for `t`, for the error when `t` is out of range.
     func setClock(_ t: Timestamp, param: String) throws(BerthError) -> Timestamp {
         guard clock.mode == .manual else { throw BerthError(.conflict, "the clock is not manual") }
         if t > Scheduler.latestManualTime {
