@@ -136,7 +136,7 @@ final class GroupCommit: Sendable {
     /// Commits that failed since start (a metric).
     var failedCommits: Int { state.withLock { $0.failedCommits } }
 
-    /// Ends a back-off at once (tests; an operator's fix could call it too).
+    /// Ends a back-off at once, so tests need not wait it out.
     func endBackOff() { state.withLock { $0.refuseUntil = nil } }
 
     /// The last commit's failure while storage is failing (nil once a commit succeeds): what
