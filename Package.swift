@@ -27,12 +27,15 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", exact: "2.4.1"),
     ],
     targets: [
+        // The contract's tables (methods, roles, error codes, the OpenRPC document), generated from
+        // schemas/openrpc.json by scripts/gen_contract.py. No dependencies: every layer may read it.
+        .target(name: "BerthContract", swiftSettings: strict),
         // JSON value, parser and serializer: exact control over numbers, nesting and errors.
         .target(name: "BerthJSON", swiftSettings: strict),
         // Pure domain: calendar, allocator, leases, hosts. No I/O.
         .target(
             name: "BerthCore",
-            dependencies: ["BerthJSON"],
+            dependencies: ["BerthContract", "BerthJSON"],
             swiftSettings: strict
         ),
         // SQLite persistence (WAL, synchronous=FULL, migrations).
@@ -45,7 +48,7 @@ let package = Package(
         .target(
             name: "BerthService",
             dependencies: [
-                "BerthCore", "BerthJSON", "BerthStore", "BerthRPC",
+                "BerthContract", "BerthCore", "BerthJSON", "BerthStore", "BerthRPC",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "DequeModule", package: "swift-collections"),
@@ -57,7 +60,7 @@ let package = Package(
         .target(
             name: "BerthRPC",
             dependencies: [
-                "BerthJSON",
+                "BerthContract", "BerthJSON",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -89,7 +92,8 @@ let package = Package(
         .target(
             name: "BerthDaemon",
             dependencies: [
-                "BerthCore", "BerthJSON", "BerthStore", "BerthService", "BerthRPC", "BerthSystemd", "BerthOpenStack",
+                "BerthContract", "BerthCore", "BerthJSON", "BerthStore", "BerthService", "BerthRPC", "BerthSystemd",
+                "BerthOpenStack",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -103,11 +107,11 @@ let package = Package(
             swiftSettings: strict
         ),
         // A small blocking JSON-RPC client over the Unix socket (berthctl, tests, benchmarks).
-        .target(name: "BerthClient", dependencies: ["BerthJSON"], swiftSettings: strict),
+        .target(name: "BerthClient", dependencies: ["BerthContract", "BerthJSON"], swiftSettings: strict),
         .target(
             name: "BerthCtl",
             dependencies: [
-                "BerthClient", "BerthJSON", "BerthCore",
+                "BerthClient", "BerthContract", "BerthJSON", "BerthCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -116,14 +120,15 @@ let package = Package(
         .executableTarget(name: "berthctl", dependencies: ["BerthCtl"], swiftSettings: strict),
         // Benchmarks (release build: `make bench`); timings are reported, never asserted in tests.
         .executableTarget(
-            name: "berth-bench", dependencies: ["BerthCore", "BerthClient", "BerthJSON", "BerthStore"], swiftSettings: strict),
+            name: "berth-bench", dependencies: ["BerthContract", "BerthCore", "BerthClient", "BerthJSON", "BerthStore"],
+            swiftSettings: strict),
 
         // The daemon's request path in one process, and the reply oracle, for fuzzing (issue #9; the
         // libFuzzer entry point `berth-fuzz` is below). Built always, so its unit tests run in CI.
         .target(
             name: "BerthFuzz",
             dependencies: [
-                "BerthCore", "BerthJSON", "BerthRPC", "BerthService", "BerthStore",
+                "BerthContract", "BerthCore", "BerthJSON", "BerthRPC", "BerthService", "BerthStore",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -142,7 +147,7 @@ let package = Package(
         .testTarget(
             name: "BerthServiceTests",
             dependencies: [
-                "BerthService", "BerthCore", "BerthJSON", "BerthStore", "BerthRPC",
+                "BerthContract", "BerthService", "BerthCore", "BerthJSON", "BerthStore", "BerthRPC",
                 .product(name: "PropertyBased", package: "swift-property-based"),
                 // A second connection that holds the write lock, to make a commit fail for real.
                 .product(name: "GRDB", package: "GRDB.swift"),
@@ -161,7 +166,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BerthFuzzTests",
-            dependencies: ["BerthFuzz", "BerthJSON", "BerthRPC"],
+            dependencies: ["BerthContract", "BerthFuzz", "BerthJSON", "BerthRPC"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -12,7 +12,7 @@
 - method examples in openrpc.json validate against both forms of the schemas;
 - a few known-good and known-bad instances behave as expected (guards against loosening);
 - the generators' outputs are up to date (scripts/gen_schemas.py --check,
-  scripts/gen_openrpc_swift.py --check);
+  scripts/gen_contract.py --check, scripts/gen_gpu_models_swift.py --check);
 - when the prose contract is present (BERTH_API_MD, docs/api.md, or ../shared/spec/api.md),
   every method it names is in openrpc.json and vice versa.
 
@@ -401,12 +401,12 @@ def check_self_tests(registry: Registry) -> None:
 def check_generators() -> None:
     sys.path.insert(0, str(ROOT / "scripts"))
     import gen_gpu_models_swift
-    import gen_openrpc_swift
+    import gen_contract
     import gen_schemas
     import contextlib
     import io
 
-    for mod in (gen_schemas, gen_openrpc_swift, gen_gpu_models_swift):
+    for mod in (gen_schemas, gen_contract, gen_gpu_models_swift):
         err = io.StringIO()
         with contextlib.redirect_stderr(err):
             rc = mod.main(["--check"])

@@ -17,7 +17,7 @@ Usage:
   python3 scripts/gen_schemas.py          write the files
   python3 scripts/gen_schemas.py --check  exit 1 if any file differs from what would be written
 
-After changing this file, run it, then scripts/gen_openrpc_swift.py, then scripts/check_schemas.py.
+After changing this file, run it, then scripts/gen_contract.py, then scripts/check_schemas.py.
 """
 
 from __future__ import annotations
@@ -614,13 +614,20 @@ METHODS: list[dict] = []
 
 
 def method(name, *, tag, summary, description, params, result, errors, roles, result_name=None,
-           params_constraints=None, examples=None, extensions=None):
+           params_constraints=None, examples=None, extensions=None, mutating=None):
+    """`mutating`: the method changes Berth's state. Every method that takes `idempotency_key` is
+    mutating; the manual clock's moves are too, without a key (moving the clock is not a request
+    to repeat)."""
     for e in errors:
         assert e in APP_ERRORS, e
+    takes_key = any(q["name"] == "idempotency_key" for q in params)
+    if mutating is None:
+        mutating = takes_key
+    assert mutating or not takes_key, f"{name}: takes idempotency_key, so it is mutating"
     METHODS.append(dict(name=name, tag=tag, summary=summary, description=description, params=params,
                         result=result, result_name=result_name or "result", errors=errors, roles=roles,
                         params_constraints=params_constraints, examples=examples or [],
-                        extensions=extensions or {}))
+                        extensions=extensions or {}, mutating=mutating, manual_clock=tag == "clock"))
 
 
 # --- discovery and health --------------------------------------------------------------------
@@ -665,11 +672,12 @@ method("clock.set", tag="clock", roles=["admin"],
        description=_CLOCK_NOTE + "Every event due up to the new time (lease start, before-end, end, preemption) "
                                  "is processed, in time order, before the reply. Moving backwards is -32005.",
        params=[p("now", ref("TimestampInput"), True)], result=_NOW_RESULT,
-       errors=["Forbidden", "Conflict", "Unavailable"])
+       errors=["Forbidden", "Conflict", "Unavailable"], mutating=True)
 method("clock.advance", tag="clock", roles=["admin"],
        summary="Move the manual clock forward.",
        description=_CLOCK_NOTE + "Every event due up to the new time is processed, in time order, before the reply.",
-       params=[p("seconds", DURATION, True)], result=_NOW_RESULT, errors=["Forbidden", "Unavailable"])
+       params=[p("seconds", DURATION, True)], result=_NOW_RESULT, errors=["Forbidden", "Unavailable"],
+       mutating=True)
 
 # --- hosts -----------------------------------------------------------------------------------
 
@@ -989,7 +997,8 @@ INFO_DESCRIPTION = (
     "Every mutating method accepts `idempotency_key`. Every error has a `message` and `data.reason` "
     "(schema `#/components/schemas/ErrorData`); standard JSON-RPC errors (-32700..-32603) can come from any "
     "method. Schemas use JSON Schema draft 2020-12. `x-roles` lists the roles (from the caller's uid/gid) "
-    "that may call a method; anyone else gets -32004."
+    "that may call a method; anyone else gets -32004. `x-mutating` says whether it changes state (refused with "
+    "-32007 while berthd shuts down); `x-manual-clock` marks the methods that exist only with `--clock manual`."
 )
 
 
@@ -1027,6 +1036,9 @@ def build_openrpc() -> dict:
                 "result": {"name": m["result_name"], "value": ex["result"]},
             } for ex in m["examples"]]
         entry["x-roles"] = m["roles"]
+        entry["x-mutating"] = m["mutating"]
+        if m["manual_clock"]:
+            entry["x-manual-clock"] = True
         if m["params_constraints"]:
             entry["x-params-constraints"] = copy.deepcopy(m["params_constraints"])
         entry.update(copy.deepcopy(m["extensions"]))

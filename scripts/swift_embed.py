@@ -1,6 +1,6 @@
 """Embed a JSON file in a Swift source file as one compact string constant.
 
-Shared by gen_openrpc_swift.py (rpc.discover's document) and gen_gpu_models_swift.py (the built-in
+Shared by gen_contract.py (rpc.discover's document) and gen_gpu_models_swift.py (the built-in
 GPU model table). The JSON file stays the source of truth; the Swift copy only saves the daemon
 from locating the file at run time. The text is compact JSON (no spaces, member order as in the
 file, non-ASCII escaped) in a Swift raw multi-line string literal whose `#` count is chosen so that

@@ -5,6 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import BerthContract
 import BerthJSON
 
 /// One connection to berthd over its Unix socket, speaking newline-delimited JSON-RPC 2.0.
@@ -58,6 +59,11 @@ public final class BerthConnection {
     /// Calls `method` and returns its `result`; an error reply is thrown as `RPCErrorResponse`.
     public func call(_ method: String, _ params: JSON? = nil) throws -> JSON {
         try Self.unwrap(try callRaw(method, params))
+    }
+
+    /// Calls one of the contract's methods and returns its `result`.
+    public func call(_ method: RPCMethod, _ params: JSON? = nil) throws -> JSON {
+        try call(method.rawValue, params)
     }
 
     /// Calls `method` and returns the whole response object (`jsonrpc`, `id`, `result` or `error`).

@@ -5,6 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import BerthContract
 import BerthJSON
 
 /// A JSON-RPC error reply from berthd: `{"code", "message", "data": {"reason", ...}}`.
@@ -37,20 +38,8 @@ public struct RPCErrorResponse: Error, Sendable, CustomStringConvertible {
         }
     }
 
-    // Standard JSON-RPC codes and the contract's application codes.
-    public static let parseErrorCode = -32700
-    public static let invalidRequestCode = -32600
-    public static let methodNotFoundCode = -32601
-    public static let invalidParamsCode = -32602
-    public static let internalErrorCode = -32603
-    public static let notFoundCode = -32001
-    public static let noCapacityCode = -32002
-    public static let insufficientCreditsCode = -32003
-    public static let forbiddenCode = -32004
-    public static let conflictCode = -32005
-    public static let upstreamErrorCode = -32006
-    public static let unavailableCode = -32007
-    public static let policyViolationCode = -32008
+    /// The contract's name for `code`; nil for a code the contract does not have.
+    public var errorCode: RPCErrorCode? { RPCErrorCode(rawValue: code) }
 
     public var description: String {
         if let reason { return "\(message) (code \(code), \(reason))" }

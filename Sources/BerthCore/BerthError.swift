@@ -1,36 +1,12 @@
+import BerthContract
 import BerthJSON
 
 /// A failure that maps one-to-one to a JSON-RPC error code of the contract (api.md, "Errors").
 ///
 /// Domain code throws these; the RPC layer turns them into error objects without translation tables.
 public struct BerthError: Error, Sendable, Equatable, CustomStringConvertible {
-    public enum Code: Int, Sendable {
-        case invalidParams = -32602
-        case internalError = -32603
-        case notFound = -32001
-        case noCapacity = -32002
-        case insufficientCredits = -32003
-        case forbidden = -32004
-        case conflict = -32005
-        case upstreamError = -32006
-        case unavailable = -32007
-        case policyViolation = -32008
-
-        public var reason: String {
-            switch self {
-            case .invalidParams: return "invalid_params"
-            case .internalError: return "internal_error"
-            case .notFound: return "not_found"
-            case .noCapacity: return "no_capacity"
-            case .insufficientCredits: return "insufficient_credits"
-            case .forbidden: return "forbidden"
-            case .conflict: return "conflict"
-            case .upstreamError: return "upstream_error"
-            case .unavailable: return "unavailable"
-            case .policyViolation: return "policy_violation"
-            }
-        }
-    }
+    /// The contract's error codes, generated from it: each code has its one `data.reason`.
+    public typealias Code = RPCErrorCode
 
     /// One bad parameter, addressed by a path such as `reservations[0].count`.
     public struct FieldError: Sendable, Equatable {

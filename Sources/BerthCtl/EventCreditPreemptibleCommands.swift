@@ -26,7 +26,7 @@ struct EventsList: ParsableCommand {
         params.set("after_seq", afterSeq.json)
         params.set("limit", limit.json)
         if !types.isEmpty { params.set("types", .array(types.map { .string($0) })) }
-        let result = try global.callList("events.list", params, all: all, cursorParam: "after_seq")
+        let result = try global.callList(.eventsList, params, all: all, cursorParam: "after_seq")
         global.emit(result) { r in
             Output.printTable(["SEQ", "TYPE", "AT", "DETAILS"], Views.items(r), noun: "events") { e in
                 let rest = e.objectValue?.filter { !["seq", "type", "at"].contains($0.key) } ?? [:]
@@ -53,7 +53,7 @@ struct EventsSubscribe: ParsableCommand {
         defer { connection.close() }
         var params: JSON = [:]
         if !types.isEmpty { params.set("types", .array(types.map { .string($0) })) }
-        let result = try connection.call("events.subscribe", params)
+        let result = try connection.call(.eventsSubscribe, params)
         Output.err("subscribed (subscription \(Output.text(result["subscription"]))); waiting for events, Ctrl-C to stop")
         var seen = 0
         while count.map({ seen < $0 }) ?? true {
@@ -116,7 +116,7 @@ struct CreditsGrant: ParsableCommand {
         params.set("valid_to", validTo.json)
         params.set("note", note.json)
         idempotency.apply(to: &params)
-        global.emitBlock(try global.call("credits.grant", params))
+        global.emitBlock(try global.call(.creditsGrant, params))
     }
 }
 
@@ -127,7 +127,7 @@ struct CreditsBalance: ParsableCommand {
     @Argument(help: ArgumentHelp("Project.", valueName: "project_id")) var project: String
 
     func run() throws {
-        let result = try global.call("credits.balance", ["project_id": .string(project)])
+        let result = try global.call(.creditsBalance, ["project_id": .string(project)])
         global.emit(result) { r in
             let classes = (r.objectValue ?? [:]).filter { $0.value.objectValue != nil }
             if classes.isEmpty {
@@ -156,7 +156,7 @@ struct CreditsLedger: ParsableCommand {
         var params: JSON = ["project_id": .string(project)]
         params.set("cursor", cursor.json)
         params.set("limit", limit.json)
-        let result = try global.callList("credits.ledger", params, all: all)
+        let result = try global.callList(.creditsLedger, params, all: all)
         global.emit(result) { r in
             let items = Views.items(r)
             if items.isEmpty {
@@ -214,7 +214,7 @@ struct PreemptibleCreate: ParsableCommand {
         params.set("server", server)
         params.set("slurm_node", slurmNode.json)
         idempotency.apply(to: &params)
-        global.emitBlock(try global.call("preemptible.create", params), order: Views.preemptibleOrder)
+        global.emitBlock(try global.call(.preemptibleCreate, params), order: Views.preemptibleOrder)
     }
 }
 
@@ -223,7 +223,7 @@ struct PreemptibleGet: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Preemptible id.") var id: String
     func run() throws {
-        global.emitBlock(try global.call("preemptible.get", ["id": .string(id)]), order: Views.preemptibleOrder)
+        global.emitBlock(try global.call(.preemptibleGet, ["id": .string(id)]), order: Views.preemptibleOrder)
     }
 }
 
@@ -248,7 +248,7 @@ struct PreemptibleList: ParsableCommand {
         params.set("slurm_node", slurmNode.json)
         params.set("cursor", cursor.json)
         params.set("limit", limit.json)
-        let result = try global.callList("preemptible.list", params, all: all)
+        let result = try global.callList(.preemptibleList, params, all: all)
         global.emit(result) { r in
             let headers = ["ID", "PROJECT", "HOST", "STATUS", "GUARANTEED_UNTIL", "PREEMPT_AT"]
             Output.printTable(headers, Views.items(r), noun: "preemptibles") {
@@ -269,7 +269,7 @@ struct PreemptibleDelete: ParsableCommand {
     func run() throws {
         var params: JSON = ["id": .string(id)]
         idempotency.apply(to: &params)
-        let result = try global.call("preemptible.delete", params)
+        let result = try global.call(.preemptibleDelete, params)
         global.emit(result) { r in
             if let o = r.objectValue, !o.isEmpty {
                 for l in Output.block(r, order: Views.preemptibleOrder) { Output.out(l) }
@@ -296,7 +296,7 @@ struct PreemptibleHorizon: ParsableCommand {
         var params: JSON = [:]
         params.set("host", host.json)
         params.set("id", id.json)
-        let result = try global.call("preemptible.horizon", params)
+        let result = try global.call(.preemptibleHorizon, params)
         global.emit(result) { r in
             if let at = r["preempt_at"], !at.isNull {
                 Output.out("preempt_at: \(Output.text(at))")

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BerthClient
+import BerthContract
 import BerthJSON
 
 /// `--socket` and `--json`, accepted before or after any subcommand.
@@ -23,7 +24,7 @@ struct GlobalOptions: ParsableArguments {
     }
 
     /// Opens a connection, makes one call and closes it.
-    func call(_ method: String, _ params: JSON? = nil) throws -> JSON {
+    func call(_ method: RPCMethod, _ params: JSON? = nil) throws -> JSON {
         let connection = try connect()
         defer { connection.close() }
         return try connection.call(method, params)
@@ -47,7 +48,7 @@ struct GlobalOptions: ParsableArguments {
 
     /// Calls a paged list method; with `all`, follows `next_cursor` (passed back as `cursorParam`) and
     /// returns every item in one result.
-    func callList(_ method: String, _ params: JSON, all: Bool, cursorParam: String = "cursor") throws -> JSON {
+    func callList(_ method: RPCMethod, _ params: JSON, all: Bool, cursorParam: String = "cursor") throws -> JSON {
         guard all else { return try call(method, params) }
         let connection = try connect()
         defer { connection.close() }

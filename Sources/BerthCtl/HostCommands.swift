@@ -89,7 +89,7 @@ struct HostCreate: ParsableCommand {
         params.set("properties", fields.propertiesValue)
         if notReservable { params.set("reservable", false) }
         idempotency.apply(to: &params)
-        global.emitBlock(try global.call("host.create", params), order: Views.hostOrder)
+        global.emitBlock(try global.call(.hostCreate, params), order: Views.hostOrder)
     }
 }
 
@@ -99,7 +99,7 @@ struct HostGet: ParsableCommand {
     @Argument(help: "Host name.") var name: String
 
     func run() throws {
-        global.emitBlock(try global.call("host.get", ["name": .string(name)]), order: Views.hostOrder)
+        global.emitBlock(try global.call(.hostGet, ["name": .string(name)]), order: Views.hostOrder)
     }
 }
 
@@ -112,7 +112,7 @@ struct HostList: ParsableCommand {
     func run() throws {
         var params: JSON = [:]
         if !properties.isEmpty { params.set("properties", properties.jsonObject) }
-        let result = try global.call("host.list", params)
+        let result = try global.call(.hostList, params)
         global.emit(result) { r in
             Output.printTable(Views.hostHeaders, Views.items(r), noun: "hosts", row: Views.hostRow)
             Output.noteCursor(r)
@@ -159,7 +159,7 @@ struct HostUpdate: ParsableCommand {
     func run() throws {
         var params = self.params
         idempotency.apply(to: &params)
-        global.emitBlock(try global.call("host.update", params), order: Views.hostOrder)
+        global.emitBlock(try global.call(.hostUpdate, params), order: Views.hostOrder)
     }
 }
 
@@ -174,7 +174,7 @@ struct HostDelete: ParsableCommand {
     func run() throws {
         var params: JSON = ["name": .string(name)]
         idempotency.apply(to: &params)
-        let result = try global.call("host.delete", params)
+        let result = try global.call(.hostDelete, params)
         global.emit(result) { _ in Output.out("deleted host \(name)") }
     }
 }

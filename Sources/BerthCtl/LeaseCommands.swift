@@ -21,10 +21,10 @@ struct LeaseCommand: ParsableCommand {
 /// The daemon's current time: `clock.now` when it runs a manual clock, else this machine's clock.
 func daemonNow(_ connection: BerthConnection) throws -> Int64 {
     do {
-        let r = try connection.call("clock.now")
+        let r = try connection.call(.clockNow)
         if let s = r["now"]?.stringValue, let t = RFC3339.parse(s) { return t }
         throw BerthClientError.protocolViolation("clock.now returned \(r.serialized())")
-    } catch let e as RPCErrorResponse where e.code == RPCErrorResponse.methodNotFoundCode {
+    } catch let e as RPCErrorResponse where e.errorCode == .methodNotFound {
         return Int64(time(nil))
     }
 }
@@ -106,7 +106,7 @@ struct LeaseCreate: ParsableCommand {
         params.set("reservations", reservation.reservations)
         if dryRun { params.set("dry_run", true) }
         idempotency.apply(to: &params)
-        printLease(try connection.call("lease.create", params), global: global, dryRun: dryRun)
+        printLease(try connection.call(.leaseCreate, params), global: global, dryRun: dryRun)
     }
 }
 
@@ -116,7 +116,7 @@ struct LeaseGet: ParsableCommand {
     @Argument(help: "Lease id.") var id: String
 
     func run() throws {
-        printLease(try global.call("lease.get", ["id": .string(id)]), global: global, dryRun: false)
+        printLease(try global.call(.leaseGet, ["id": .string(id)]), global: global, dryRun: false)
     }
 }
 
@@ -139,7 +139,7 @@ struct LeaseList: ParsableCommand {
         params.set("to", to.json)
         params.set("cursor", cursor.json)
         params.set("limit", limit.json)
-        let result = try global.callList("lease.list", params, all: all)
+        let result = try global.callList(.leaseList, params, all: all)
         global.emit(result) { r in
             Output.printTable(Views.leaseHeaders, Views.items(r), noun: "leases", row: Views.leaseRow)
             Output.noteCursor(r)
@@ -189,7 +189,7 @@ struct LeaseUpdate: ParsableCommand {
             if let start {
                 from = start
             } else {
-                let lease = try connection.call("lease.get", ["id": .string(id)])
+                let lease = try connection.call(.leaseGet, ["id": .string(id)])
                 guard let s = lease["start"]?.stringValue else {
                     throw BerthClientError.protocolViolation("lease.get returned no start")
                 }
@@ -201,7 +201,7 @@ struct LeaseUpdate: ParsableCommand {
         params.set("reservations", reservation.reservations)
         if dryRun { params.set("dry_run", true) }
         idempotency.apply(to: &params)
-        printLease(try connection.call("lease.update", params), global: global, dryRun: dryRun)
+        printLease(try connection.call(.leaseUpdate, params), global: global, dryRun: dryRun)
     }
 }
 
@@ -215,7 +215,7 @@ struct LeaseDelete: ParsableCommand {
     func run() throws {
         var params: JSON = ["id": .string(id)]
         idempotency.apply(to: &params)
-        let result = try global.call("lease.delete", params)
+        let result = try global.call(.leaseDelete, params)
         global.emit(result) { r in
             Output.out("deleted lease \(id)")
             if let refund = r["refund"]?.objectValue, !refund.isEmpty {

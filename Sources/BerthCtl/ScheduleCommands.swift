@@ -30,7 +30,7 @@ struct AvailabilityFind: ParsableCommand {
         params.set("earliest", earliest.json)
         params.set("latest", latest.json)
         params.set("limit", limit.json)
-        let result = try global.call("availability.find", params)
+        let result = try global.call(.availabilityFind, params)
         global.emit(result) { r in
             Output.printTable(["START", "END"], Views.items(r), noun: "windows") {
                 [Output.text($0["start"]), Output.text($0["end"])]
@@ -68,7 +68,7 @@ struct CalendarCommand: ParsableCommand {
         if !hosts.isEmpty { params.set("hosts", .array(hosts.map { .string($0) })) }
         let connection = try global.connect()
         defer { connection.close() }
-        let result = try connection.call("calendar.get", params)
+        let result = try connection.call(.calendarGet, params)
         if global.json {
             Output.out(Output.pretty(result))
             return
@@ -88,7 +88,7 @@ struct CalendarCommand: ParsableCommand {
         // GPUs per host, so idle GPUs get a lane; host.list is admin-only, and without it the chart
         // shows the GPUs the allocations use.
         var gpuCounts: [String: Int] = [:]
-        if let list = try? connection.call("host.list", [:]) {
+        if let list = try? connection.call(.hostList, [:]) {
             for h in Views.items(list) {
                 gpuCounts[Output.text(h["name"])] = h["gpus"]?.arrayValue?.count ?? 0
             }
@@ -119,7 +119,7 @@ struct ActionsList: ParsableCommand {
         params.set("lease_id", leaseID.json)
         params.set("cursor", cursor.json)
         params.set("limit", limit.json)
-        let result = try global.callList("actions.list", params, all: all)
+        let result = try global.callList(.actionsList, params, all: all)
         global.emit(result) { r in
             let items = Views.items(r)
             if items.isEmpty {
@@ -148,7 +148,7 @@ func printNow(_ result: JSON, _ global: GlobalOptions) {
 struct ClockNow: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "now", abstract: "The daemon's time (clock.now).")
     @OptionGroup var global: GlobalOptions
-    func run() throws { printNow(try global.call("clock.now"), global) }
+    func run() throws { printNow(try global.call(.clockNow), global) }
 }
 
 struct ClockSet: ParsableCommand {
@@ -156,7 +156,7 @@ struct ClockSet: ParsableCommand {
         commandName: "set", abstract: "Set the time, processing every event due up to it (clock.set).")
     @OptionGroup var global: GlobalOptions
     @Argument(help: ArgumentHelp("RFC 3339 time.", valueName: "time")) var now: String
-    func run() throws { printNow(try global.call("clock.set", ["now": .string(now)]), global) }
+    func run() throws { printNow(try global.call(.clockSet, ["now": .string(now)]), global) }
 }
 
 struct ClockAdvance: ParsableCommand {
@@ -164,7 +164,7 @@ struct ClockAdvance: ParsableCommand {
         commandName: "advance", abstract: "Move the time forward, processing every event due (clock.advance).")
     @OptionGroup var global: GlobalOptions
     @Argument(help: ArgumentHelp("How far (e.g. 90, 30m, 2h).", valueName: "duration")) var seconds: Seconds
-    func run() throws { printNow(try global.call("clock.advance", ["seconds": .int(seconds.value)]), global) }
+    func run() throws { printNow(try global.call(.clockAdvance, ["seconds": .int(seconds.value)]), global) }
 }
 
 struct HealthCommand: ParsableCommand {
@@ -172,7 +172,7 @@ struct HealthCommand: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     func run() throws {
         global.emitBlock(
-            try global.call("system.health"), order: ["status", "version", "uptime_s", "storage", "adapter"])
+            try global.call(.systemHealth), order: ["status", "version", "uptime_s", "storage", "adapter"])
     }
 }
 
@@ -182,7 +182,7 @@ struct DiscoverCommand: ParsableCommand {
         abstract: "The daemon's methods; the OpenRPC document with --json (rpc.discover).")
     @OptionGroup var global: GlobalOptions
     func run() throws {
-        let result = try global.call("rpc.discover")
+        let result = try global.call(.rpcDiscover)
         global.emit(result) { doc in
             let info = doc["info"]
             Output.out("\(Output.text(info?["title"])) \(Output.text(info?["version"])) (OpenRPC \(Output.text(doc["openrpc"])))")

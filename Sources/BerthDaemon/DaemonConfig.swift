@@ -1,3 +1,4 @@
+import BerthContract
 import BerthCore
 import BerthJSON
 import BerthOpenStack

@@ -25,7 +25,7 @@ enum DemoInventory {
     /// Creates the demo hosts when the inventory is empty; returns how many were created.
     static func seed(_ scheduler: Scheduler) async throws(BerthError) -> Int {
         guard await scheduler.hostCount == 0 else { return 0 }
-        for h in hosts { _ = try await scheduler.call("host.create", h) }
+        for h in hosts { _ = try await scheduler.call(.hostCreate, h) }
         return hosts.count
     }
 }

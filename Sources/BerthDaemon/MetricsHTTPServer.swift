@@ -192,8 +192,8 @@ struct MetricsHTTPServer: Service {
         if let hosts = query["hosts"], !hosts.isEmpty {
             params["hosts"] = .array(hosts.split(separator: ",").map { .string(String($0)) })
         }
-        let cal = try await scheduler.call("calendar.get", .object(params))
-        let hostList = try await scheduler.call("host.list", nil)
+        let cal = try await scheduler.call(.calendarGet, .object(params))
+        let hostList = try await scheduler.call(.hostList, nil)
         return CalendarPage.render(calendar: cal, hosts: hostList["items"]?.arrayValue ?? [], models: models, now: now)
     }
 

@@ -1,3 +1,4 @@
+import BerthContract
 import BerthCore
 import BerthJSON
 import BerthRPC
@@ -50,14 +51,9 @@ struct LoggingRPCHandler: RPCHandler {
         }
     }
 
-    /// Methods that change nothing.
+    /// Methods that change nothing (the contract's `x-mutating`); only contract methods succeed.
     static func isRead(_ method: String) -> Bool {
-        if method.hasPrefix("rpc.") || method == "clock.now" || method == "system.health" { return true }
-        for suffix in [".get", ".list", ".find", ".balance", ".ledger", ".horizon", ".subscribe"]
-        where method.hasSuffix(suffix) {
-            return true
-        }
-        return false
+        RPCMethod(rawValue: method).map { !$0.isMutating } ?? false
     }
 
     static func metadata(method: String, params: JSON?, result: JSON?, peer: PeerCredentials) -> Logger.Metadata {
@@ -79,7 +75,7 @@ struct LoggingRPCHandler: RPCHandler {
         } else if let host = params?["host"]?.stringValue {
             m["host.name"] = "\(host)"
         }
-        if method == "preemptible.create", let id = result?["id"]?.stringValue { m["preemptible.id"] = "\(id)" }
+        if method == RPCMethod.preemptibleCreate.rawValue, let id = result?["id"]?.stringValue { m["preemptible.id"] = "\(id)" }
         return m
     }
 }

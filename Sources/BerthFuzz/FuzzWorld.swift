@@ -43,27 +43,27 @@ public final class FuzzWorld: Sendable {
 
         for i in 1...3 {
             _ = try await scheduler.call(
-                "host.create",
+                .hostCreate,
                 [
                     "name": .string("compute-\(i)"), "vcpus": 16, "memory_mb": 65536, "disk_gb": 500,
                     "properties": ["rack": .string(i == 3 ? "r2" : "r1"), "ib": .string(i == 2 ? "true" : "false")],
                 ])
         }
         _ = try await scheduler.call(
-            "host.create",
+            .hostCreate,
             [
                 "name": "gpu-1", "vcpus": 64, "memory_mb": 524_288, "disk_gb": 2000,
                 "gpus": [["model": "A100-40GB"], ["model": "A100-40GB"]], "properties": ["rack": "r3"],
             ])
-        _ = try await scheduler.call("credits.grant", ["project_id": "p1", "resource_class": "host_hours", "amount": 1000])
+        _ = try await scheduler.call(.creditsGrant, ["project_id": "p1", "resource_class": "host_hours", "amount": 1000])
         let lease = try await scheduler.call(
-            "lease.create",
+            .leaseCreate,
             [
                 "name": "seed", "project_id": "p1", "start": .string((FuzzWorld.epoch + 3600).rfc3339),
                 "end": .string((FuzzWorld.epoch + 4 * 3600).rfc3339), "reservations": [["kind": "host", "count": 1]],
             ])
         let preemptible = try await scheduler.call(
-            "preemptible.create", ["project_id": "p1", "vcpus": 2, "memory_mb": 2048, "disk_gb": 10])
+            .preemptibleCreate, ["project_id": "p1", "vcpus": 2, "memory_mb": 2048, "disk_gb": 10])
         leaseID = lease["id"]?.stringValue ?? ""
         preemptibleID = preemptible["id"]?.stringValue ?? ""
     }

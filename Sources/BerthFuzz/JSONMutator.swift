@@ -1,4 +1,5 @@
 import BerthCore
+import BerthContract
 import BerthJSON
 import BerthService
 

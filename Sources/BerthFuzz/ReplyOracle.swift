@@ -1,3 +1,4 @@
+import BerthContract
 import BerthJSON
 
 /// Decides whether `berthd`'s reply to one request line is what JSON-RPC 2.0 and the contract allow.
@@ -9,22 +10,14 @@ import BerthJSON
 /// its `data.reason`, a non-empty `message`, `data.errors` for -32602). A -32603 internal error is a
 /// finding too: by the contract it means a bug, and hostile input must never reach one.
 public enum ReplyOracle {
-    /// Error codes of the contract (api.md, "Errors") and the `data.reason` each must carry.
-    public static let reasons: [Int64: Set<String>] = [
-        -32700: ["parse_error"],
-        -32600: ["invalid_request", "request_too_large"],
-        -32601: ["method_not_found"],
-        -32602: ["invalid_params"],
-        -32603: ["internal_error"],
-        -32001: ["not_found"],
-        -32002: ["no_capacity"],
-        -32003: ["insufficient_credits"],
-        -32004: ["forbidden"],
-        -32005: ["conflict"],
-        -32006: ["upstream_error"],
-        -32007: ["unavailable"],
-        -32008: ["policy_violation"],
-    ]
+    /// Every error code of the contract (`schemas/openrpc.json`, `components.errors`) and the
+    /// `data.reason` each must carry; -32600 also has `request_too_large` (the `ErrorData` schema).
+    public static let reasons: [Int64: Set<String>] = {
+        var out: [Int64: Set<String>] = [:]
+        for code in RPCErrorCode.allCases { out[Int64(code.rawValue)] = [code.reason] }
+        out[Int64(RPCErrorCode.invalidRequest.rawValue), default: []].insert("request_too_large")
+        return out
+    }()
 
     /// What one batch element or single request must get back.
     enum Expected: Equatable {

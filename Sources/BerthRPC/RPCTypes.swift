@@ -1,3 +1,4 @@
+import BerthContract
 import BerthJSON
 
 /// Who is on the other end of a connection, as the kernel reports it (`SO_PEERCRED`).
@@ -44,23 +45,26 @@ public struct RPCError: Error, Sendable, Equatable, CustomStringConvertible {
         return .object(o)
     }
 
+    /// An error with the contract's code and its `data.reason`, plus `data`'s other members.
+    init(_ code: RPCErrorCode, message: String, data: [String: JSON] = [:]) {
+        var d = data
+        d["reason"] = .string(code.reason)
+        self.init(code: code.rawValue, message: message, data: .object(d))
+    }
+
     /// -32700: the line is not JSON.
     public static func parseError(_ message: String) -> RPCError {
-        RPCError(code: -32700, message: message, data: ["reason": "parse_error"])
+        RPCError(.parseError, message: message)
     }
 
     /// -32600: the JSON is not a valid JSON-RPC 2.0 request.
     public static func invalidRequest(_ message: String) -> RPCError {
-        RPCError(code: -32600, message: message, data: ["reason": "invalid_request"])
+        RPCError(.invalidRequest, message: message)
     }
 
     /// -32601: no such method.
     public static func methodNotFound(_ method: String) -> RPCError {
-        RPCError(
-            code: -32601,
-            message: "method not found: \(method)",
-            data: ["reason": "method_not_found", "method": .string(method)]
-        )
+        RPCError(.methodNotFound, message: "method not found: \(method)", data: ["method": .string(method)])
     }
 
     /// -32602: the parameters are wrong; `data.errors` lists every bad parameter by path.
@@ -71,18 +75,18 @@ public struct RPCError: Error, Sendable, Equatable, CustomStringConvertible {
             if errors.count > 1 { message += " (and \(errors.count - 1) more)" }
         }
         let list: [JSON] = errors.map { ["path": .string($0.path), "message": .string($0.message)] }
-        return RPCError(code: -32602, message: message, data: ["reason": "invalid_params", "errors": .array(list)])
+        return RPCError(.invalidParams, message: message, data: ["errors": .array(list)])
     }
 
     /// -32603: a bug or an unexpected failure inside the server.
     public static func internalError(_ message: String) -> RPCError {
-        RPCError(code: -32603, message: message, data: ["reason": "internal_error"])
+        RPCError(.internalError, message: message)
     }
 
     /// -32600 for a request line longer than the configured limit (the connection is then closed).
     static func requestTooLarge(limit: Int) -> RPCError {
         RPCError(
-            code: -32600,
+            code: RPCErrorCode.invalidRequest.rawValue,
             message: "request line exceeds \(limit) bytes",
             data: ["reason": "request_too_large", "limit": .int(Int64(limit))]
         )
@@ -94,37 +98,29 @@ public struct RPCError: Error, Sendable, Equatable, CustomStringConvertible {
         let rule = perUID ? "max_connections_per_uid" : "max_connections"
         let what = perUID ? "connections from this uid" : "connections"
         return RPCError(
-            code: -32007,
-            message: "too many \(what): the limit of \(limit) (\(rule)) is reached; try again later",
-            data: ["reason": "unavailable", "rule": .string(rule)]
-        )
+            .unavailable, message: "too many \(what): the limit of \(limit) (\(rule)) is reached; try again later",
+            data: ["rule": .string(rule)])
     }
 
     /// -32007 for a connection closed because nothing happened on it for `idle_timeout_s`.
     static func idleTimeout(seconds: Int64) -> RPCError {
         RPCError(
-            code: -32007,
-            message: "idle timeout: no request for \(seconds) s (idle_timeout_s); closing the connection",
-            data: ["reason": "unavailable", "rule": "idle_timeout_s"]
-        )
+            .unavailable, message: "idle timeout: no request for \(seconds) s (idle_timeout_s); closing the connection",
+            data: ["rule": "idle_timeout_s"])
     }
 
     /// -32600 for a request line started but not finished within `request_timeout_s` (a slow or
     /// stalled client); the connection is then closed.
     static func requestTimeout(seconds: Int64) -> RPCError {
         RPCError(
-            code: -32600,
-            message: "request timeout: the request line was not completed within \(seconds) s (request_timeout_s); closing the connection",
-            data: ["reason": "invalid_request", "rule": "request_timeout_s"]
-        )
+            .invalidRequest,
+            message: "request timeout: the request line was not completed within \(seconds) s (request_timeout_s); "
+                + "closing the connection",
+            data: ["rule": "request_timeout_s"])
     }
 
     /// -32007 for requests that were already received when the server began shutting down.
-    static let shuttingDown = RPCError(
-        code: -32007,
-        message: "server is shutting down",
-        data: ["reason": "unavailable"]
-    )
+    static let shuttingDown = RPCError(.unavailable, message: "server is shutting down")
 }
 
 /// Identifies one accepted connection for the life of the server process.

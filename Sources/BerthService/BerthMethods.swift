@@ -1,3 +1,4 @@
+import BerthContract
 import BerthCore
 import BerthJSON
 import BerthRPC
@@ -55,15 +56,6 @@ public final class BerthMethods: RPCHandler {
         return nil
     }
 
-    static let knownMethods: Set<String> = [
-        "rpc.discover", "system.health", "clock.now", "clock.set", "clock.advance",
-        "host.create", "host.get", "host.list", "host.update", "host.delete",
-        "lease.create", "lease.get", "lease.list", "lease.update", "lease.delete",
-        "availability.find", "calendar.get", "events.list", "events.subscribe", "actions.list",
-        "credits.grant", "credits.balance", "credits.ledger",
-        "preemptible.create", "preemptible.get", "preemptible.list", "preemptible.delete", "preemptible.horizon",
-    ]
-
     public func handle(method: String, params: JSON?, context: RPCContext) async throws(RPCError) -> JSON {
         guard let rpcMetrics else { return try await handleCall(method: method, params: params, context: context) }
         let started = ContinuousClock.now
@@ -77,40 +69,30 @@ public final class BerthMethods: RPCHandler {
         }
     }
 
-    func handleCall(method: String, params: JSON?, context: RPCContext) async throws(RPCError) -> JSON {
-        guard BerthMethods.knownMethods.contains(method), !(method.hasPrefix("clock.") && clockMode != .manual) else {
-            throw RPCError.methodNotFound(method)
+    func handleCall(method name: String, params: JSON?, context: RPCContext) async throws(RPCError) -> JSON {
+        guard let method = RPCMethod(rawValue: name), !(method.isManualClockOnly && clockMode != .manual) else {
+            throw RPCError.methodNotFound(name)
         }
         guard let role = roles.withLock({ $0.role(for: context.peer) }) else {
             throw BerthMethods.rpcError(BerthError(.forbidden, "caller has no Berth role"))
         }
-        guard MethodPermissions.allowed(method).contains(role) else {
-            throw BerthMethods.rpcError(BerthError(.forbidden, "role '\(role.rawValue)' may not call \(method)"))
+        guard method.allows(role) else {
+            throw BerthMethods.rpcError(BerthError(.forbidden, "role '\(role.rawValue)' may not call \(name)"))
         }
         do throws(BerthError) {
-            if draining.load(ordering: .relaxed), Scheduler.mutatingMethods.contains(method) || method.hasPrefix("clock.") {
+            if draining.load(ordering: .relaxed), method.isMutating || method.isManualClockOnly {
                 throw BerthError(.unavailable, "berthd is shutting down; retry against the restarted daemon")
             }
             switch method {
-            case "rpc.discover":
+            case .rpcDiscover:
                 try BerthMethods.noParams(params)
                 return try BerthMethods.openRPCDocument()
-            case "system.health":
+            case .systemHealth:
                 try BerthMethods.noParams(params)
-                let uptime = ContinuousClock.now - startedAt
-                let adapterOK = adapterHealth()
-                let storage = BerthMethods.storageHealth(scheduler.commits.storageFault)
-                var health: [String: JSON] = [
-                    "status": adapterOK && storage == "ok" ? "ok" : "degraded", "version": .string(version),
-                    "uptime_s": .int(uptime.components.seconds), "storage": .string(storage),
-                    "adapter": adapterOK ? "ok" : "degraded", "clock": .string(clockMode.rawValue),
-                ]
-                if let fault = scheduler.commits.storageFault { health["storage_problem"] = .string(fault.message) }
-                for (k, v) in adapterDetail() { health[k] = v }
-                return .object(health)
-            case "events.list": return try queries.eventsList(params)
-            case "actions.list": return try queries.actionsList(params)
-            case "events.subscribe":
+                return health()
+            case .eventsList: return try queries.eventsList(params)
+            case .actionsList: return try queries.actionsList(params)
+            case .eventsSubscribe:
                 var r = ParamReader(params)
                 let types = r.eventTypePatterns("types") ?? []
                 try r.finish()
@@ -122,6 +104,21 @@ public final class BerthMethods: RPCHandler {
         } catch {
             throw BerthMethods.rpcError(error)
         }
+    }
+
+    /// `system.health`: storage from the last commit, the adapter's own report, uptime.
+    func health() -> JSON {
+        let uptime = ContinuousClock.now - startedAt
+        let adapterOK = adapterHealth()
+        let storage = BerthMethods.storageHealth(scheduler.commits.storageFault)
+        var health: [String: JSON] = [
+            "status": adapterOK && storage == "ok" ? "ok" : "degraded", "version": .string(version),
+            "uptime_s": .int(uptime.components.seconds), "storage": .string(storage),
+            "adapter": adapterOK ? "ok" : "degraded", "clock": .string(clockMode.rawValue),
+        ]
+        if let fault = scheduler.commits.storageFault { health["storage_problem"] = .string(fault.message) }
+        for (k, v) in adapterDetail() { health[k] = v }
+        return .object(health)
     }
 
     public func connectionClosed(_ connection: RPCConnectionID) async {

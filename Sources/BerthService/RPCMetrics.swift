@@ -1,3 +1,4 @@
+import BerthContract
 import CoreMetrics
 
 /// Counts JSON-RPC requests and their latency by method and result code, through swift-metrics
@@ -13,7 +14,7 @@ public struct RPCMetrics: Sendable {
     /// `method` is one of the contract's methods or `other` (unknown names would be unbounded);
     /// `code` is 0 for a result, else the JSON-RPC error code.
     public func record(method: String, code: Int, duration: Duration) {
-        let name = BerthMethods.knownMethods.contains(method) ? method : "other"
+        let name = RPCMethod(rawValue: method) != nil ? method : "other"
         let dims = [("method", name), ("code", String(code))]
         Counter(label: RPCMetrics.requestsLabel, dimensions: dims, factory: factory).increment()
         let (s, atto) = duration.components

@@ -1,3 +1,4 @@
+import BerthContract
 import BerthCore
 import BerthJSON
 
@@ -14,16 +15,10 @@ extension Scheduler {
         return result
     }
 
-    /// Methods that change state and so honour `idempotency_key`.
-    static let mutatingMethods: Set<String> = [
-        "host.create", "host.update", "host.delete", "lease.create", "lease.update", "lease.delete", "credits.grant",
-        "preemptible.create", "preemptible.delete",
-    ]
-
     /// Runs one scheduler method and returns its result once everything it did or read is on disk
     /// (group commit: the actor serves other requests meanwhile). A change that could not be
     /// stored answers `unavailable`.
-    public nonisolated func call(_ method: String, _ params: JSON?) async throws(BerthError) -> JSON {
+    public nonisolated func call(_ method: RPCMethod, _ params: JSON?) async throws(BerthError) -> JSON {
         let (result, ticket) = await perform(method, params)
         try await commits.waitDurable(ticket)
         return try result.get()
@@ -32,7 +27,7 @@ extension Scheduler {
     /// Runs one method inside the actor: its result (or error), and the ticket of the last change
     /// in memory when it ran, which the reply must wait for (an error, too, may rest on changes
     /// not yet on disk, e.g. `no_capacity` because of a lease still being written).
-    func perform(_ method: String, _ params: JSON?) -> (Result<JSON, BerthError>, GroupCommit.Ticket) {
+    func perform(_ method: RPCMethod, _ params: JSON?) -> (Result<JSON, BerthError>, GroupCommit.Ticket) {
         do throws(BerthError) {
             try ensureRestored()
             let result = try dispatch(method, params)
@@ -44,14 +39,17 @@ extension Scheduler {
 
     /// Replay of an idempotent call is checked here, inside the actor, so two concurrent retries
     /// with the same key cannot both act (even while the first one's record is being written).
-    func dispatch(_ method: String, _ params: JSON?) throws(BerthError) -> JSON {
+    ///
+    /// The `switch` is exhaustive over the contract's methods: a method added to the schema does
+    /// not build until it is routed here.
+    func dispatch(_ method: RPCMethod, _ params: JSON?) throws(BerthError) -> JSON {
         var idem: IdempotencyContext? = nil
-        if Scheduler.mutatingMethods.contains(method) {
+        if method.acceptsIdempotencyKey {
             if let v = params?["idempotency_key"], !v.isNull {
                 guard let s = v.stringValue, !s.isEmpty, s.utf8.count <= 255 else {
                     throw .invalidParam("idempotency_key", "expected a non-empty string of at most 255 bytes")
                 }
-                idem = IdempotencyContext(method: method, params: params)
+                idem = IdempotencyContext(method: method.rawValue, params: params)
                 // A dry run is never recorded: it acts on nothing.
                 if params?["dry_run"]?.boolValue == true { idem = nil }
                 if let idem {
@@ -61,46 +59,47 @@ extension Scheduler {
             }
         }
         switch method {
-        case "host.create": return try hostCreate(params, idempotency: idem)
-        case "host.get": return try hostGet(params)
-        case "host.list": return try hostList(params)
-        case "host.update": return try hostUpdate(params, idempotency: idem)
-        case "host.delete": return try hostDelete(params, idempotency: idem)
-        case "lease.create": return try leaseCreate(params, idempotency: idem)
-        case "lease.get": return try leaseGet(params)
-        case "lease.list": return try leaseList(params)
-        case "lease.update": return try leaseUpdate(params, idempotency: idem)
-        case "lease.delete": return try leaseDelete(params, idempotency: idem)
-        case "availability.find": return try availabilityFind(params)
-        case "credits.grant": return try creditsGrant(params, idempotency: idem)
-        case "credits.balance":
+        case .hostCreate: return try hostCreate(params, idempotency: idem)
+        case .hostGet: return try hostGet(params)
+        case .hostList: return try hostList(params)
+        case .hostUpdate: return try hostUpdate(params, idempotency: idem)
+        case .hostDelete: return try hostDelete(params, idempotency: idem)
+        case .leaseCreate: return try leaseCreate(params, idempotency: idem)
+        case .leaseGet: return try leaseGet(params)
+        case .leaseList: return try leaseList(params)
+        case .leaseUpdate: return try leaseUpdate(params, idempotency: idem)
+        case .leaseDelete: return try leaseDelete(params, idempotency: idem)
+        case .availabilityFind: return try availabilityFind(params)
+        case .creditsGrant: return try creditsGrant(params, idempotency: idem)
+        case .creditsBalance:
             var r = ParamReader(params)
             let project = r.string("project_id", required: true)
             try r.finish()
             return ledger.balanceJSON(project: project!, now: clock.now())
-        case "credits.ledger": return try CreditLedgerParams.parse(params).page(of: ledger)
-        case "calendar.get": return try calendarGet(params)
-        case "preemptible.create": return try preemptibleCreate(params, idempotency: idem)
-        case "preemptible.get": return try preemptibleGet(params)
-        case "preemptible.list": return try preemptibleList(params)
-        case "preemptible.delete": return try preemptibleDelete(params, idempotency: idem)
-        case "preemptible.horizon": return try preemptibleHorizon(params)
-        case "clock.now":
+        case .creditsLedger: return try CreditLedgerParams.parse(params).page(of: ledger)
+        case .calendarGet: return try calendarGet(params)
+        case .preemptibleCreate: return try preemptibleCreate(params, idempotency: idem)
+        case .preemptibleGet: return try preemptibleGet(params)
+        case .preemptibleList: return try preemptibleList(params)
+        case .preemptibleDelete: return try preemptibleDelete(params, idempotency: idem)
+        case .preemptibleHorizon: return try preemptibleHorizon(params)
+        case .clockNow:
             var r = ParamReader(params)
             try r.finish()
             return ["now": .string(clock.now().rfc3339)]
-        case "clock.set":
+        case .clockSet:
             var r = ParamReader(params)
             let t = r.timestamp("now", required: true)
             try r.finish()
             return ["now": .string(try setClock(t!, param: "now").rfc3339)]
-        case "clock.advance":
+        case .clockAdvance:
             var r = ParamReader(params)
             let s = r.int("seconds", required: true, min: 0, max: 100 * 366 * 86_400)
             try r.finish()
             return ["now": .string(try setClock(clock.now() + s!, param: "seconds").rfc3339)]
-        default:
-            throw BerthError(.internalError, "method \(method) is not a scheduler method")
+        case .rpcDiscover, .systemHealth, .eventsList, .eventsSubscribe, .actionsList:
+            // Served by `BerthMethods` without the actor (discovery, health, the store's reads).
+            throw BerthError(.internalError, "method \(method.rawValue) is not a scheduler method")
         }
     }
 }

@@ -23,7 +23,7 @@ import Testing
 
     static func addHosts(_ s: Scheduler, _ n: Int) async throws {
         for i in 0..<n {
-            _ = try await s.call("host.create", ["name": .string("h\(i)"), "vcpus": 8, "memory_mb": 1024, "disk_gb": 10])
+            _ = try await s.call(.hostCreate, ["name": .string("h\(i)"), "vcpus": 8, "memory_mb": 1024, "disk_gb": 10])
         }
     }
 
@@ -35,7 +35,7 @@ import Testing
             for i in 0..<count {
                 group.addTask {
                     do throws(BerthError) {
-                        return (i, .success(try await s.call("lease.create", params(i))))
+                        return (i, .success(try await s.call(.leaseCreate, params(i))))
                     } catch {
                         return (i, .failure(error))
                     }
@@ -73,7 +73,7 @@ import Testing
         // A new scheduler on the same state (a restart) holds every acknowledged lease.
         let restarted = try Scheduler(store: BerthStore(directory: dir), clock: BerthClock(mode: .manual, initial: epoch), logger: Logger(label: "t"))
         for (id, r) in zip(ids, results) {
-            #expect(try await restarted.call("lease.get", ["id": .string(id)]) == r.get())
+            #expect(try await restarted.call(.leaseGet, ["id": .string(id)]) == r.get())
         }
         #expect(await restarted.leaseCount == n)
     }
@@ -112,7 +112,7 @@ import Testing
         var refusedFast: BerthError? = nil
         for k: Int64 in 0..<12 where refusedFast == nil {
             do {
-                _ = try await s.call("lease.create", Self.leaseParams(hour: 5 + k, name: "lost\(k)"))
+                _ = try await s.call(.leaseCreate, Self.leaseParams(hour: 5 + k, name: "lost\(k)"))
                 Issue.record("a write was acknowledged while the database was locked")
             } catch {
                 #expect(error.code == .unavailable)
@@ -124,7 +124,7 @@ import Testing
         #expect(s.commits.isDrained)
         try await other.writeWithoutTransaction { try $0.execute(sql: "ROLLBACK") }
         s.commits.endBackOff()
-        _ = try await s.call("lease.create", Self.leaseParams(hour: 9, name: "after"))
+        _ = try await s.call(.leaseCreate, Self.leaseParams(hour: 9, name: "after"))
         #expect(s.commits.storageFault == nil)
     }
 
@@ -132,7 +132,7 @@ import Testing
         let dir = temporaryDirectory()
         let s = try makeScheduler(dir)
         try await Self.addHosts(s, 2)
-        let kept = try await s.call("lease.create", Self.leaseParams(hour: 1, hosts: 2, name: "kept"))
+        let kept = try await s.call(.leaseCreate, Self.leaseParams(hour: 1, hosts: 2, name: "kept"))
 
         // Another connection holds SQLite's write lock: the scheduler's commits fail (SQLITE_BUSY).
         var config = Configuration()
@@ -148,9 +148,9 @@ import Testing
             #expect(e.code == .unavailable)
         }
         // Memory was rebuilt from the store: none of the failed leases is visible, reads still work.
-        let listed = try await s.call("lease.list", [:])["items"]?.arrayValue ?? []
+        let listed = try await s.call(.leaseList, [:])["items"]?.arrayValue ?? []
         #expect(listed.map { $0["name"] } == ["kept"])
-        #expect(try await s.call("lease.get", ["id": kept["id"]!]) == kept)
+        #expect(try await s.call(.leaseGet, ["id": kept["id"]!]) == kept)
         #expect(s.commits.storageFault?.data["storage_fault"] == "busy")
         try await other.writeWithoutTransaction { try $0.execute(sql: "ROLLBACK") }
         // Several commits failed in a row: writes wait for a back-off to end; end it now.
@@ -158,7 +158,7 @@ import Testing
 
         // The capacity the failed creates took in memory is free again, and event numbers go on
         // from what is on disk.
-        let a = try await s.call("lease.create", Self.leaseParams(hour: 5, hosts: 2, name: "after"))
+        let a = try await s.call(.leaseCreate, Self.leaseParams(hour: 5, hosts: 2, name: "after"))
         #expect(a["name"] == "after")
         let store = try BerthStore(directory: dir)
         let events = try store.events(afterSeq: 0, limit: 100, types: [])

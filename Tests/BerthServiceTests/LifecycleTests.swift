@@ -10,7 +10,7 @@ import Testing
     func setUp() async throws -> (Scheduler, String) {
         let dir = temporaryDirectory()
         let s = try makeScheduler(dir)
-        _ = try await s.call("host.create", ["name": "h1", "vcpus": 8, "memory_mb": 1024, "disk_gb": 10])
+        _ = try await s.call(.hostCreate, ["name": "h1", "vcpus": 8, "memory_mb": 1024, "disk_gb": 10])
         return (s, dir)
     }
 
@@ -20,7 +20,7 @@ import Testing
             "reservations": [["kind": "host", "count": 1]],
         ]
         if let beforeEnd { p["before_end_s"] = .int(beforeEnd) }
-        return try #require(try await s.call("lease.create", .object(p))["id"]?.stringValue)
+        return try #require(try await s.call(.leaseCreate, .object(p))["id"]?.stringValue)
     }
 
     func eventTypes(_ store: BerthStore) throws -> [(String, Timestamp)] {
@@ -30,8 +30,8 @@ import Testing
     @Test func firesStartBeforeEndAndEndAtTheirExactTimes() async throws {
         let (s, dir) = try await setUp()
         let id = try await createLease(s, start: 3600, end: 7200, beforeEnd: 600)
-        _ = try await s.call("clock.advance", ["seconds": 10_000])
-        let lease = try await s.call("lease.get", ["id": .string(id)])
+        _ = try await s.call(.clockAdvance, ["seconds": 10_000])
+        let lease = try await s.call(.leaseGet, ["id": .string(id)])
         #expect(lease["status"] == "ended")
         let events = try eventTypes(try BerthStore(directory: dir))
         #expect(events.map(\.0) == ["lease.created", "lease.started", "lease.before_end", "lease.ended"])
@@ -49,8 +49,8 @@ import Testing
         let restarted = try Scheduler(store: store, clock: BerthClock(mode: .manual, initial: epoch), logger: Logger(label: "t"))
         restarted.clock.set(epoch + 1000)
         await restarted.processDue()
-        #expect(try await restarted.call("lease.get", ["id": .string(a)])["status"] == "ended")
-        #expect(try await restarted.call("lease.get", ["id": .string(b)])["status"] == "ended")
+        #expect(try await restarted.call(.leaseGet, ["id": .string(a)])["status"] == "ended")
+        #expect(try await restarted.call(.leaseGet, ["id": .string(b)])["status"] == "ended")
         let events = try eventTypes(store).filter { $0.0 != "lease.created" }
         #expect(events.map(\.0) == ["lease.started", "lease.ended", "lease.started", "lease.ended"])
         #expect(events.map(\.1) == [epoch + 100, epoch + 200, epoch + 300, epoch + 400])
@@ -62,21 +62,21 @@ import Testing
             "name": "l", "project_id": "p", "start": .string((epoch + 10).rfc3339), "end": .string((epoch + 20).rfc3339),
             "reservations": [["kind": "host", "count": 1]], "idempotency_key": "k1",
         ]
-        let first = try await s.call("lease.create", p)
-        let second = try await s.call("lease.create", p)
+        let first = try await s.call(.leaseCreate, p)
+        let second = try await s.call(.leaseCreate, p)
         #expect(first == second)
         #expect(await s.leaseCount == 1)
         guard case .object(var other) = p else { return }
         other["name"] = "different"
-        await #expect(throws: BerthError.self) { try await s.call("lease.create", .object(other)) }
+        await #expect(throws: BerthError.self) { try await s.call(.leaseCreate, .object(other)) }
     }
 
     @Test func deletingAnActiveLeaseEndsItNowAndFreesTheHost() async throws {
         let (s, _) = try await setUp()
         let id = try await createLease(s, start: 0, end: 7200)
-        #expect(try await s.call("lease.get", ["id": .string(id)])["status"] == "active")
-        _ = try await s.call("clock.advance", ["seconds": 600])
-        _ = try await s.call("lease.delete", ["id": .string(id)])
+        #expect(try await s.call(.leaseGet, ["id": .string(id)])["status"] == "active")
+        _ = try await s.call(.clockAdvance, ["seconds": 600])
+        _ = try await s.call(.leaseDelete, ["id": .string(id)])
         // The host is free again from now on.
         _ = try await createLease(s, start: 600, end: 7200)
     }

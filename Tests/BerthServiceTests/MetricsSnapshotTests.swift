@@ -10,14 +10,14 @@ import Testing
     func setUp(usage: [String: Int64]) async throws -> (Scheduler, String) {
         let s = try makeScheduler(temporaryDirectory())
         for n in ["h1", "h2", "h3"] {
-            _ = try await s.call("host.create", ["name": .string(n), "vcpus": 8, "memory_mb": 1024, "disk_gb": 10])
+            _ = try await s.call(.hostCreate, ["name": .string(n), "vcpus": 8, "memory_mb": 1024, "disk_gb": 10])
         }
         await s.processDue()  // first usage tick: the accrual starts here
         let p: [String: JSON] = [
             "name": "l", "project_id": "p", "start": .string((epoch + 3600).rfc3339),
             "end": .string((epoch + 3 * 3600).rfc3339), "reservations": [["kind": "host", "count": 2]],
         ]
-        let lease = try await s.call("lease.create", .object(p))
+        let lease = try await s.call(.leaseCreate, .object(p))
         let rid = try #require(lease["reservations"]?.arrayValue?.first?["id"]?.stringValue)
         let source = usage.isEmpty ? [rid: 1] : usage
         await s.setUsageSource { source }
@@ -31,7 +31,7 @@ import Testing
 
     @Test func oneLongAdvanceCountsExactlyTheActiveTime() async throws {
         let (s, _) = try await setUp(usage: [:])
-        _ = try await s.call("clock.advance", ["seconds": .int(10 * 3600)])
+        _ = try await s.call(.clockAdvance, ["seconds": .int(10 * 3600)])
         let snap = await s.metricsSnapshot()
         let (reserved, used) = hours(snap)
         #expect(reserved == 4)  // 2 hosts × 2 h
@@ -45,7 +45,7 @@ import Testing
     @Test func manySmallStepsGiveTheSameTotals() async throws {
         let (s, rid) = try await setUp(usage: [:])
         for _ in 0..<20 {
-            _ = try await s.call("clock.advance", ["seconds": 1800])
+            _ = try await s.call(.clockAdvance, ["seconds": 1800])
             let snap = await s.metricsSnapshot()
             if snap.now == epoch + 7200 {
                 #expect(snap.reservations.map(\.reservationID) == [rid])
@@ -62,16 +62,16 @@ import Testing
 
     @Test func usageIsCappedAtTheReservedUnits() async throws {
         let s = try makeScheduler(temporaryDirectory())
-        _ = try await s.call("host.create", ["name": "h1", "vcpus": 8, "memory_mb": 1024, "disk_gb": 10])
+        _ = try await s.call(.hostCreate, ["name": "h1", "vcpus": 8, "memory_mb": 1024, "disk_gb": 10])
         await s.processDue()
         let p: [String: JSON] = [
             "name": "l", "project_id": "p", "start": .string(epoch.rfc3339),
             "end": .string((epoch + 3600).rfc3339), "reservations": [["kind": "host", "count": 1]],
         ]
-        let lease = try await s.call("lease.create", .object(p))
+        let lease = try await s.call(.leaseCreate, .object(p))
         let rid = try #require(lease["reservations"]?.arrayValue?.first?["id"]?.stringValue)
         await s.setUsageSource { [rid: 5] }
-        _ = try await s.call("clock.advance", ["seconds": 7200])
+        _ = try await s.call(.clockAdvance, ["seconds": 7200])
         let (reserved, used) = hours(await s.metricsSnapshot())
         #expect(reserved == 1)
         #expect(used == 1)

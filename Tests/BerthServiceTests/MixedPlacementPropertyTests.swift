@@ -42,11 +42,11 @@ import Testing
     func mixedSequencesNeverOverbook(seed: UInt64) async throws {
         let s = try makeScheduler(temporaryDirectory())
         for i in 0..<3 {
-            _ = try await s.call("host.create", ["name": .string("c\(i)"), "vcpus": 32, "memory_mb": 65536, "disk_gb": 100])
+            _ = try await s.call(.hostCreate, ["name": .string("c\(i)"), "vcpus": 32, "memory_mb": 65536, "disk_gb": 100])
         }
         for i in 0..<2 {
             _ = try await s.call(
-                "host.create",
+                .hostCreate,
                 ["name": .string("g\(i)"), "vcpus": 64, "memory_mb": 131_072, "disk_gb": 200,
                  "gpus": [["model": "A100-40GB"], ["model": "A100-40GB"]]])
         }
@@ -60,7 +60,7 @@ import Testing
                 let end = start + 3600 * Int64.random(in: 1..<12, using: &rng)
                 let reservations = (0..<Int.random(in: 1...2, using: &rng)).map { _ in randomRequest(&rng) }
                 let r = try? await s.call(
-                    "lease.create",
+                    .leaseCreate,
                     ["name": "m", "project_id": "p", "start": .string(start.rfc3339), "end": .string(end.rfc3339),
                      "reservations": .array(reservations)])
                 if r != nil { accepted += 1 }
@@ -68,15 +68,15 @@ import Testing
                 let live = await s.leases.values.filter { $0.status == .pending || $0.status == .active }.sorted { $0.id < $1.id }
                 if let l = live.isEmpty ? nil : live[Int.random(in: 0..<live.count, using: &rng)] {
                     if Bool.random(using: &rng) {
-                        _ = try? await s.call("lease.delete", ["id": .string(l.id)])
+                        _ = try? await s.call(.leaseDelete, ["id": .string(l.id)])
                     } else {
                         let newEnd = max(l.start, now) + 3600 * Int64.random(in: 1..<14, using: &rng)
-                        _ = try? await s.call("lease.update", ["id": .string(l.id), "end": .string(newEnd.rfc3339)])
+                        _ = try? await s.call(.leaseUpdate, ["id": .string(l.id), "end": .string(newEnd.rfc3339)])
                     }
                 }
             } else {
                 now = now + 1800 * Int64.random(in: 1...6, using: &rng)
-                _ = try await s.call("clock.set", ["now": .string(now.rfc3339)])
+                _ = try await s.call(.clockSet, ["now": .string(now.rfc3339)])
             }
             let hosts = await s.hosts
             let leases = await s.leases.values.filter { $0.status.occupiesCalendar }

@@ -1,3 +1,4 @@
+import BerthContract
 import BerthCore
 import BerthJSON
 import BerthStore
@@ -53,10 +54,10 @@ import Testing
     static func addInventory(_ s: Scheduler) async throws {
         for i in 0..<4 {
             _ = try await s.call(
-                "host.create", ["name": .string("c\(i)"), "vcpus": .int(cpuHost.vcpus), "memory_mb": .int(cpuHost.memoryMB), "disk_gb": .int(cpuHost.diskGB)])
+                .hostCreate, ["name": .string("c\(i)"), "vcpus": .int(cpuHost.vcpus), "memory_mb": .int(cpuHost.memoryMB), "disk_gb": .int(cpuHost.diskGB)])
         }
         _ = try await s.call(
-            "host.create",
+            .hostCreate,
             ["name": "g0", "vcpus": .int(gpuHost.vcpus), "memory_mb": .int(gpuHost.memoryMB), "disk_gb": .int(gpuHost.diskGB),
              "gpus": [["model": "A100-40GB"], ["model": "A100-40GB"]]])
     }
@@ -402,7 +403,7 @@ import Testing
         repeat {
             var params: [String: JSON] = ["limit": 1000]
             if !cursor.isNull { params["cursor"] = cursor }
-            let page = try await s.call("preemptible.list", .object(params))
+            let page = try await s.call(.preemptibleList, .object(params))
             out += page["items"]?.arrayValue ?? []
             cursor = page["next_cursor"] ?? .null
         } while !cursor.isNull
@@ -415,14 +416,14 @@ import Testing
         repeat {
             var params: [String: JSON] = ["limit": 1000]
             if !cursor.isNull { params["cursor"] = cursor }
-            let page = try await s.call("lease.list", .object(params))
+            let page = try await s.call(.leaseList, .object(params))
             out += page["items"]?.arrayValue ?? []
             cursor = page["next_cursor"] ?? .null
         } while !cursor.isNull
         return out
     }
 
-    static func attempt(_ s: Scheduler, _ method: String, _ params: JSON) async -> Result<JSON, BerthError> {
+    static func attempt(_ s: Scheduler, _ method: RPCMethod, _ params: JSON) async -> Result<JSON, BerthError> {
         do {
             return .success(try await s.call(method, params))
         } catch {
@@ -511,7 +512,7 @@ import Testing
                 (s, store) = try Self.makeScheduler(dir)
                 #expect(try await Self.listPreemptibles(s) == ps, "\(ctx): preemptibles changed across the restart")
                 #expect(try await Self.listLeases(s) == ls, "\(ctx): leases changed across the restart")
-                #expect(try await s.call("clock.now", nil)["now"]?.stringValue == Timestamp(seconds: now).rfc3339)
+                #expect(try await s.call(.clockNow, nil)["now"]?.stringValue == Timestamp(seconds: now).rfc3339)
                 pendingIDs = oracle.preemptibles.values.filter { $0.preemptAt != nil && $0.endedAt == nil }.map(\.id)
                 pendingAtRestart += pendingIDs.count
             }
@@ -520,7 +521,7 @@ import Testing
             let op = Int.random(in: 0..<100, using: &rng)
             var createdNow: String? = nil
             if op < 25 {
-                switch await Self.attempt(s, "preemptible.create", Self.randomPreemptible(&rng)) {
+                switch await Self.attempt(s, .preemptibleCreate, Self.randomPreemptible(&rng)) {
                 case .success(let r):
                     try oracle.record(preemptible: r)
                     createdNow = r["id"]?.stringValue
@@ -530,7 +531,7 @@ import Testing
                 }
             } else if op < 32 && !live.isEmpty {
                 let id = live[Int.random(in: 0..<live.count, using: &rng)]
-                _ = try await s.call("preemptible.delete", ["id": .string(id)])
+                _ = try await s.call(.preemptibleDelete, ["id": .string(id)])
             } else if op < 62 {
                 let start = now + 300 * Int64.random(in: 0..<30, using: &rng)
                 let end = start + 1800 * Int64.random(in: 1...6, using: &rng)
@@ -547,7 +548,7 @@ import Testing
                 }
                 let avoidable = wholeHosts.map { $0 <= oracle.freeHosts(Interval(start: start, end: end)) } ?? false
                 let seqBefore = oracle.lastSeq
-                switch await Self.attempt(s, "lease.create", params) {
+                switch await Self.attempt(s, .leaseCreate, params) {
                 case .success(let r):
                     try oracle.record(lease: r)
                     leasesCreated += 1
@@ -570,17 +571,17 @@ import Testing
                 } else {
                     params["end"] = .string(Timestamp(seconds: max(l.start, now) + 1800 * Int64.random(in: 1...6, using: &rng)).rfc3339)
                 }
-                switch await Self.attempt(s, "lease.update", .object(params)) {
+                switch await Self.attempt(s, .leaseUpdate, .object(params)) {
                 case .success(let r):
                     try oracle.record(lease: r)
                 case .failure(let error):
                     #expect(error.code == .noCapacity, "\(ctx): \(error)")
                 }
             } else if op < 78 && !leaseIDs.isEmpty {
-                _ = try await s.call("lease.delete", ["id": .string(leaseIDs[Int.random(in: 0..<leaseIDs.count, using: &rng)])])
+                _ = try await s.call(.leaseDelete, ["id": .string(leaseIDs[Int.random(in: 0..<leaseIDs.count, using: &rng)])])
             } else {
                 let by = 300 * Int64.random(in: 1...6, using: &rng)
-                let r = try await s.call("clock.advance", ["seconds": .int(by)])
+                let r = try await s.call(.clockAdvance, ["seconds": .int(by)])
                 now += by
                 #expect(r["now"]?.stringValue == Timestamp(seconds: now).rfc3339)
             }
@@ -602,7 +603,7 @@ import Testing
 
         // Run out the clock: every announced preemption fires at its time, those pending at the
         // restart included.
-        _ = try await s.call("clock.advance", ["seconds": .int(3 * 86_400)])
+        _ = try await s.call(.clockAdvance, ["seconds": .int(3 * 86_400)])
         now += 3 * 86_400
         _ = try oracle.consume(try Self.newEvents(store, after: oracle.lastSeq), "seed \(seed) end")
         try oracle.checkListed(try await Self.listPreemptibles(s), now: now, "seed \(seed) end")
@@ -633,30 +634,30 @@ import Testing
     @Test func aPendingPreemptionSurvivesARestartAndFires() async throws {
         let dir = temporaryDirectory()
         var (s, store) = try Self.makeScheduler(dir)
-        _ = try await s.call("host.create", ["name": "c0", "vcpus": 16, "memory_mb": 32768, "disk_gb": 200])
-        let p = try await s.call("preemptible.create", ["project_id": "slurm", "vcpus": 4, "memory_mb": 4096, "disk_gb": 10, "min_lifetime_s": 600])
+        _ = try await s.call(.hostCreate, ["name": "c0", "vcpus": 16, "memory_mb": 32768, "disk_gb": 200])
+        let p = try await s.call(.preemptibleCreate, ["project_id": "slurm", "vcpus": 4, "memory_mb": 4096, "disk_gb": 10, "min_lifetime_s": 600])
         let id = try #require(p["id"]?.stringValue)
         #expect(p["status"] == "running")
         #expect(p["guaranteed_until"]?.stringValue == (epoch + 600).rfc3339)
         let lease = try await s.call(
-            "lease.create",
+            .leaseCreate,
             ["name": "l", "project_id": "p", "start": .string((epoch + 3600).rfc3339), "end": .string((epoch + 7200).rfc3339),
              "reservations": [["kind": "host", "count": 1]]])
-        let scheduled = try await s.call("preemptible.get", ["id": .string(id)])
+        let scheduled = try await s.call(.preemptibleGet, ["id": .string(id)])
         #expect(scheduled["status"] == "preempting")
         #expect(scheduled["preempt_at"]?.stringValue == (epoch + 3000).rfc3339)
         #expect(scheduled["needed_by_lease_id"] == lease["id"])
-        #expect(try await s.call("preemptible.horizon", ["host": "c0"])["preempt_at"]?.stringValue == (epoch + 3000).rfc3339)
-        _ = try await s.call("clock.advance", ["seconds": 2999])
+        #expect(try await s.call(.preemptibleHorizon, ["host": "c0"])["preempt_at"]?.stringValue == (epoch + 3000).rfc3339)
+        _ = try await s.call(.clockAdvance, ["seconds": 2999])
 
         (s, store) = try Self.makeScheduler(dir)
-        #expect(try await s.call("preemptible.get", ["id": .string(id)]) == scheduled)
-        _ = try await s.call("clock.advance", ["seconds": 1])
-        let done = try await s.call("preemptible.get", ["id": .string(id)])
+        #expect(try await s.call(.preemptibleGet, ["id": .string(id)]) == scheduled)
+        _ = try await s.call(.clockAdvance, ["seconds": 1])
+        let done = try await s.call(.preemptibleGet, ["id": .string(id)])
         #expect(done["status"] == "preempted")
         #expect(done["ended_at"]?.stringValue == (epoch + 3000).rfc3339)
-        _ = try await s.call("clock.advance", ["seconds": 600])
-        #expect(try await s.call("lease.get", ["id": lease["id"]!])["status"] == "active")
+        _ = try await s.call(.clockAdvance, ["seconds": 600])
+        #expect(try await s.call(.leaseGet, ["id": lease["id"]!])["status"] == "active")
         let types = try store.events(afterSeq: 0, limit: 100, types: ["preemption.*", "lease.started"]).map(\.type)
         #expect(types == ["preemption.scheduled", "preemption.executed", "lease.started"])
     }
@@ -666,12 +667,12 @@ import Testing
     /// one chosen for L1 needless (PreemptionPlannerTests.aLaterInstantsVictimCanMakeAnEarlierOneNeedless).
     @Test func noPreemptibleIsPreemptedForNothing() async throws {
         let (s, store) = try Self.makeScheduler(temporaryDirectory())
-        _ = try await s.call("host.create", ["name": "c0", "vcpus": 16, "memory_mb": 16000, "disk_gb": 100])
-        let a = try await s.call("preemptible.create", ["project_id": "slurm", "vcpus": 4, "memory_mb": 4000, "disk_gb": 10, "min_lifetime_s": 600])
-        let b = try await s.call("preemptible.create", ["project_id": "slurm", "vcpus": 1, "memory_mb": 4000, "disk_gb": 10, "min_lifetime_s": 600])
+        _ = try await s.call(.hostCreate, ["name": "c0", "vcpus": 16, "memory_mb": 16000, "disk_gb": 100])
+        let a = try await s.call(.preemptibleCreate, ["project_id": "slurm", "vcpus": 4, "memory_mb": 4000, "disk_gb": 10, "min_lifetime_s": 600])
+        let b = try await s.call(.preemptibleCreate, ["project_id": "slurm", "vcpus": 1, "memory_mb": 4000, "disk_gb": 10, "min_lifetime_s": 600])
         func lease(_ start: Int64, _ vcpus: Int64, _ memory: Int64) async throws -> JSON {
             try await s.call(
-                "lease.create",
+                .leaseCreate,
                 ["name": "l", "project_id": "p", "start": .string((epoch + start).rfc3339), "end": .string((epoch + 4000).rfc3339),
                  "reservations": [["kind": "instance", "vcpus": .int(vcpus), "memory_mb": .int(memory), "disk_gb": 10, "count": 1]]])
         }
@@ -680,7 +681,7 @@ import Testing
         _ = try await lease(2000, 2, 10_000)  // short of memory from 2000, of vcpus from 2300
         let scheduled = Set(try store.events(afterSeq: 0, limit: 100, types: ["preemption.scheduled"]).compactMap(\.preemptibleID))
         #expect(scheduled.contains(a["id"]!.stringValue!), "a alone makes room at both instants")
-        let bStatus = try await s.call("preemptible.get", ["id": b["id"]!])["status"]
+        let bStatus = try await s.call(.preemptibleGet, ["id": b["id"]!])["status"]
         #expect(scheduled == [a["id"]!.stringValue!])
         #expect(bStatus == "running")
     }
@@ -689,13 +690,13 @@ import Testing
     /// start that fits: the end of the guarantee.
     @Test func aGuaranteedPreemptibleTurnsAReservationAway() async throws {
         let (s, _) = try Self.makeScheduler(temporaryDirectory())
-        _ = try await s.call("host.create", ["name": "c0", "vcpus": 16, "memory_mb": 32768, "disk_gb": 200])
-        let p = try await s.call("preemptible.create", ["project_id": "slurm", "vcpus": 4, "memory_mb": 4096, "disk_gb": 10, "min_lifetime_s": 7200])
+        _ = try await s.call(.hostCreate, ["name": "c0", "vcpus": 16, "memory_mb": 32768, "disk_gb": 200])
+        let p = try await s.call(.preemptibleCreate, ["project_id": "slurm", "vcpus": 4, "memory_mb": 4096, "disk_gb": 10, "min_lifetime_s": 7200])
         func whole(_ start: Timestamp) async -> Result<JSON, BerthError> {
             do {
                 return .success(
                     try await s.call(
-                        "lease.create",
+                        .leaseCreate,
                         ["name": "l", "project_id": "p", "start": .string(start.rfc3339), "end": .string((start + 3600).rfc3339),
                          "reservations": [["kind": "host", "count": 1]]]))
             } catch { return .failure(error) }
@@ -710,16 +711,16 @@ import Testing
             Issue.record("the earliest start offered was refused")
             return
         }
-        let after = try await s.call("preemptible.get", ["id": p["id"]!])
+        let after = try await s.call(.preemptibleGet, ["id": p["id"]!])
         #expect(after["preempt_at"]?.stringValue == (epoch + 7200).rfc3339, "never before its guarantee, even within the notice")
         // Instance capacity beside it is given without preempting anybody.
         let (s2, _) = try Self.makeScheduler(temporaryDirectory())
-        _ = try await s2.call("host.create", ["name": "c0", "vcpus": 16, "memory_mb": 32768, "disk_gb": 200])
-        let q = try await s2.call("preemptible.create", ["project_id": "slurm", "vcpus": 4, "memory_mb": 4096, "disk_gb": 10, "min_lifetime_s": 600])
+        _ = try await s2.call(.hostCreate, ["name": "c0", "vcpus": 16, "memory_mb": 32768, "disk_gb": 200])
+        let q = try await s2.call(.preemptibleCreate, ["project_id": "slurm", "vcpus": 4, "memory_mb": 4096, "disk_gb": 10, "min_lifetime_s": 600])
         _ = try await s2.call(
-            "lease.create",
+            .leaseCreate,
             ["name": "l", "project_id": "p", "start": .string((epoch + 3600).rfc3339), "end": .string((epoch + 7200).rfc3339),
              "reservations": [["kind": "instance", "vcpus": 12, "memory_mb": 4096, "disk_gb": 10, "count": 1]]])
-        #expect(try await s2.call("preemptible.get", ["id": q["id"]!])["status"] == "running")
+        #expect(try await s2.call(.preemptibleGet, ["id": q["id"]!])["status"] == "running")
     }
 }

@@ -1,3 +1,4 @@
+import BerthContract
 import BerthCore
 import BerthJSON
 import BerthStore
@@ -35,7 +36,7 @@ func makeScheduler(_ dir: String) throws -> Scheduler {
         let dir = temporaryDirectory()
         let s = try makeScheduler(dir)
         for i in 0..<Self.hostCount {
-            _ = try await s.call("host.create", ["name": .string("h\(i)"), "vcpus": 8, "memory_mb": 1024, "disk_gb": 10])
+            _ = try await s.call(.hostCreate, ["name": .string("h\(i)"), "vcpus": 8, "memory_mb": 1024, "disk_gb": 10])
         }
         var rng = SplitMix64(seed: seed)
         var now = epoch
@@ -49,7 +50,7 @@ func makeScheduler(_ dir: String) throws -> Scheduler {
                 let count = Int64.random(in: 1...3, using: &rng)
                 let expected = freeHosts(all.values, start: start, end: end, except: nil) >= count
                 let outcome = await attempt(
-                    s, "lease.create",
+                    s, .leaseCreate,
                     ["name": "l", "project_id": "p", "start": .string(start.rfc3339), "end": .string(end.rfc3339),
                      "reservations": [["kind": "host", "count": .int(count)]]])
                 switch outcome {
@@ -65,7 +66,7 @@ func makeScheduler(_ dir: String) throws -> Scheduler {
                 let count = Int64.random(in: 1...3, using: &rng)
                 let expected = freeHosts(all.values, start: l.start, end: newEnd, except: l.id) >= count
                 let outcome = await attempt(
-                    s, "lease.update",
+                    s, .leaseUpdate,
                     ["id": .string(l.id), "end": .string(newEnd.rfc3339), "reservations": [["kind": "host", "count": .int(count)]]])
                 switch outcome {
                 case .success:
@@ -76,10 +77,10 @@ func makeScheduler(_ dir: String) throws -> Scheduler {
                 }
             } else if op < 8 {
                 let l = live.sorted { $0.id < $1.id }[Int.random(in: 0..<live.count, using: &rng)]
-                _ = try await s.call("lease.delete", ["id": .string(l.id)])
+                _ = try await s.call(.leaseDelete, ["id": .string(l.id)])
             } else {
                 now = now + 600 * Int64.random(in: 1...12, using: &rng)
-                _ = try await s.call("clock.set", ["now": .string(now.rfc3339)])
+                _ = try await s.call(.clockSet, ["now": .string(now.rfc3339)])
             }
             let after = try await leasesByID(s)
             try checkNoOverlap(after.values, context: "seed \(seed) step \(step)")
@@ -94,7 +95,7 @@ func makeScheduler(_ dir: String) throws -> Scheduler {
         #expect(before == again)
     }
 
-    func attempt(_ s: Scheduler, _ method: String, _ params: JSON) async -> Result<JSON, BerthError> {
+    func attempt(_ s: Scheduler, _ method: RPCMethod, _ params: JSON) async -> Result<JSON, BerthError> {
         do {
             return .success(try await s.call(method, params))
         } catch {
@@ -108,7 +109,7 @@ func makeScheduler(_ dir: String) throws -> Scheduler {
         repeat {
             var params: [String: JSON] = ["limit": 1000]
             if !cursor.isNull { params["cursor"] = cursor }
-            let page = try await s.call("lease.list", .object(params))
+            let page = try await s.call(.leaseList, .object(params))
             for item in page["items"]?.arrayValue ?? [] {
                 var full = item
                 if case .object(var o) = item {

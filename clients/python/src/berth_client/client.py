@@ -11,6 +11,7 @@ from typing import Any, Deque, Dict, Iterable, Iterator, List, Optional, Sequenc
 
 from . import _params as P
 from ._params import UNSET, SecondsLike, TimeLike
+from ._contract import METHODS
 from ._transport import Connection
 from .errors import (BerthConnectionError, BerthError, BerthProtocolError, BerthTimeout, RequestTooLarge,
                      error_from_reply)
@@ -20,37 +21,8 @@ DEFAULT_SOCKET = "/run/berth/berth.sock"
 #: Seconds to wait for one reply unless the client is given another timeout.
 DEFAULT_TIMEOUT = 60.0
 
-#: Python method name -> RPC method name, for every method of the contract (api.md / rpc.discover).
-RPC_METHODS: Dict[str, str] = {
-    "rpc_discover": "rpc.discover",
-    "system_health": "system.health",
-    "clock_now": "clock.now",
-    "clock_set": "clock.set",
-    "clock_advance": "clock.advance",
-    "host_create": "host.create",
-    "host_get": "host.get",
-    "host_list": "host.list",
-    "host_update": "host.update",
-    "host_delete": "host.delete",
-    "lease_create": "lease.create",
-    "lease_get": "lease.get",
-    "lease_list": "lease.list",
-    "lease_update": "lease.update",
-    "lease_delete": "lease.delete",
-    "availability_find": "availability.find",
-    "calendar_get": "calendar.get",
-    "preemptible_create": "preemptible.create",
-    "preemptible_get": "preemptible.get",
-    "preemptible_list": "preemptible.list",
-    "preemptible_delete": "preemptible.delete",
-    "preemptible_horizon": "preemptible.horizon",
-    "credits_grant": "credits.grant",
-    "credits_balance": "credits.balance",
-    "credits_ledger": "credits.ledger",
-    "events_subscribe": "events.subscribe",
-    "events_list": "events.list",
-    "actions_list": "actions.list",
-}
+#: Python method name -> RPC method name, for every method of the contract (schemas/openrpc.json).
+RPC_METHODS: Dict[str, str] = {name.replace(".", "_"): name for name in METHODS}
 
 JSON = Any
 Call = Tuple[str, Optional[Dict[str, Any]]]

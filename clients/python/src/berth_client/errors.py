@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Type
 
+from ._contract import ERRORS
+
 __all__ = [
     "BerthError",
     "ParseError",
@@ -79,19 +81,19 @@ def _rebuild(cls, code, message, data, method):
 
 class ParseError(BerthError):
     """-32700: the request line was not valid JSON (the connection stays usable)."""
-    CODE, REASON = -32700, "parse_error"
+    CODE, REASON = ERRORS["ParseError"]
 
 
 class InvalidRequest(BerthError):
     """-32600: not a valid JSON-RPC 2.0 request (or an empty batch)."""
-    CODE, REASON = -32600, "invalid_request"
+    CODE, REASON = ERRORS["InvalidRequest"]
 
 
 class RequestTooLarge(InvalidRequest):
     """-32600 with reason `request_too_large`: the request line was longer than the daemon's
     limit (`data["limit"]` bytes); the daemon closed the connection after this reply (the client
     reconnects on its next call)."""
-    CODE, REASON = -32600, "request_too_large"
+    CODE, REASON = ERRORS["InvalidRequest"][0], "request_too_large"
 
     @property
     def limit(self) -> Optional[int]:
@@ -100,12 +102,12 @@ class RequestTooLarge(InvalidRequest):
 
 class MethodNotFound(BerthError):
     """-32601: unknown method (also `clock.*` when the daemon does not run a manual clock)."""
-    CODE, REASON = -32601, "method_not_found"
+    CODE, REASON = ERRORS["MethodNotFound"]
 
 
 class InvalidParams(BerthError):
     """-32602: params do not match the method's schema; `errors` lists `{path, message}`."""
-    CODE, REASON = -32602, "invalid_params"
+    CODE, REASON = ERRORS["InvalidParams"]
 
     @property
     def errors(self) -> List[Dict[str, str]]:
@@ -118,19 +120,19 @@ class InvalidParams(BerthError):
 
 class InternalError(BerthError):
     """-32603: unexpected server failure."""
-    CODE, REASON = -32603, "internal_error"
+    CODE, REASON = ERRORS["InternalError"]
 
 
 # --- Berth application errors (api.md, "Errors") ---------------------------------------------
 
 class NotFound(BerthError):
     """-32001: unknown lease, host, preemptible or account."""
-    CODE, REASON = -32001, "not_found"
+    CODE, REASON = ERRORS["NotFound"]
 
 
 class NoCapacity(BerthError):
     """-32002: the request cannot be placed; `earliest_start` when a later start would fit."""
-    CODE, REASON = -32002, "no_capacity"
+    CODE, REASON = ERRORS["NoCapacity"]
 
     @property
     def earliest_start(self) -> Optional[str]:
@@ -139,7 +141,7 @@ class NoCapacity(BerthError):
 
 class InsufficientCredits(BerthError):
     """-32003: credit enforcement is on and the project's balance is short."""
-    CODE, REASON = -32003, "insufficient_credits"
+    CODE, REASON = ERRORS["InsufficientCredits"]
 
     def _get(self, key: str) -> Any:
         return self.data.get(key) if isinstance(self.data, dict) else None
@@ -159,41 +161,37 @@ class InsufficientCredits(BerthError):
 
 class Forbidden(BerthError):
     """-32004: the caller's role (from its uid/gid) may not do this."""
-    CODE, REASON = -32004, "forbidden"
+    CODE, REASON = ERRORS["Forbidden"]
 
 
 class Conflict(BerthError):
     """-32005: invalid state for the operation, duplicate host name, idempotency key reused with
     different params, lost race."""
-    CODE, REASON = -32005, "conflict"
+    CODE, REASON = ERRORS["Conflict"]
 
 
 class UpstreamError(BerthError):
     """-32006: OpenStack refused or failed, after retries."""
-    CODE, REASON = -32006, "upstream_error"
+    CODE, REASON = ERRORS["UpstreamError"]
 
 
 class Unavailable(BerthError):
     """-32007: the daemon is shutting down or its storage is read-only; retry later."""
-    CODE, REASON = -32007, "unavailable"
+    CODE, REASON = ERRORS["Unavailable"]
 
 
 class PolicyViolation(BerthError):
     """-32008: a configured policy forbids the request; `rule` names it."""
-    CODE, REASON = -32008, "policy_violation"
+    CODE, REASON = ERRORS["PolicyViolation"]
 
     @property
     def rule(self) -> Optional[str]:
         return self.data.get("rule") if isinstance(self.data, dict) else None
 
 
-#: code -> exception class, for every code the contract names.
-ERROR_CLASSES: Dict[int, Type[BerthError]] = {
-    cls.CODE: cls  # type: ignore[misc]
-    for cls in (ParseError, InvalidRequest, MethodNotFound, InvalidParams, InternalError, NotFound,
-                NoCapacity, InsufficientCredits, Forbidden, Conflict, UpstreamError, Unavailable,
-                PolicyViolation)
-}
+#: code -> exception class, for every code the contract names (a class per error, named as the
+#: contract names it).
+ERROR_CLASSES: Dict[int, Type[BerthError]] = {code: globals()[name] for name, (code, _) in ERRORS.items()}
 
 
 def error_from_reply(error: Any, method: Optional[str] = None) -> BerthError:

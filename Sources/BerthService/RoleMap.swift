@@ -1,14 +1,9 @@
-import BerthCore
+import BerthContract
 import BerthRPC
 
 #if canImport(Glibc)
     import Glibc
 #endif
-
-/// What a caller may do, decided from its uid/gid (SO_PEERCRED); there are no passwords on the socket.
-public enum Role: String, Sendable, CaseIterable {
-    case admin, portal, hook
-}
 
 /// Which users and groups hold which role (config `roles`), resolved to numeric ids at load.
 public struct RoleMap: Sendable {
@@ -54,23 +49,5 @@ public struct RoleMap: Sendable {
         if let n = UInt32(s) { return n }
         guard let gr = getgrnam(s) else { return nil }
         return gr.pointee.gr_gid
-    }
-}
-
-/// The contract's Security section as a table: which roles may call which method.
-public enum MethodPermissions {
-    static let everyone: Set<Role> = [.admin, .portal, .hook]
-
-    public static func allowed(_ method: String) -> Set<Role> {
-        switch method {
-        case "rpc.discover", "system.health": return everyone
-        case "lease.get", "lease.list", "calendar.get": return everyone
-        case "lease.create", "lease.update", "lease.delete", "availability.find": return [.admin, .portal]
-        case "credits.balance", "credits.ledger": return [.admin, .portal]
-        case "credits.grant": return [.admin]
-        case _ where method.hasPrefix("preemptible."): return everyone
-        case _ where method.hasPrefix("events."): return [.admin, .hook]
-        default: return [.admin]  // host.*, actions.list, clock.*
-        }
     }
 }
