@@ -36,7 +36,7 @@ struct LifecycleTicker: Service {
     let wakeup: Wakeup
 
     func run() async throws {
-        try await cancelWhenGracefulShutdown {
+        await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 await scheduler.processDue()
                 var wait: Int64 = 1000
@@ -53,7 +53,7 @@ struct OutboxService: Service {
     let delivery: OutboxDelivery
 
     func run() async throws {
-        try await cancelWhenGracefulShutdown {
+        await cancelWhenGracefulShutdown {
             await delivery.run()
         }
     }
@@ -66,7 +66,7 @@ struct WatchdogService: Service {
     let interval: Duration
 
     func run() async throws {
-        try await cancelWhenGracefulShutdown {
+        await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 _ = await scheduler.now
                 notifier.watchdogPing()
@@ -82,7 +82,7 @@ struct ReloadService: Service {
 
     func run() async throws {
         let signals = await UnixSignalsSequence(trapping: .sighup)
-        try await cancelWhenGracefulShutdown {
+        await cancelWhenGracefulShutdown {
             for await _ in signals {
                 await reload()
             }
@@ -99,7 +99,7 @@ struct CloudReconciler: Service {
     let store: BerthStore
 
     func run() async throws {
-        try await cancelWhenGracefulShutdown {
+        await cancelWhenGracefulShutdown {
             await adapter.check()
             while !Task.isCancelled {
                 let interval = adapter.settings.reconcileInterval

@@ -31,7 +31,7 @@ public struct JSONMutator {
     /// Values at the edges of what parameters take, of every JSON type.
     static let interesting: [JSON] = [
         .null, true, false, 0, -1, 1, 2, 1000, 1001, .int(Int64.max), .int(Int64.min), .int(1 << 40), .int(100 * 366 * 86_400 + 1),
-        .double(-0.0), .double(0.5), .double(1e300), .double(-1e300), .double(5e-324), .double(3.0),
+        .double(-0.0), .double(0.5), .double(1e300), .double(-1e300), .double(.leastNonzeroMagnitude), .double(3.0),
         "", "now", "@lease", "@preemptible", "x", "compute-1", "gpu-1", "p1", "host", "gpu", "instance", "1g.5gb", "7g.40gb",
         "A100-40GB", "same_host", "different_host", "maintenance", "down", "up", "pending", "active", "ended", "deleted",
         "host_hours", "gpu_slice_hours", "vcpu_hours", "0.000001", "12.5", "1e3",
