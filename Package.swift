@@ -29,7 +29,7 @@ let package = Package(
     targets: [
         // JSON value, parser and serializer: exact control over numbers, nesting and errors.
         .target(name: "BerthJSON", swiftSettings: strict),
-        // Pure domain: calendar, allocator, leases, hosts. No I/O.
+        // Pure domain: calendar, allocator, leases, hosts, and the ports adapters implement. No I/O.
         .target(
             name: "BerthCore",
             dependencies: ["BerthJSON"],
@@ -68,7 +68,7 @@ let package = Package(
         .target(
             name: "BerthOpenStack",
             dependencies: [
-                "BerthCore", "BerthJSON", "BerthService",
+                "BerthCore", "BerthJSON",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
@@ -156,7 +156,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BerthOpenStackTests",
-            dependencies: ["BerthOpenStack", "BerthJSON", "BerthService", "BerthCore"],
+            dependencies: ["BerthOpenStack", "BerthJSON", "BerthCore"],
             swiftSettings: strict
         ),
         .testTarget(
