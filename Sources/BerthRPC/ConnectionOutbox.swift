@@ -1,3 +1,4 @@
+import BerthJSON
 import Logging
 import NIOCore
 import Synchronization

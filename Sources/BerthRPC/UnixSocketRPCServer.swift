@@ -50,7 +50,7 @@ public final class UnixSocketRPCServer: Sendable {
     let handler: any RPCHandler
     let dispatcher: JSONRPCDispatcher
     let logger: Logger
-    private let maxLineLength: Int
+    let maxLineLength: Int
     let limits: RPCConnectionLimits
     private let shutdownGracePeriod: Duration
     private let eventLoopGroup: MultiThreadedEventLoopGroup
