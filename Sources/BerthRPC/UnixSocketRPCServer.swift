@@ -46,6 +46,7 @@ public final class UnixSocketRPCServer: Sendable {
     /// How many notifications may wait to be written before the connection is deemed stuck and closed.
     static let maxQueuedNotifications = 4096
 
+    // Those not `private` are shared with the connection extension in its own file.
     private let listen: Listen
     let handler: any RPCHandler
     let dispatcher: JSONRPCDispatcher

@@ -159,6 +159,7 @@ public final class BerthStore: Sendable {
         }
     }
 
+    /// A read transaction with storage errors mapped (`map`); the BerthStore+ extensions use it too.
     func read<T>(_ body: (Database) throws -> T) throws(BerthError) -> T {
         do {
             return try pool.read(body)
@@ -169,6 +170,7 @@ public final class BerthStore: Sendable {
         }
     }
 
+    /// A write transaction with storage errors mapped, a read-only file system named as such.
     func write<T>(_ body: (Database) throws -> T) throws(BerthError) -> T {
         do {
             return try pool.write(body)
