@@ -32,7 +32,7 @@ let package = Package(
         .target(name: "BerthContract", swiftSettings: strict),
         // JSON value, parser and serializer: exact control over numbers, nesting and errors.
         .target(name: "BerthJSON", swiftSettings: strict),
-        // Pure domain: calendar, allocator, leases, hosts. No I/O.
+        // Pure domain: calendar, allocator, leases, hosts, and the ports adapters implement. No I/O.
         .target(
             name: "BerthCore",
             dependencies: ["BerthContract", "BerthJSON"],
@@ -71,7 +71,7 @@ let package = Package(
         .target(
             name: "BerthOpenStack",
             dependencies: [
-                "BerthCore", "BerthJSON", "BerthService",
+                "BerthCore", "BerthJSON",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
@@ -161,7 +161,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BerthOpenStackTests",
-            dependencies: ["BerthOpenStack", "BerthJSON", "BerthService", "BerthCore"],
+            dependencies: ["BerthOpenStack", "BerthJSON", "BerthCore"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Embed data/gpu-models.json in Sources/BerthCore/GPUModelTableData.swift (see swift_embed.py).
+"""Embed data/gpu-models.json in Sources/BerthCore/Placement/GPUModelTableData.swift (see swift_embed.py).
 
 `GPUModelTable.builtIn` parses `builtInGPUModelTableJSONText`. Operators extend or override the
 table through `gpu_models_file` in berthd's config, without a release.
@@ -24,7 +24,7 @@ def validate(doc: object, path: Path) -> None:
 
 def main(argv: list[str]) -> int:
     return run(argv, source=ROOT / "data" / "gpu-models.json",
-               target=ROOT / "Sources" / "BerthCore" / "GPUModelTableData.swift",
+               target=ROOT / "Sources" / "BerthCore" / "Placement" / "GPUModelTableData.swift",
                variable="builtInGPUModelTableJSONText", script="gen_gpu_models_swift.py", validate=validate)
 
 

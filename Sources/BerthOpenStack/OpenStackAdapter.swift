@@ -1,6 +1,5 @@
 import BerthCore
 import BerthJSON
-import BerthService
 import Foundation
 import Logging
 import NIOCore

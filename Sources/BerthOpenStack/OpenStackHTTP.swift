@@ -1,6 +1,6 @@
 import AsyncHTTPClient
+import BerthCore
 import BerthJSON
-import BerthService
 import Foundation
 import NIOCore
 import NIOHTTP1

@@ -1,4 +1,4 @@
-import BerthService
+import BerthCore
 import Synchronization
 
 /// Reservation efficiency from Nova: what runs on each active reservation, measured with the

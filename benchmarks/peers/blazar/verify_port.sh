@@ -13,7 +13,9 @@ scales=("$@")
 [ ${#scales[@]} -gt 0 ] || scales=(100/1000 300/6000 1000/5000)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-cp "$repo"/Sources/BerthJSON/*.swift "$repo"/Sources/BerthCore/*.swift "$tmp"/
+# BerthCore is in folders by concern; file names are unique, so one flat directory holds them.
+cp "$repo"/Sources/BerthJSON/*.swift "$tmp"/
+find "$repo"/Sources/BerthCore -name '*.swift' -exec cp {} "$tmp"/ \;
 sed -i 's/^import BerthJSON$//' "$tmp"/*.swift
 cp "$here/verify_port.swift" "$tmp/main.swift"
 echo "compiling BerthCore with swiftc -O into $tmp ..."

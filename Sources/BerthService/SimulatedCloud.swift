@@ -6,36 +6,6 @@ import Synchronization
     import Glibc
 #endif
 
-/// Where outbox actions go. Each `perform` must be idempotent: delivery is at least once.
-public protocol CloudAdapter: Sendable {
-    var name: String { get }
-    /// False while the cloud cannot be reached or refuses our credentials (`system.health`).
-    var isHealthy: Bool { get }
-    func perform(_ action: OutboxAction) async throws
-}
-
-/// An adapter capability: how much of each active reservation is actually in use (servers
-/// running on it), for the reservation-efficiency metrics. Answered from memory or a local file:
-/// the scheduler samples it synchronously on every usage tick.
-public protocol UsageReporting: Sendable {
-    /// Reservation id → units in use (hosts with a server, GPU instances with a server, instance
-    /// slots with a server); reservations left out use nothing.
-    func reservationUsage() -> [String: Int64]
-}
-
-/// An adapter error that knows when to try again (a server's `Retry-After`): the outbox waits at
-/// least that long, and at least its own backoff.
-public protocol RetryAfterHinting: Error {
-    var retryAfterSeconds: Int64? { get }
-    /// The cloud refused the request itself (e.g. 400 invalid input): retrying cannot help, so the
-    /// action fails at once, visibly, instead of after every backoff.
-    var isPermanent: Bool { get }
-}
-
-extension RetryAfterHinting {
-    public var isPermanent: Bool { false }
-}
-
 /// The embedded default: an in-process cloud that applies actions to its own model and records
 /// them, so the whole daemon runs and can be observed without OpenStack.
 public final class SimulatedCloud: CloudAdapter {

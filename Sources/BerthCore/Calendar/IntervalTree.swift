@@ -1,37 +1,3 @@
-/// A half-open interval `[start, end)` in seconds since the Unix epoch.
-///
-/// Half-open so that back-to-back reservations (`[0, 10)` then `[10, 20)`) never conflict and
-/// lengths are a plain subtraction.
-public struct Interval: Sendable, Hashable, Comparable, CustomStringConvertible {
-    public var start: Int64
-    public var end: Int64
-
-    /// An empty or inverted interval would silently never overlap anything, so it is a programming error.
-    public init(start: Int64, end: Int64) {
-        precondition(start < end, "Interval requires start < end (got [\(start), \(end)))")
-        self.start = start
-        self.end = end
-    }
-
-    public var length: Int64 { end - start }
-
-    /// Touching intervals do not overlap: the end instant belongs to the next interval only.
-    public func overlaps(_ other: Interval) -> Bool {
-        start < other.end && other.start < end
-    }
-
-    public func contains(_ t: Int64) -> Bool {
-        start <= t && t < end
-    }
-
-    /// Ordered by `(start, end)`, the order in which the tree reports entries.
-    public static func < (a: Interval, b: Interval) -> Bool {
-        a.start != b.start ? a.start < b.start : a.end < b.end
-    }
-
-    public var description: String { "[\(start), \(end))" }
-}
-
 /// An AVL-balanced interval tree (a multiset of `(Interval, Payload)` entries), augmented with the
 /// largest `end` in every subtree so that overlap queries can skip subtrees that end too early.
 ///
@@ -59,12 +25,13 @@ public struct IntervalTree<Payload: Hashable & Sendable>: Sendable {
     }
 
     /// Index meaning "no node".
-    private static var none: Int32 { -1 }
+    static var none: Int32 { -1 }
 
     // Internal (not private) only so white-box tests can reach the root.
     private(set) var nodes: ContiguousArray<Node> = []
     private(set) var root: Int32 = -1
-    private var nextSeq: UInt64 = 0
+    // Readable (like `less` and `none`) by the validation extension in its own file.
+    private(set) var nextSeq: UInt64 = 0
 
     public init() {}
 
@@ -128,7 +95,7 @@ public struct IntervalTree<Payload: Hashable & Sendable>: Sendable {
 
     /// Strict order on node keys `(start, end, seq)`.
     @inline(__always)
-    private static func less(_ s1: Int64, _ e1: Int64, _ q1: UInt64, _ s2: Int64, _ e2: Int64, _ q2: UInt64) -> Bool {
+    static func less(_ s1: Int64, _ e1: Int64, _ q1: UInt64, _ s2: Int64, _ e2: Int64, _ q2: UInt64) -> Bool {
         if s1 != s2 { return s1 < s2 }
         if e1 != e2 { return e1 < e2 }
         return q1 < q2
@@ -397,50 +364,6 @@ public struct IntervalTree<Payload: Hashable & Sendable>: Sendable {
         }
         walk(root)
         return out
-    }
-
-    // MARK: - Validation
-
-    /// Checks every invariant the queries rely on (key order, AVL heights and balance, the max-end
-    /// augmentation, dense storage with every node reachable exactly once). For tests; O(n).
-    public func validate() -> String? {
-        if nodes.isEmpty {
-            return root == Self.none ? nil : "empty storage but root is \(root)"
-        }
-        guard root >= 0 && Int(root) < nodes.count else { return "root index \(root) out of range" }
-        var seen = [Bool](repeating: false, count: nodes.count)
-        var visited = 0
-        var previous: (Int64, Int64, UInt64)? = nil
-        var error: String? = nil
-
-        /// Returns (height, maxEnd) of the subtree, or nil after recording an error.
-        func check(_ i: Int32) -> (Int32, Int64)? {
-            if i < 0 { return (0, Int64.min) }
-            guard Int(i) < nodes.count else { error = "node index \(i) out of range"; return nil }
-            guard !seen[Int(i)] else { error = "node \(i) reachable twice"; return nil }
-            seen[Int(i)] = true
-            visited += 1
-            let n = nodes[Int(i)]
-            guard let (lh, lm) = check(n.left) else { return nil }
-            if n.start >= n.end { error = "node \(i) has empty interval [\(n.start), \(n.end))"; return nil }
-            if let p = previous, !Self.less(p.0, p.1, p.2, n.start, n.end, n.seq) {
-                error = "order violated at node \(i): (\(p.0), \(p.1), #\(p.2)) before (\(n.start), \(n.end), #\(n.seq))"
-                return nil
-            }
-            if n.seq >= nextSeq { error = "node \(i) has sequence \(n.seq) >= next \(nextSeq)"; return nil }
-            previous = (n.start, n.end, n.seq)
-            guard let (rh, rm) = check(n.right) else { return nil }
-            let h = max(lh, rh) + 1
-            if n.height != h { error = "node \(i) height \(n.height), expected \(h)"; return nil }
-            if abs(lh - rh) > 1 { error = "node \(i) unbalanced: left \(lh), right \(rh)"; return nil }
-            let m = max(n.end, max(lm, rm))
-            if n.maxEnd != m { error = "node \(i) maxEnd \(n.maxEnd), expected \(m)"; return nil }
-            return (h, m)
-        }
-
-        guard check(root) != nil else { return error }
-        if visited != nodes.count { return "\(nodes.count - visited) node(s) unreachable from the root" }
-        return nil
     }
 }
 

@@ -62,94 +62,6 @@ public struct LeasePlanner: Sendable {
         h.isSchedulable && r.properties.matches(h)
     }
 
-    /// Up to `count` hosts (positions in `hosts`) free during `window`, best first by
-    /// (`rank(position)`, `LeaseCalendar.slack`, name); `rank` is nil for hosts not wanted and never
-    /// below `minRank`. The same answer as ranking every free host, without visiting them all:
-    ///
-    /// A free host's slack is its distance to the latest allocation ending at or before the window
-    /// plus the distance to the earliest one starting at or after it (each capped). Walking the
-    /// calendar's `ends` backward from the window's start and its `starts` forward from its end,
-    /// always on the nearer side, meets hosts in an order whose running sum of the two distances is
-    /// a lower bound on the slack of every host not met yet; once `count` hosts beat that bound the
-    /// rest cannot do better. Hosts met are ranked exactly (O(log n) each). Hosts never met within
-    /// the caps all have the largest slack, so the tie is broken by name. Hosts with preemptible
-    /// entries counted only partly (guaranteed-only view) don't follow the global indexes and are
-    /// ranked up front.
-    /// `tightestFree`'s answer by ranking every wanted free host: for small candidate sets.
-    func rankEveryFree(window: Interval, count: Int, among positions: [Int], rank: (Int) -> Int?) -> [Int] {
-        var ranked: [(rank: Int, slack: Int64, position: Int)] = []
-        for pos in positions {
-            guard let slack = calendar.slackIfFree(inventory.numbers[pos], around: window), let rk = rank(pos) else { continue }
-            ranked.append((rk, slack, pos))
-        }
-        ranked.sort { ($0.rank, $0.slack, $0.position) < ($1.rank, $1.slack, $1.position) }
-        return ranked.prefix(count).map(\.position)
-    }
-
-    func tightestFree(window: Interval, count: Int, minRank: Int, rank: (Int) -> Int?) -> [Int] {
-        guard count > 0 else { return [] }
-        struct Candidate: Comparable {
-            var rank: Int
-            var slack: Int64
-            var position: Int  // name order
-            static func < (a: Candidate, b: Candidate) -> Bool { (a.rank, a.slack, a.position) < (b.rank, b.slack, b.position) }
-        }
-        let cap = LeaseCalendar.slackCap
-        var best: [Candidate] = []  // ascending, at most `count`
-        best.reserveCapacity(count + 1)
-        /// Whether a host whose slack is at least `lowerBound` could still enter `best`.
-        func couldEnter(_ lowerBound: Int64) -> Bool {
-            best.count < count || (minRank, lowerBound) <= (best[count - 1].rank, best[count - 1].slack)
-        }
-        /// Ranks a host exactly from its own tree (the only per-host memory the search touches).
-        func rankExactly(_ n: Int32) {
-            guard let slack = calendar.slackIfFree(n, around: window), let pos = inventory.position(ofNumber: n), let rk = rank(pos)
-            else { return }
-            let c = Candidate(rank: rk, slack: slack, position: pos)
-            if best.count == count {
-                guard c < best[count - 1] else { return }
-                best.removeLast()
-            }
-            var at = best.count
-            while at > 0 && c < best[at - 1] { at -= 1 }
-            best.insert(c, at: at)
-        }
-        var seen = [Bool](repeating: false, count: calendar.hostNames.count)
-        func meet(_ n: Int32) {
-            guard !seen[Int(n)] else { return }
-            seen[Int(n)] = true
-            rankExactly(n)
-        }
-        if calendar.preemptibleView == .guaranteedOnly {
-            for n in calendar.hostsWithPreemptibles { meet(n) }
-        }
-        let ends = calendar.ends, starts = calendar.starts
-        var back = ends.cursor(atTime: window.start + 1)
-        var forward = starts.cursor(atTime: window.end)
-        var nextBack = ends.previous(&back)
-        var nextForward = starts.next(&forward)
-        while true {
-            let db = nextBack.map { Swift.min(window.start - $0.time, cap) } ?? cap
-            let df = nextForward.map { Swift.min($0.time - window.end, cap) } ?? cap
-            if best.count == count, !couldEnter(db + df) { return best.map(\.position) }
-            if db >= cap && df >= cap { break }
-            if db <= df {
-                meet(nextBack!.host)
-                nextBack = ends.previous(&back)
-            } else {
-                meet(nextForward!.host)
-                nextForward = starts.next(&forward)
-            }
-        }
-        // Every host not met has the largest slack: name order decides.
-        for pos in hosts.indices {
-            if best.count == count, best[count - 1] < Candidate(rank: minRank, slack: 2 * cap, position: pos) { break }
-            let n = inventory.numbers[pos]
-            meet(n)
-        }
-        return best.map(\.position)
-    }
-
     func eligible(_ request: ReservationRequest) -> [Host] {
         hosts.filter { h in
             guard h.isSchedulable, request.properties.matches(h) else { return false }
@@ -189,57 +101,6 @@ public struct LeasePlanner: Sendable {
         // A narrowed attempt that fails proves nothing: decide on every host.
         if case .failure(.busy) = first, narrowingApplies(requests) { return place(requests, window: window, keep: keep, narrow: false) }
         return first
-    }
-
-    /// Whether GPU and instance requests may be planned on a narrowed set of hosts (see
-    /// `narrowedPositions`): no property filter, no `gpu_profile` on instances, a big inventory.
-    func narrowingApplies(_ requests: [ReservationRequest]) -> Bool {
-        hosts.count > exhaustiveRankingLimit
-            && requests.contains { $0.kind != .host }
-            && requests.allSatisfy { $0.kind == .host || ($0.properties == .all && $0.gpuProfile == nil) }
-    }
-
-    /// Whether a representative host of a class can serve a GPU or instance request.
-    func classServes(_ h: Host, _ r: ReservationRequest) -> Bool {
-        switch r.kind {
-        case .host: return true
-        case .gpu: return gpuIndices(h, r).contains { $0.1.mig }
-        case .instance:
-            return h.vcpus >= (r.vcpus ?? 0) && h.memoryMB >= (r.memoryMB ?? 0) && h.diskGB >= (r.diskGB ?? 0)
-                && (r.gpuProfile == nil || !gpuIndices(h, r).isEmpty)
-        }
-    }
-
-    /// The hosts a GPU or instance request (no property filter) can end up on under the packing
-    /// order, as positions in name order: every host with GPU slices or instance slots held in
-    /// the window (partly used: preferred), the hosts of current placements, and per class of
-    /// identical hosts the `count` free ones that fit the window most tightly (free hosts of one
-    /// class differ only in slack and name, which is how both orders break ties). Anything else is
-    /// an equal but later choice, never taken while these remain.
-    func narrowedPositions(_ requests: [ReservationRequest], window: Interval, keep: [[Allocation]], takenWhole: Set<String>) -> [Int] {
-        var numbers: [Int32] = []
-        calendar.gpuUse.forEachOverlapping(window) { _, n in
-            numbers.append(n)
-            return true
-        }
-        // Both kinds for both requests: a host holding anything in the window is not free, so it
-        // ranks by its own slack, not as one of the interchangeable free hosts of its class.
-        calendar.instanceUse.forEachOverlapping(window) { _, n in
-            numbers.append(n)
-            return true
-        }
-        for ks in keep { for a in ks { if let n = calendar.number(of: a.host) { numbers.append(n) } } }
-        var out = Set<Int>()
-        for n in numbers { if let p = inventory.position(ofNumber: n), inventory.schedulable[p] { out.insert(p) } }
-        let others = requests.filter { $0.kind != .host }
-        let k = others.reduce(0) { $0 + Int($1.max) }
-        for (c, cls) in inventory.classes.enumerated() where others.contains(where: { classServes(hosts[cls.representative], $0) }) {
-            let found = tightestFree(window: window, count: k, minRank: 0) { pos in
-                inventory.classOf[pos] == Int32(c) && (takenWhole.isEmpty || !takenWhole.contains(hosts[pos].name)) ? 0 : nil
-            }
-            out.formUnion(found)
-        }
-        return out.sorted()
     }
 
     func place(_ requests: [ReservationRequest], window: Interval, keep: [[Allocation]], narrow: Bool)
@@ -509,33 +370,4 @@ public struct LeasePlanner: Sendable {
         }
         return .success(result)
     }
-
-    /// The earliest windows of `duration` starting in [earliest, latest - duration] at which all of
-    /// `requests` fit, in time order. Capacity only grows where an allocation ends, so `earliest`
-    /// and the ends of existing allocations on matching hosts are the only candidate starts.
-    /// No window ends after `Timestamp.distantFuture`: a time past it has no RFC 3339 form.
-    public func findWindows(
-        _ requests: [ReservationRequest], duration: Int64, earliest: Timestamp, latest: Timestamp, limit: Int
-    ) -> [Interval] {
-        let latest = Swift.min(latest, Timestamp.distantFuture)
-        guard duration > 0, limit > 0, earliest.seconds + duration <= latest.seconds else { return [] }
-        var candidates: [Int64] = [earliest.seconds]
-        var hostNames: Set<String> = []
-        for r in requests { for h in eligible(r) { hostNames.insert(h.name) } }
-        let range = Interval(start: earliest.seconds, end: latest.seconds - duration + 1)
-        for name in hostNames { calendar.ends(host: name, in: range, into: &candidates) }
-        candidates.sort()
-        var out: [Interval] = []
-        var last: Int64? = nil
-        for t in candidates where t != last {
-            last = t
-            let window = Interval(start: t, end: t + duration)
-            if case .success = place(requests, window: window) {
-                out.append(window)
-                if out.count >= limit { break }
-            }
-        }
-        return out
-    }
 }
-
