@@ -2,18 +2,6 @@ import BerthCore
 import BerthJSON
 
 extension Scheduler {
-    func creditsGrant(_ params: JSON?, idempotency: IdempotencyContext?) throws(BerthError) -> JSON {
-        let now = clock.now()
-        let p = try CreditGrantParams.parse(params, now: now)
-        let entry = try ledger.planGrant(p, at: now)
-        var c = Change()
-        c.ledgerEntries = [entry]
-        let result = entry.json
-        idempotency?.record(result: result, at: now, into: &c)
-        try apply(c)
-        return result
-    }
-
     /// Methods that change state and so honour `idempotency_key`.
     static let mutatingMethods: Set<String> = [
         "host.create", "host.update", "host.delete", "lease.create", "lease.update", "lease.delete", "credits.grant",
@@ -73,32 +61,17 @@ extension Scheduler {
         case "lease.delete": return try leaseDelete(params, idempotency: idem)
         case "availability.find": return try availabilityFind(params)
         case "credits.grant": return try creditsGrant(params, idempotency: idem)
-        case "credits.balance":
-            var r = ParamReader(params)
-            let project = r.string("project_id", required: true)
-            try r.finish()
-            return ledger.balanceJSON(project: project!, now: clock.now())
-        case "credits.ledger": return try CreditLedgerParams.parse(params).page(of: ledger)
+        case "credits.balance": return try creditsBalance(params)
+        case "credits.ledger": return try creditsLedger(params)
         case "calendar.get": return try calendarGet(params)
         case "preemptible.create": return try preemptibleCreate(params, idempotency: idem)
         case "preemptible.get": return try preemptibleGet(params)
         case "preemptible.list": return try preemptibleList(params)
         case "preemptible.delete": return try preemptibleDelete(params, idempotency: idem)
         case "preemptible.horizon": return try preemptibleHorizon(params)
-        case "clock.now":
-            var r = ParamReader(params)
-            try r.finish()
-            return ["now": .string(clock.now().rfc3339)]
-        case "clock.set":
-            var r = ParamReader(params)
-            let t = r.timestamp("now", required: true)
-            try r.finish()
-            return ["now": .string(try setClock(t!, param: "now").rfc3339)]
-        case "clock.advance":
-            var r = ParamReader(params)
-            let s = r.int("seconds", required: true, min: 0, max: 100 * 366 * 86_400)
-            try r.finish()
-            return ["now": .string(try setClock(clock.now() + s!, param: "seconds").rfc3339)]
+        case "clock.now": return try clockNow(params)
+        case "clock.set": return try clockSet(params)
+        case "clock.advance": return try clockAdvance(params)
         default:
             throw BerthError(.internalError, "method \(method) is not a scheduler method")
         }
