@@ -1,7 +1,6 @@
 import BerthCore
 import BerthJSON
 import BerthStore
-import HeapModule
 import Logging
 
 /// The single owner of Berth's mutable state: hosts, leases, the calendar and the timer queue.
@@ -26,7 +25,9 @@ public actor Scheduler {
     /// Called after a commit that enqueued actions, to wake the delivery worker.
     let actionsEnqueued: @Sendable () -> Void
 
-    /// Hosts, leases, calendar, timers, ledger, preemptibles: everything rebuilt from the store.
+    /// Hosts, leases, calendar, timers, ledger, preemptibles: everything rebuilt from the store,
+    /// replaced whole on restore. Handlers mutate it in place (`state.leases[id] = l`), never
+    /// through a local copy, which would copy its tables.
     var state: SchedulerState
     /// Whether a preemption hook is configured (hook runs are queued only then); follows reloads.
     var hookConfigured = false
@@ -45,6 +46,7 @@ public actor Scheduler {
     var pendingIdempotency: [String: (params: String, result: JSON, ticket: GroupCommit.Ticket)] = [:]
     /// The ledger no longer matched a committed change (a bug): rebuild memory once the commits drain.
     var restoreWhenDrained = false
+    /// Where capacity in use comes from (nil: the adapter does not report it).
     var usageSource: UsageSource? = nil
 
     public init(

@@ -1,6 +1,6 @@
 import BerthJSON
 
-extension String {
+fileprivate extension String {
     func replacingSuffix(_ suffix: String, with replacement: String) -> String {
         hasSuffix(suffix) ? String(dropLast(suffix.count)) + replacement : self
     }
