@@ -26,7 +26,7 @@ public actor Scheduler {
     let actionsEnqueued: @Sendable () -> Void
 
     /// Hosts, leases, calendar, timers, ledger, preemptibles: everything rebuilt from the store,
-    /// replaced whole on restore. Handlers mutate it in place (`state.leases[id] = l`), never
+    /// replaced whole on restore. Handlers mutate it in place (`state.setLease(l)`), never
     /// through a local copy, which would copy its tables.
     var state: SchedulerState
     /// Whether a preemption hook is configured (hook runs are queued only then); follows reloads.

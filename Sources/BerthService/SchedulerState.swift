@@ -6,8 +6,10 @@ import HeapModule
 /// (at start, and after a failed commit) replaces all of it at once and nothing can be seen
 /// half rebuilt.
 ///
-/// The actor keeps it in one stored property and mutates it in place (`state.leases[id] = l`):
-/// copying it into a local and mutating the copy would copy its dictionaries on write.
+/// The actor keeps it in one stored property and mutates it in place (`state.setLease(l)`,
+/// `state.timers.insert(t)`): copying it into a local and mutating the copy would copy its
+/// tables on write. Leases, preemptibles and hosts change only through the methods below, which
+/// keep the listing orders, live sets and inventory in step with them.
 struct SchedulerState: Sendable {
     private(set) var hosts: [String: Host] = [:]
     /// `hosts` in name order. Both change only through `setHost`/`removeHost`, which keep
@@ -16,19 +18,19 @@ struct SchedulerState: Sendable {
     /// `sortedHosts` numbered in `calendar`, rebuilt when the hosts change (`rebuildInventory`),
     /// so planning costs nothing per host that the search does not touch.
     private(set) var inventory: HostInventory
-    var leases: [String: Lease] = [:]
+    private(set) var leases: [String: Lease] = [:]
     /// Leases in listing order (created_at, id), for stable cursors.
-    var leaseOrder: [(Timestamp, String)] = []
+    private(set) var leaseOrder: [(Timestamp, String)] = []
     var calendar = LeaseCalendar()
     var timers = Heap<LeaseTimer>()
     var lastEventSeq: Int64 = 0
     /// Credit grants, charges and refunds (pure; rebuilt from the store's entries).
     var ledger: CreditLedger
-    var preemptibles: [String: Preemptible] = [:]
+    private(set) var preemptibles: [String: Preemptible] = [:]
     /// Preemptibles in listing order (created_at, id).
-    var preemptibleOrder: [(Timestamp, String)] = []
+    private(set) var preemptibleOrder: [(Timestamp, String)] = []
     /// Ids of the preemptibles still holding capacity, per host.
-    var livePreemptibles: [String: Set<String>] = [:]
+    private(set) var livePreemptibles: [String: Set<String>] = [:]
     /// Reserved vs used unit-seconds (metrics; see Scheduler+Metrics.swift). Not in the store:
     /// a restore carries it over so the counters never go back.
     var usage = UsageAccrual()
