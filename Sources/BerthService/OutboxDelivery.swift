@@ -119,7 +119,7 @@ extension Scheduler {
         var c = Change()
         c.mutation.actions = [a]
         if failed {
-            var l = a.leaseID.flatMap { leases[$0] }
+            var l = a.leaseID.flatMap { state.leases[$0] }
             if var lease = l {
                 lease.degraded = true
                 lease.degradedReason = "action \(a.kind) failed: \(a.lastError ?? "unknown error")"
@@ -130,7 +130,7 @@ extension Scheduler {
             var e = LifecycleEvent(
                 type: "action.failed", at: clock.now(), leaseID: a.leaseID, projectID: l?.projectID, actionID: a.id,
                 data: ["kind": .string(a.kind), "error": JSON(a.lastError), "attempts": .int(a.attempts)])
-            e.seq = lastEventSeq + 1
+            e.seq = state.lastEventSeq + 1
             c.mutation.events = [e]
         }
         try apply(c)

@@ -3,18 +3,6 @@ import BerthCore
 import BerthJSON
 
 extension Scheduler {
-    func creditsGrant(_ params: JSON?, idempotency: IdempotencyContext?) throws(BerthError) -> JSON {
-        let now = clock.now()
-        let p = try CreditGrantParams.parse(params, now: now)
-        let entry = try ledger.planGrant(p, at: now)
-        var c = Change()
-        c.ledgerEntries = [entry]
-        let result = entry.json
-        idempotency?.record(result: result, at: now, into: &c)
-        try apply(c)
-        return result
-    }
-
     /// Runs one scheduler method and returns its result once everything it did or read is on disk
     /// (group commit: the actor serves other requests meanwhile). A change that could not be
     /// stored answers `unavailable`.
@@ -71,32 +59,17 @@ extension Scheduler {
         case .leaseDelete: return try leaseDelete(params, idempotency: idem)
         case .availabilityFind: return try availabilityFind(params)
         case .creditsGrant: return try creditsGrant(params, idempotency: idem)
-        case .creditsBalance:
-            var r = ParamReader(params)
-            let project = r.string("project_id", required: true)
-            try r.finish()
-            return ledger.balanceJSON(project: project!, now: clock.now())
-        case .creditsLedger: return try CreditLedgerParams.parse(params).page(of: ledger)
+        case .creditsBalance: return try creditsBalance(params)
+        case .creditsLedger: return try creditsLedger(params)
         case .calendarGet: return try calendarGet(params)
         case .preemptibleCreate: return try preemptibleCreate(params, idempotency: idem)
         case .preemptibleGet: return try preemptibleGet(params)
         case .preemptibleList: return try preemptibleList(params)
         case .preemptibleDelete: return try preemptibleDelete(params, idempotency: idem)
         case .preemptibleHorizon: return try preemptibleHorizon(params)
-        case .clockNow:
-            var r = ParamReader(params)
-            try r.finish()
-            return ["now": .string(clock.now().rfc3339)]
-        case .clockSet:
-            var r = ParamReader(params)
-            let t = r.timestamp("now", required: true)
-            try r.finish()
-            return ["now": .string(try setClock(t!, param: "now").rfc3339)]
-        case .clockAdvance:
-            var r = ParamReader(params)
-            let s = r.int("seconds", required: true, min: 0, max: 100 * 366 * 86_400)
-            try r.finish()
-            return ["now": .string(try setClock(clock.now() + s!, param: "seconds").rfc3339)]
+        case .clockNow: return try clockNow(params)
+        case .clockSet: return try clockSet(params)
+        case .clockAdvance: return try clockAdvance(params)
         case .rpcDiscover, .systemHealth, .eventsList, .eventsSubscribe, .actionsList:
             // Served by `BerthMethods` without the actor (discovery, health, the store's reads).
             throw BerthError(.internalError, "method \(method.rawValue) is not a scheduler method")

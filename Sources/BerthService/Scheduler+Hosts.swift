@@ -3,127 +3,46 @@ import BerthJSON
 import BerthStore
 
 extension Scheduler {
-    static func validHostName(_ s: String) -> Bool {
-        let b = Array(s.utf8)
-        guard let first = b.first, b.count <= 63 else { return false }
-        func alnum(_ c: UInt8) -> Bool { (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) }
-        guard alnum(first) else { return false }
-        return b.allSatisfy { alnum($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") }
-    }
-
-    /// Reads the host fields shared by create and update; nil values mean "not given".
-    func readHostFields(_ r: inout ParamReader, creating: Bool) -> (
-        vcpus: Int64?, memory: Int64?, disk: Int64?, gpus: [GPUSpec]?, properties: [String: JSON]?, state: HostState?,
-        reservable: Bool?
-    ) {
-        let vcpus = r.int("vcpus", required: creating, min: 1, max: 1_000_000)
-        let memory = r.int("memory_mb", required: creating, min: 1)
-        let disk = r.int("disk_gb", required: creating, min: 0)
-        var gpus: [GPUSpec]? = nil
-        if let list = r.array("gpus") {
-            var out: [GPUSpec] = []
-            for (i, g) in list.enumerated() {
-                var gr = ParamReader(g, path: "\(r.fieldPath("gpus"))[\(i)]")
-                if let model = gr.string("model", required: true) {
-                    if models.model(named: model) == nil {
-                        gr.fail("model", "unknown GPU model \"\(model)\"; known models: \(models.modelNames.joined(separator: ", ")) (operators add models in the GPU model file)")
-                    } else {
-                        out.append(GPUSpec(model: model))
-                    }
-                }
-                gr.rejectUnknown()
-                r.merge(gr.errors)
-            }
-            gpus = out
-        }
-        var properties: [String: JSON]? = nil
-        if let p = r.raw("properties") {
-            if let o = p.objectValue {
-                for (k, v) in o.sorted(by: { $0.key < $1.key }) {
-                    switch v {
-                    case .string, .int, .double, .bool: continue
-                    default: r.fail(path: "\(r.fieldPath("properties")).\(k)", "must be a string, number or boolean")
-                    }
-                }
-                properties = o
-            } else {
-                r.fail("properties", "expected an object, got \(p.typeName)")
-            }
-        }
-        let state = r.enumValue("state", HostState.self)
-        let reservable = r.bool("reservable")
-        return (vcpus, memory, disk, gpus, properties, state, reservable)
-    }
-
     func hostCreate(_ params: JSON?, idempotency: IdempotencyContext?) throws(BerthError) -> JSON {
-        var r = ParamReader(params)
-        let name = r.string("name", required: true, maxLength: 63)
-        if let name, !Scheduler.validHostName(name) {
-            r.fail("name", "must start with a letter or digit and contain only letters, digits, '.', '_' and '-'")
-        }
-        let f = readHostFields(&r, creating: true)
-        _ = r.raw("idempotency_key")
-        try r.finish()
-        guard let name, let vcpus = f.vcpus, let memory = f.memory, let disk = f.disk else {
-            throw .invalidParam("params", "incomplete host")
-        }
-        if hosts[name] != nil { throw .conflict("a host named '\(name)' already exists") }
+        let p = try HostCreateParams.parse(params, models: models)
+        let name = p.name
+        if state.hosts[name] != nil { throw .conflict("a host named '\(name)' already exists") }
         let now = clock.now()
         let host = Host(
-            name: name, vcpus: vcpus, memoryMB: memory, diskGB: disk, gpus: f.gpus ?? [], properties: f.properties ?? [:],
-            state: f.state ?? .up, reservable: f.reservable ?? true, createdAt: now, updatedAt: now)
+            name: name, vcpus: p.vcpus, memoryMB: p.memoryMB, diskGB: p.diskGB, gpus: p.gpus ?? [], properties: p.properties ?? [:],
+            state: p.state ?? .up, reservable: p.reservable ?? true, createdAt: now, updatedAt: now)
         var c = Change()
         c.mutation.hosts = [host]
         event("host.created", at: now, host: name, into: &c)
         let result = host.json
         idempotency?.record(result: result, at: now, into: &c)
         try apply(c)
-        setHost(host)
+        state.setHost(host)
         return result
     }
 
-    func setHost(_ host: Host) {
-        hosts[host.name] = host
-        sortedHosts = hosts.values.sorted { $0.name < $1.name }
-    }
-
     func requireHost(_ name: String) throws(BerthError) -> Host {
-        guard let h = hosts[name] else { throw .notFound("no host named '\(name)'") }
+        guard let h = state.hosts[name] else { throw .notFound("no host named '\(name)'") }
         return h
     }
 
     func hostGet(_ params: JSON?) throws(BerthError) -> JSON {
-        var r = ParamReader(params)
-        let name = r.string("name", required: true)
-        try r.finish()
-        return try requireHost(name!).json
+        try requireHost(HostGetParams.parse(params).name).json
     }
 
     func hostList(_ params: JSON?) throws(BerthError) -> JSON {
-        var r = ParamReader(params)
-        var filter = PropertyFilter.all
-        if let p = r.raw("properties") {
-            do throws(BerthError) {
-                filter = try PropertyFilter(json: p, path: "properties")
-            } catch {
-                r.merge(error.fieldErrors)
-            }
-        }
-        try r.finish()
-        return ["items": .array(sortedHosts.filter { filter.matches($0) }.map(\.json)), "next_cursor": .null]
+        let filter = try HostListParams.parse(params).filter
+        return ["items": .array(state.sortedHosts.filter { filter.matches($0) }.map(\.json)), "next_cursor": .null]
     }
 
     func hostUpdate(_ params: JSON?, idempotency: IdempotencyContext?) throws(BerthError) -> JSON {
-        var r = ParamReader(params)
-        let name = r.string("name", required: true)
-        let f = readHostFields(&r, creating: false)
-        _ = r.raw("idempotency_key")
-        try r.finish()
-        var host = try requireHost(name!)
+        let p = try HostUpdateParams.parse(params, models: models)
+        let f = p.fields
+        var host = try requireHost(p.name)
         let before = host
         if let v = f.vcpus { host.vcpus = v }
-        if let v = f.memory { host.memoryMB = v }
-        if let v = f.disk { host.diskGB = v }
+        if let v = f.memoryMB { host.memoryMB = v }
+        if let v = f.diskGB { host.diskGB = v }
         if let v = f.gpus { host.gpus = v }
         if let v = f.properties { host.properties = v }
         if let v = f.state { host.state = v }
@@ -141,7 +60,7 @@ extension Scheduler {
         let result = host.json
         idempotency?.record(result: result, at: now, into: &c)
         try apply(c)
-        setHost(host)
+        state.setHost(host)
         return result
     }
 
@@ -153,14 +72,14 @@ extension Scheduler {
     /// preemptible's capacity counts as impossible. Preemptibles on the host end (reason
     /// `host_down`), with their `preemptible.end` actions.
     func heal(leavingHost host: Host, now: Timestamp, into c: inout Change) {
-        var after = hosts
+        var after = state.hosts
         after[host.name] = host
-        var cal = calendar
+        var cal = state.calendar
         let inventory = HostInventory(hosts: after.values.sorted { $0.name < $1.name }, calendar: &cal)
         let ids = Set(
             cal.entries(host: host.name, overlapping: Interval(start: now.seconds, end: Timestamp.distantFuture.seconds))
                 .filter { !$0.payload.isPreemptible }.map(\.payload.leaseID))
-        let affected = ids.compactMap { leases[$0] }.filter { $0.status == .pending || $0.status == .active }
+        let affected = ids.compactMap { state.leases[$0] }.filter { $0.status == .pending || $0.status == .active }
             .sorted { ($0.start, $0.id) < ($1.start, $1.id) }
         for old in affected {
             cal.remove(old)
@@ -209,8 +128,8 @@ extension Scheduler {
                 event("lease.updated", at: now, lease: l, data: ["degraded_reason": JSON(l.degradedReason)], into: &c)
             }
         }
-        for id in (livePreemptibles[host.name] ?? []).sorted() {
-            guard var p = preemptibles[id], p.status.isLive else { continue }
+        for id in (state.livePreemptibles[host.name] ?? []).sorted() {
+            guard var p = state.preemptibles[id], p.status.isLive else { continue }
             p.status = .ended
             p.endedAt = max(now, p.createdAt)
             p.updatedAt = now
@@ -225,7 +144,7 @@ extension Scheduler {
     /// slots' usage at their busiest instant.
     func checkShrink(from old: Host, to new: Host, now: Timestamp) throws(BerthError) {
         let future = Interval(start: now.seconds, end: Timestamp.distantFuture.seconds)
-        let held = calendar.entries(host: old.name, overlapping: future)
+        let held = state.calendar.entries(host: old.name, overlapping: future)
         var usages: [InstanceUsage] = []
         var instanceLeases: Set<String> = []
         var gpuLeases: [Int: Set<String>] = [:]
@@ -256,13 +175,9 @@ extension Scheduler {
     }
 
     func hostDelete(_ params: JSON?, idempotency: IdempotencyContext?) throws(BerthError) -> JSON {
-        var r = ParamReader(params)
-        let name = r.string("name", required: true)
-        _ = r.raw("idempotency_key")
-        try r.finish()
-        let host = try requireHost(name!)
+        let host = try requireHost(HostDeleteParams.parse(params).name)
         let now = clock.now()
-        let holding = calendar.entries(
+        let holding = state.calendar.entries(
             host: host.name, overlapping: Interval(start: now.seconds, end: Timestamp.distantFuture.seconds))
         if !holding.isEmpty {
             let ids = Set(holding.filter { !$0.payload.isPreemptible }.map(\.payload.leaseID)).sorted()
@@ -280,8 +195,7 @@ extension Scheduler {
         let result: JSON = .object([:])
         idempotency?.record(result: result, at: now, into: &c)
         try apply(c)
-        hosts[host.name] = nil
-        sortedHosts = hosts.values.sorted { $0.name < $1.name }
+        state.removeHost(named: host.name)
         return result
     }
 }

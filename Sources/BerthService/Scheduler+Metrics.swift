@@ -72,22 +72,22 @@ extension Scheduler {
     /// before each lifecycle transition (so a lease counts exactly from its start to its end)
     /// and at the end of `processDue`.
     func accrueUsage(upTo t: Timestamp) {
-        guard let last = usageAccrual.last else {
-            usageAccrual.last = t
+        guard let last = state.usage.last else {
+            state.usage.last = t
             return
         }
         guard t > last else { return }
-        usageAccrual.last = t
+        state.usage.last = t
         let seconds = t.seconds - last.seconds
         let usage = usageSource?()
-        for l in leases.values where l.status == .active {
+        for l in state.leases.values where l.status == .active {
             for r in l.reservations where r.status == .active {
                 let key = UsageAccrual.Key(project: l.projectID, kind: r.request.kind.rawValue)
                 let units = Scheduler.reservedUnits(r)
-                usageAccrual.reservedSeconds[key, default: 0] += units * seconds
+                state.usage.reservedSeconds[key, default: 0] += units * seconds
                 if let usage {
                     let used = min(max(usage[r.id] ?? 0, 0), units)
-                    usageAccrual.usedSeconds[key, default: 0] += used * seconds
+                    state.usage.usedSeconds[key, default: 0] += used * seconds
                 }
             }
         }
@@ -98,13 +98,13 @@ extension Scheduler {
         accrueUsage(upTo: now)
         var byStatus: [String: Int] = [:]
         for s in LeaseStatus.allCases { byStatus[s.rawValue] = 0 }
-        for l in leases.values { byStatus[l.status.rawValue, default: 0] += 1 }
+        for l in state.leases.values { byStatus[l.status.rawValue, default: 0] += 1 }
 
         var capacity: [String: SchedulerMetricsSnapshot.CapacityKind] = [
             "hosts": .init(), "gpu_slices": .init(), "vcpus": .init(),
         ]
         let instant = Interval(start: now.seconds, end: now.seconds + 1)
-        for h in sortedHosts where h.isSchedulable {
+        for h in state.sortedHosts where h.isSchedulable {
             let slices = Int64(h.gpus.reduce(0) { $0 + (models.model(named: $1.model)?.memorySlices ?? 1) })
             capacity["hosts"]!.total += 1
             capacity["gpu_slices"]!.total += slices
@@ -113,8 +113,8 @@ extension Scheduler {
             var anyReserved = false
             var reservedSlices: Int64 = 0
             var reservedVCPUs: Int64 = 0
-            for (_, e) in calendar.entries(host: h.name, overlapping: instant) where !e.isPreemptible {
-                guard let l = leases[e.leaseID], l.status == .active || l.status == .pending else { continue }
+            for (_, e) in state.calendar.entries(host: h.name, overlapping: instant) where !e.isPreemptible {
+                guard let l = state.leases[e.leaseID], l.status == .active || l.status == .pending else { continue }
                 anyReserved = true
                 switch e.usage {
                 case .wholeHost: whole = true
@@ -129,11 +129,11 @@ extension Scheduler {
 
         var preemptibleStatus: [String: Int] = [:]
         for s in PreemptibleStatus.allCases { preemptibleStatus[s.rawValue] = 0 }
-        for p in preemptibles.values { preemptibleStatus[p.status.rawValue, default: 0] += 1 }
+        for p in state.preemptibles.values { preemptibleStatus[p.status.rawValue, default: 0] += 1 }
 
         let usage = usageSource?()
         var reservations: [SchedulerMetricsSnapshot.ReservationUsage] = []
-        for l in leases.values where l.status == .active {
+        for l in state.leases.values where l.status == .active {
             for r in l.reservations where r.status == .active {
                 let units = Scheduler.reservedUnits(r)
                 reservations.append(
@@ -144,9 +144,9 @@ extension Scheduler {
         }
 
         var credits: [SchedulerMetricsSnapshot.Credits] = []
-        let projects = Set(ledger.entries.map(\.projectID))
+        let projects = Set(state.ledger.entries.map(\.projectID))
         for p in projects.sorted() {
-            for (c, b) in ledger.balance(project: p, now: now) {
+            for (c, b) in state.ledger.balance(project: p, now: now) {
                 credits.append(
                     .init(
                         project: p, resourceClass: c.rawValue, granted: Double(b.granted.micro) / 1e6,
@@ -159,7 +159,7 @@ extension Scheduler {
         return SchedulerMetricsSnapshot(
             now: now, leasesByStatus: byStatus, capacity: capacity, preemptiblesByStatus: preemptibleStatus,
             reservations: reservations, usageReported: usageSource != nil,
-            reservedHours: hours(usageAccrual.reservedSeconds), usedHours: hours(usageAccrual.usedSeconds),
+            reservedHours: hours(state.usage.reservedSeconds), usedHours: hours(state.usage.usedSeconds),
             credits: credits)
     }
 }
@@ -169,7 +169,7 @@ extension Scheduler {
     /// servers running on them for the efficiency metrics).
     public func activeReservationsForUsage() -> [(reservationID: String, projectID: String, kind: String, hosts: [String])] {
         var out: [(reservationID: String, projectID: String, kind: String, hosts: [String])] = []
-        for l in leases.values where l.status == .active {
+        for l in state.leases.values where l.status == .active {
             for r in l.reservations where r.status == .active {
                 out.append((r.id, l.projectID, r.request.kind.rawValue, Array(Set(r.allocations.map(\.host))).sorted()))
             }

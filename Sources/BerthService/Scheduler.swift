@@ -1,69 +1,7 @@
 import BerthCore
 import BerthJSON
 import BerthStore
-import HeapModule
 import Logging
-
-/// Settings the scheduler enforces (from the daemon's config file).
-public struct SchedulerPolicy: Sendable {
-    /// Longest lease allowed (`policy_violation`, rule `max_lease_duration`); nil for no limit.
-    public var maxLeaseDuration: Int64?
-    /// How far ahead `earliest_start` and `availability.find` look by default.
-    public var searchHorizon: Int64
-    /// How far in the past a `start` may be and still be taken as "now" (client clock skew).
-    public var startGrace: Int64
-
-    /// Refuse leases the project's credits cannot pay for (-32003); off: costs are only recorded.
-    public var enforceCredits: Bool
-    /// Preemptible lifetimes, notice and what preemption does.
-    public var preemption: PreemptionPolicy
-
-    public init(
-        maxLeaseDuration: Int64? = nil, searchHorizon: Int64 = 366 * 86_400, startGrace: Int64 = 60,
-        enforceCredits: Bool = false, preemption: PreemptionPolicy = PreemptionPolicy()
-    ) {
-        self.enforceCredits = enforceCredits
-        self.preemption = preemption
-        self.maxLeaseDuration = maxLeaseDuration
-        self.searchHorizon = searchHorizon
-        self.startGrace = startGrace
-    }
-}
-
-/// Settings for preemptible instances (config section `preemption`).
-public struct PreemptionPolicy: Sendable {
-    /// Guaranteed lifetime when a request names none.
-    public var defaultMinLifetime: Int64
-    /// Longest guaranteed lifetime a request may ask for (`policy_violation`, rule `max_min_lifetime`).
-    public var maxMinLifetime: Int64
-    /// How long before a reservation needs the capacity its preemptibles are preempted.
-    public var notice: Int64
-    /// What the adapter does to a preempted server.
-    public var action: PreemptAction
-
-    public enum PreemptAction: String, Sendable, CaseIterable { case delete, shelve }
-
-    public init(defaultMinLifetime: Int64 = 3600, maxMinLifetime: Int64 = 7 * 86_400, notice: Int64 = 600, action: PreemptAction = .delete) {
-        self.defaultMinLifetime = defaultMinLifetime
-        self.maxMinLifetime = maxMinLifetime
-        self.notice = notice
-        self.action = action
-    }
-}
-
-/// One lifecycle moment of one lease (or one preemptible's preemption), due at `at`.
-struct LeaseTimer: Comparable {
-    /// At the same instant: ends free capacity first, and preemptions happen before starts.
-    enum Kind: Int { case end = 0, preempt = 1, beforeEnd = 2, start = 3 }
-    var at: Timestamp
-    var kind: Kind
-    /// A lease id, or a preemptible id for `.preempt`.
-    var leaseID: String
-
-    static func < (a: LeaseTimer, b: LeaseTimer) -> Bool {
-        (a.at, a.kind.rawValue, a.leaseID) < (b.at, b.kind.rawValue, b.leaseID)
-    }
-}
 
 /// The single owner of Berth's mutable state: hosts, leases, the calendar and the timer queue.
 ///
@@ -87,26 +25,10 @@ public actor Scheduler {
     /// Called after a commit that enqueued actions, to wake the delivery worker.
     let actionsEnqueued: @Sendable () -> Void
 
-    var hosts: [String: Host] = [:]
-    var sortedHosts: [Host] = [] {
-        didSet { inventory = HostInventory(hosts: sortedHosts, calendar: &calendar) }
-    }
-    /// `sortedHosts` numbered in `calendar`, rebuilt when the hosts change, so planning costs
-    /// nothing per host that the search does not touch.
-    var inventory: HostInventory
-    var leases: [String: Lease] = [:]
-    /// Leases in listing order (created_at, id), for stable cursors.
-    var leaseOrder: [(Timestamp, String)] = []
-    var calendar = LeaseCalendar()
-    var timers = Heap<LeaseTimer>()
-    var lastEventSeq: Int64 = 0
-    /// Credit grants, charges and refunds (pure; rebuilt from the store's entries at start).
-    var ledger: CreditLedger
-    var preemptibles: [String: Preemptible] = [:]
-    /// Preemptibles in listing order (created_at, id).
-    var preemptibleOrder: [(Timestamp, String)] = []
-    /// Ids of the preemptibles still holding capacity, per host.
-    var livePreemptibles: [String: Set<String>] = [:]
+    /// Hosts, leases, calendar, timers, ledger, preemptibles: everything rebuilt from the store,
+    /// replaced whole on restore. Handlers mutate it in place (`state.setLease(l)`), never
+    /// through a local copy, which would copy its tables.
+    var state: SchedulerState
     /// Whether a preemption hook is configured (hook runs are queued only then); follows reloads.
     var hookConfigured = false
     /// Writes changes in groups; see `GroupCommit`.
@@ -124,8 +46,7 @@ public actor Scheduler {
     var pendingIdempotency: [String: (params: String, result: JSON, ticket: GroupCommit.Ticket)] = [:]
     /// The ledger no longer matched a committed change (a bug): rebuild memory once the commits drain.
     var restoreWhenDrained = false
-    /// Reserved vs used unit-seconds (metrics; see Scheduler+Metrics.swift).
-    var usageAccrual = UsageAccrual()
+    /// Where capacity in use comes from (nil: the adapter does not report it).
     var usageSource: UsageSource? = nil
 
     public init(
@@ -148,57 +69,19 @@ public actor Scheduler {
             }
             if actions { actionsEnqueued() }
         }
-        let model = try Model(try store.loadSnapshot(), enforceCredits: policy.enforceCredits, clock: clock)
-        ledger = model.ledger
-        hosts = model.hosts
-        sortedHosts = model.sortedHosts
-        leases = model.leases
-        leaseOrder = model.leaseOrder
-        calendar = model.calendar
-        timers = model.timers
-        lastEventSeq = model.lastEventSeq
-        preemptibles = model.preemptibles
-        preemptibleOrder = model.preemptibleOrder
-        livePreemptibles = model.livePreemptibles
-        inventory = HostInventory(hosts: sortedHosts, calendar: &calendar)
+        state = try Scheduler.restoredState(store: store, policy: policy, clock: clock, usage: UsageAccrual())
     }
 
-    /// Everything the actor holds in memory, as rebuilt from the store (at start, and after a
-    /// failed commit).
-    struct Model {
-        var hosts: [String: Host] = [:]
-        var sortedHosts: [Host] = []
-        var leases: [String: Lease] = [:]
-        var leaseOrder: [(Timestamp, String)] = []
-        var calendar = LeaseCalendar()
-        var timers = Heap<LeaseTimer>()
-        var lastEventSeq: Int64 = 0
-        var ledger: CreditLedger
-        var preemptibles: [String: Preemptible] = [:]
-        var preemptibleOrder: [(Timestamp, String)] = []
-        var livePreemptibles: [String: Set<String>] = [:]
-
-        /// A manual clock is also set back to the time last stored.
-        init(_ snap: BerthStore.Snapshot, enforceCredits: Bool, clock: BerthClock) throws(BerthError) {
-            // The calendar on one core, everything else on the other: the two read the snapshot only.
-            let (calendar, restored) = Parallel.both(
-                { Scheduler.calendar(leases: snap.leases, preemptibles: snap.preemptibles) },
-                { Restored(snap, enforceCredits: enforceCredits) })
-            ledger = try restored.ledger.get()
-            hosts = restored.hosts
-            sortedHosts = restored.sortedHosts
-            leases = restored.leases
-            leaseOrder = restored.leaseOrder
-            timers = restored.timers
-            preemptibles = restored.preemptibles
-            preemptibleOrder = restored.preemptibleOrder
-            livePreemptibles = restored.livePreemptibles
-            self.calendar = calendar
-            lastEventSeq = snap.lastEventSeq
-            if clock.mode == .manual, let saved = snap.meta["manual_clock"].flatMap(Int64.init) {
-                clock.set(Timestamp(seconds: saved))
-            }
+    /// The state the store holds. A manual clock is also set back to the time last stored.
+    static func restoredState(store: BerthStore, policy: SchedulerPolicy, clock: BerthClock, usage: UsageAccrual)
+        throws(BerthError) -> SchedulerState
+    {
+        let snap = try store.loadSnapshot()
+        let state = try SchedulerState(snapshot: snap, enforceCredits: policy.enforceCredits, usage: usage)
+        if clock.mode == .manual, let saved = snap.meta["manual_clock"].flatMap(Int64.init) {
+            clock.set(Timestamp(seconds: saved))
         }
+        return state
     }
 
     /// Before any command: after a failed commit, rebuild memory from the store (what is on disk is
@@ -207,97 +90,27 @@ public actor Scheduler {
     func ensureRestored() throws(BerthError) {
         let failed = commits.needsRestore
         guard failed || (restoreWhenDrained && commits.isDrained) else { return }
-        let model: Model
         do throws(BerthError) {
-            model = try Model(try store.loadSnapshot(), enforceCredits: policy.enforceCredits, clock: clock)
+            state = try Scheduler.restoredState(store: store, policy: policy, clock: clock, usage: state.usage)
         } catch {
             logger.error("cannot restore state from the store", metadata: ["error": "\(error.message)"])
             throw BerthError(.unavailable, "storage failed and berthd cannot reload its state yet (\(error.message)); retry")
         }
-        ledger = model.ledger
-        hosts = model.hosts
-        sortedHosts = model.sortedHosts
-        leases = model.leases
-        leaseOrder = model.leaseOrder
-        calendar = model.calendar
-        timers = model.timers
-        lastEventSeq = model.lastEventSeq
-        preemptibles = model.preemptibles
-        preemptibleOrder = model.preemptibleOrder
-        livePreemptibles = model.livePreemptibles
-        inventory = HostInventory(hosts: sortedHosts, calendar: &calendar)
         pendingIdempotency = [:]
         restoreWhenDrained = false
         if failed {
             memoryTicket = commits.restored()
         }
-        logger.notice("state restored from the store", metadata: ["leases": "\(leases.count)", "hosts": "\(hosts.count)"])
-    }
-
-    /// The calendar of a snapshot: every lease's allocations (in the snapshot's order), then every
-    /// preemptible's, as the scheduler would have added them one by one.
-    static func calendar(leases: [Lease], preemptibles: [Preemptible]) -> LeaseCalendar {
-        LeaseCalendar(sortedEntriesByHost: CalendarBulkLoad.entriesByHost(leases: leases, preemptibles: preemptibles))
-    }
-
-    /// Everything but the calendar, rebuilt from a snapshot.
-    struct Restored: Sendable {
-        var ledger: Result<CreditLedger, BerthError>
-        var hosts: [String: Host] = [:]
-        var sortedHosts: [Host]
-        var leases: [String: Lease] = [:]
-        var leaseOrder: [(Timestamp, String)] = []
-        var timers: Heap<LeaseTimer>
-        var preemptibles: [String: Preemptible] = [:]
-        var preemptibleOrder: [(Timestamp, String)] = []
-        var livePreemptibles: [String: Set<String>] = [:]
-
-        init(_ snap: BerthStore.Snapshot, enforceCredits: Bool) {
-            ledger = Result { () throws(BerthError) -> CreditLedger in try CreditLedger(entries: snap.ledger, enforce: enforceCredits) }
-            hosts.reserveCapacity(snap.hosts.count)
-            for h in snap.hosts { hosts[h.name] = h }
-            sortedHosts = snap.hosts.sorted { $0.name < $1.name }
-            leases.reserveCapacity(snap.leases.count)
-            leaseOrder.reserveCapacity(snap.leases.count)
-            var due: [LeaseTimer] = []
-            due.reserveCapacity(2 * snap.leases.count)
-            for l in snap.leases {
-                leases[l.id] = l
-                leaseOrder.append((l.createdAt, l.id))
-                due.append(contentsOf: Scheduler.timers(for: l))
-            }
-            leaseOrder.sort { $0 < $1 }
-            for p in snap.preemptibles {
-                preemptibles[p.id] = p
-                preemptibleOrder.append((p.createdAt, p.id))
-                if p.status.isLive { livePreemptibles[p.host, default: []].insert(p.id) }
-                if p.status == .preempting, let at = p.preemptAt { due.append(LeaseTimer(at: at, kind: .preempt, leaseID: p.id)) }
-            }
-            // One O(n) heapify instead of n inserts.
-            timers = Heap(due)
-        }
+        logger.notice("state restored from the store", metadata: ["leases": "\(state.leases.count)", "hosts": "\(state.hosts.count)"])
     }
 
     public var now: Timestamp { clock.now() }
 
-    public var leaseCount: Int { leases.count }
-    public var hostCount: Int { hosts.count }
-
-    /// The timers a lease still owes, given its state.
-    static func timers(for l: Lease) -> [LeaseTimer] {
-        switch l.status {
-        case .pending:
-            var out = [LeaseTimer(at: l.start, kind: .start, leaseID: l.id), LeaseTimer(at: l.end, kind: .end, leaseID: l.id)]
-            if let b = l.beforeEndAt { out.append(LeaseTimer(at: b, kind: .beforeEnd, leaseID: l.id)) }
-            return out
-        case .active:
-            var out = [LeaseTimer(at: l.end, kind: .end, leaseID: l.id)]
-            if let b = l.beforeEndAt, !l.beforeEndFired { out.append(LeaseTimer(at: b, kind: .beforeEnd, leaseID: l.id)) }
-            return out
-        default:
-            return []
-        }
-    }
+    public var leaseCount: Int { state.leases.count }
+    public var hostCount: Int { state.hosts.count }
+    /// Read-only views for tests and tools that inspect the scheduler (handlers use `state`).
+    var leases: [String: Lease] { state.leases }
+    var hosts: [String: Host] { state.hosts }
 
     // MARK: - Committing
 
@@ -308,7 +121,7 @@ public actor Scheduler {
         var leaseUpdates: [Lease] = []
         var removedFromCalendar: [Lease] = []
         var addedToCalendar: [Lease] = []
-        /// Planned against `ledger` in this same actor turn; applied after the commit.
+        /// Planned against `state.ledger` in this same actor turn; applied after the commit.
         var ledgerEntries: [LedgerEntry] = []
         /// New versions of preemptibles (their calendar entries are replaced on apply).
         var preemptibleUpdates: [Preemptible] = []
@@ -323,7 +136,7 @@ public actor Scheduler {
         var e = LifecycleEvent(
             type: type, at: at, leaseID: lease?.id, projectID: lease?.projectID ?? preemptible?.projectID,
             host: host ?? preemptible?.host, preemptibleID: preemptible?.id, data: data)
-        e.seq = lastEventSeq + Int64(c.mutation.events.count) + 1
+        e.seq = state.lastEventSeq + Int64(c.mutation.events.count) + 1
         c.mutation.events.append(e)
     }
 
@@ -381,22 +194,19 @@ public actor Scheduler {
             pendingIdempotency[r.method + "\u{0}" + r.key] = (r.params, result, ticket)
             if pendingIdempotency.count > 256 { prunePendingIdempotency() }
         }
-        for l in c.removedFromCalendar { calendar.remove(l) }
-        for l in c.leaseUpdates {
-            if leases[l.id] == nil { insertOrdered(l) }
-            leases[l.id] = l
-        }
-        for l in c.addedToCalendar { calendar.add(l) }
-        for p in c.preemptibleUpdates { applyPreemptible(p) }
+        for l in c.removedFromCalendar { state.calendar.remove(l) }
+        for l in c.leaseUpdates { state.setLease(l) }
+        for l in c.addedToCalendar { state.calendar.add(l) }
+        for p in c.preemptibleUpdates { state.setPreemptible(p) }
         do {
-            try ledger.apply(c.ledgerEntries)
+            try state.ledger.apply(c.ledgerEntries)
         } catch {
             // The entries will be on disk; a plan that no longer applies is a bug: rebuild memory
             // from the store once what is being written has landed.
             logger.critical("ledger out of step with the store; rebuilding", metadata: ["error": "\(error)"])
             restoreWhenDrained = true
         }
-        lastEventSeq += Int64(m.events.count)
+        state.lastEventSeq += Int64(m.events.count)
     }
 
     /// Drops the pending idempotency records that are on disk by now (the store answers for them).
@@ -405,142 +215,5 @@ public actor Scheduler {
         guard !settled.isEmpty else { return }
         let durable = Set(settled)
         pendingIdempotency = pendingIdempotency.filter { !durable.contains($0.value.ticket) }
-    }
-
-    /// Replaces a preemptible in memory: calendar entries, live set, listing order, timer.
-    private func applyPreemptible(_ p: Preemptible) {
-        if let old = preemptibles[p.id] {
-            calendar.remove(old)
-        } else {
-            let key = (p.createdAt, p.id)
-            preemptibleOrder.insert(key, at: CreationCursor.index(after: key, in: preemptibleOrder))
-        }
-        preemptibles[p.id] = p
-        calendar.add(p)
-        if p.status.isLive {
-            livePreemptibles[p.host, default: []].insert(p.id)
-        } else {
-            livePreemptibles[p.host]?.remove(p.id)
-            if livePreemptibles[p.host]?.isEmpty == true { livePreemptibles[p.host] = nil }
-        }
-        if p.status == .preempting, let at = p.preemptAt { timers.insert(LeaseTimer(at: at, kind: .preempt, leaseID: p.id)) }
-    }
-
-    private func insertOrdered(_ l: Lease) {
-        let key = (l.createdAt, l.id)
-        var lo = 0, hi = leaseOrder.count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if leaseOrder[mid] < key { lo = mid + 1 } else { hi = mid }
-        }
-        leaseOrder.insert(key, at: lo)
-    }
-
-    // MARK: - Time
-
-    /// Fires every timer due at or before `now` and returns once the transitions are on disk.
-    public nonisolated func processDue() async {
-        let ticket = await fireDueTimers()
-        do throws(BerthError) {
-            try await commits.waitDurable(ticket)
-        } catch {
-            logger.error("lifecycle transitions could not be stored", metadata: ["error": "\(error.message)"])
-        }
-    }
-
-    /// Fires every timer due at or before `now`, in time order, one change per transition; returns
-    /// the ticket to wait for.
-    func fireDueTimers() -> GroupCommit.Ticket {
-        do throws(BerthError) {
-            try ensureRestored()
-        } catch {
-            return memoryTicket
-        }
-        fireDue()
-        return memoryTicket
-    }
-
-    /// Fires every timer due at or before `now`, in time order, one change per transition.
-    func fireDue() {
-        let now = clock.now()
-        while let t = timers.min, t.at <= now {
-            _ = timers.removeMin()
-            accrueUsage(upTo: t.at)
-            do {
-                try fire(t)
-            } catch {
-                // Storage refused the transition: put it back and retry on the next tick.
-                timers.insert(t)
-                logger.error("lifecycle transition failed", metadata: ["lease.id": "\(t.leaseID)", "error": "\(error)"])
-                return
-            }
-        }
-        accrueUsage(upTo: now)
-    }
-
-    /// The next instant a timer is due (the system-clock ticker sleeps until then).
-    public func nextDue() -> Timestamp? { timers.min?.at }
-
-    /// Timers are never removed eagerly; a popped timer that no longer matches its lease is ignored.
-    func fire(_ t: LeaseTimer) throws(BerthError) {
-        if t.kind == .preempt { return try firePreemption(t) }
-        guard var l = leases[t.leaseID] else { return }
-        var c = Change()
-        switch t.kind {
-        case .preempt:
-            return
-        case .start:
-            guard l.status == .pending, l.start == t.at else { return }
-            l.status = .active
-            for i in l.reservations.indices where l.reservations[i].status == .pending { l.reservations[i].status = .active }
-            l.updatedAt = t.at
-            event("lease.started", at: t.at, lease: l, into: &c)
-            action("lease.start", lease: l, at: t.at, into: &c)
-        case .beforeEnd:
-            guard l.status == .active || l.status == .pending, !l.beforeEndFired, l.beforeEndAt == t.at else { return }
-            if l.status == .pending { return }  // the start timer has not fired yet; it re-arms this one
-            l.beforeEndFired = true
-            l.updatedAt = t.at
-            event("lease.before_end", at: t.at, lease: l, data: ["end": .string(l.end.rfc3339)], into: &c)
-        case .end:
-            guard l.status == .active || l.status == .pending, l.end == t.at else { return }
-            let wasActive = l.status == .active
-            l.status = .ended
-            for i in l.reservations.indices { l.reservations[i].status = .ended }
-            l.updatedAt = t.at
-            event("lease.ended", at: t.at, lease: l, into: &c)
-            if wasActive { action("lease.end", lease: l, at: t.at, into: &c) }
-        }
-        c.leaseUpdates = [l]
-        try apply(c)
-    }
-
-    func scheduleTimers(for l: Lease) {
-        for t in Scheduler.timers(for: l) { timers.insert(t) }
-    }
-
-    /// The latest time a manual clock may show: the scheduler looks at `[now, distantFuture)`
-    /// (calendar queries, host updates), which must not be empty.
-    static let latestManualTime = Timestamp.distantFuture - 1
-
-    /// Moves a manual clock and processes everything due up to the new time. `param` names the
-    /// parameter that asked for `t`, for the error when `t` is out of range.
-    func setClock(_ t: Timestamp, param: String) throws(BerthError) -> Timestamp {
-        guard clock.mode == .manual else { throw BerthError(.conflict, "the clock is not manual") }
-        if t > Scheduler.latestManualTime {
-            throw .invalidParam(param, "the clock cannot go past \(Scheduler.latestManualTime.rfc3339)")
-        }
-        let current = clock.now()
-        if t < current {
-            throw BerthError(.conflict, "the clock cannot move backwards (now \(current), asked for \(t))")
-        }
-        // The clock moves before its change is enqueued: refuse first if nothing can be stored.
-        // (A commit failing meanwhile makes the next command restore memory, clock included.)
-        try commits.checkWritable()
-        clock.set(t)
-        fireDue()
-        // `apply` records the manual clock with every change; this one records only the time.
-        try apply(Change())
-        return clock.now()
     }
 }

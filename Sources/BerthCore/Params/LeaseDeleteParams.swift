@@ -1,0 +1,15 @@
+import BerthJSON
+
+/// `lease.delete` params: `{ id, idempotency_key? }`.
+public struct LeaseDeleteParams: Sendable {
+    public var id: String
+
+    public static func parse(_ params: JSON?) throws(BerthError) -> LeaseDeleteParams {
+        var r = ParamReader(params)
+        let id = r.string("id", required: true)
+        _ = r.raw("idempotency_key")
+        try r.finish()
+        guard let id else { throw .invalidParam("id", "is required") }
+        return LeaseDeleteParams(id: id)
+    }
+}
