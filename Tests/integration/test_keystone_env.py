@@ -1,7 +1,7 @@
-"""The real Keystone of the integration tests (keystone_fixture.py): what the OpenStack adapter's
-tests rely on. Password and application-credential authentication, the catalog with the compute
-endpoint registered by the tests, token validation and revocation as the Nova emulator does them,
-password changes, the clouds.yaml files, a short token lifetime, concurrent requests.
+"""The real Keystone of the integration tests (support/keystone_fixture.py): what the OpenStack
+adapter's tests rely on. Password and application-credential authentication, the catalog with the
+compute endpoint registered by the tests, token validation and revocation as the Nova emulator does
+them, password changes, the clouds.yaml files, a short token lifetime, concurrent requests.
 
 Skipped with a loud warning when Keystone cannot be installed, unless BERTH_REQUIRE_KEYSTONE=1."""
 
@@ -15,7 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from keystone_fixture import VENV, KeystoneError, http_request, keystone, keystone_factory  # noqa: F401
+from support.keystone_fixture import (VENV, KeystoneError, http_request, keystone,  # noqa: F401
+                                      keystone_factory)
 
 NOVA_URL = "http://127.0.0.1:9/v2.1"  # never contacted: only stored in the catalog
 
