@@ -3,7 +3,8 @@
 # on the same hosts, and the same answer (hosts chosen, or refused) to every allocator request,
 # plain and rack-filtered. Compiles Sources/BerthJSON + Sources/BerthCore + the generator
 # (Tests/BerthTestSupport/SplitMix64.swift) + verify_port.swift with swiftc into a temporary
-# directory (never touches .build; 30 s to 2 minutes on 2 cores), then diffs its output with `bench_blazar.py --dump` at a few scales, one of them congested.
+# directory (never touches .build; 30 s to 2 minutes on 2 cores), then diffs its output with
+# `bench_blazar.py --dump` at a few scales, one of them congested.
 # Usage: benchmarks/peers/blazar/verify_port.sh [HOSTS/LEASES ...]   (needs setup.sh's venv)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
