@@ -120,7 +120,8 @@ let package = Package(
         .executableTarget(name: "berthctl", dependencies: ["BerthCtl"], swiftSettings: strict),
         // Benchmarks (release build: `make bench`); timings are reported, never asserted in tests.
         .executableTarget(
-            name: "berth-bench", dependencies: ["BerthContract", "BerthCore", "BerthClient", "BerthJSON", "BerthStore"],
+            name: "berth-bench",
+            dependencies: ["BerthContract", "BerthCore", "BerthClient", "BerthJSON", "BerthStore", "BerthTestSupport"],
             swiftSettings: strict),
 
         // The daemon's request path in one process, and the reply oracle, for fuzzing (issue #9; the
@@ -128,26 +129,36 @@ let package = Package(
         .target(
             name: "BerthFuzz",
             dependencies: [
-                "BerthContract", "BerthCore", "BerthJSON", "BerthRPC", "BerthService", "BerthStore",
+                "BerthContract", "BerthCore", "BerthJSON", "BerthRPC", "BerthService", "BerthStore", "BerthTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),
 
+        // What several test targets, the fuzzer and the benchmarks share: temporary directories, fixed
+        // epochs, Unix-socket addresses, the seeded generator. Only BerthCore, so that a test target
+        // using it links nothing heavy it did not already need.
+        .target(name: "BerthTestSupport", dependencies: ["BerthCore"], path: "Tests/BerthTestSupport", swiftSettings: strict),
+
         .testTarget(name: "BerthJSONTests", dependencies: ["BerthJSON"], swiftSettings: strict),
         .testTarget(
             name: "BerthCoreTests",
-            dependencies: ["BerthCore", "BerthJSON", .product(name: "PropertyBased", package: "swift-property-based")],
+            dependencies: [
+                "BerthCore", "BerthJSON", "BerthTestSupport",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(
             name: "BerthStoreTests",
-            dependencies: ["BerthStore", "BerthCore", "BerthJSON", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: [
+                "BerthStore", "BerthCore", "BerthJSON", "BerthTestSupport", .product(name: "GRDB", package: "GRDB.swift"),
+            ],
             swiftSettings: strict),
         .testTarget(
             name: "BerthServiceTests",
             dependencies: [
-                "BerthContract", "BerthService", "BerthCore", "BerthJSON", "BerthStore", "BerthRPC",
+                "BerthContract", "BerthService", "BerthCore", "BerthJSON", "BerthStore", "BerthRPC", "BerthTestSupport",
                 .product(name: "PropertyBased", package: "swift-property-based"),
                 // A second connection that holds the write lock, to make a commit fail for real.
                 .product(name: "GRDB", package: "GRDB.swift"),
@@ -156,12 +167,12 @@ let package = Package(
         ),
         .testTarget(
             name: "BerthRPCTests",
-            dependencies: ["BerthRPC", "BerthJSON", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["BerthRPC", "BerthJSON", "BerthTestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         .testTarget(
             name: "BerthOpenStackTests",
-            dependencies: ["BerthOpenStack", "BerthJSON", "BerthCore"],
+            dependencies: ["BerthOpenStack", "BerthJSON", "BerthCore", "BerthTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(
@@ -171,7 +182,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BerthSystemdTests",
-            dependencies: ["BerthSystemd", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["BerthSystemd", "BerthTestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
     ]

@@ -148,15 +148,12 @@ struct CreditsLedger: ParsableCommand {
         commandName: "ledger", abstract: "A project's grants, charges and refunds (credits.ledger).")
     @OptionGroup var global: GlobalOptions
     @Argument(help: ArgumentHelp("Project.", valueName: "project_id")) var project: String
-    @Option(help: ArgumentHelp("Continue from a previous page.", valueName: "cursor")) var cursor: String?
-    @Option(help: ArgumentHelp("Page size.", valueName: "n")) var limit: Int?
-    @Flag(help: "Follow next_cursor and list every page.") var all = false
+    @OptionGroup var paging: PagingOptions
 
     func run() throws {
         var params: JSON = ["project_id": .string(project)]
-        params.set("cursor", cursor.json)
-        params.set("limit", limit.json)
-        let result = try global.callList(.creditsLedger, params, all: all)
+        paging.apply(to: &params)
+        let result = try global.callList(.creditsLedger, params, all: paging.all)
         global.emit(result) { r in
             let items = Views.items(r)
             if items.isEmpty {
@@ -236,9 +233,7 @@ struct PreemptibleList: ParsableCommand {
     var status: String?
     @Option(name: .customLong("slurm-node"), help: ArgumentHelp("Only those backing this Slurm node.", valueName: "name"))
     var slurmNode: String?
-    @Option(help: ArgumentHelp("Continue from a previous page.", valueName: "cursor")) var cursor: String?
-    @Option(help: ArgumentHelp("Page size.", valueName: "n")) var limit: Int?
-    @Flag(help: "Follow next_cursor and list every page.") var all = false
+    @OptionGroup var paging: PagingOptions
 
     func run() throws {
         var params: JSON = [:]
@@ -246,9 +241,8 @@ struct PreemptibleList: ParsableCommand {
         params.set("host", host.json)
         params.set("status", status.json)
         params.set("slurm_node", slurmNode.json)
-        params.set("cursor", cursor.json)
-        params.set("limit", limit.json)
-        let result = try global.callList(.preemptibleList, params, all: all)
+        paging.apply(to: &params)
+        let result = try global.callList(.preemptibleList, params, all: paging.all)
         global.emit(result) { r in
             let headers = ["ID", "PROJECT", "HOST", "STATUS", "GUARANTEED_UNTIL", "PREEMPT_AT"]
             Output.printTable(headers, Views.items(r), noun: "preemptibles") {

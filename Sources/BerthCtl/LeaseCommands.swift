@@ -127,9 +127,7 @@ struct LeaseList: ParsableCommand {
     @Option(help: ArgumentHelp("pending, active, ended, deleted or error.", valueName: "status")) var status: String?
     @Option(help: ArgumentHelp("Only leases that end after this time.", valueName: "time")) var from: String?
     @Option(help: ArgumentHelp("Only leases that start before this time.", valueName: "time")) var to: String?
-    @Option(help: ArgumentHelp("Continue from a previous page.", valueName: "cursor")) var cursor: String?
-    @Option(help: ArgumentHelp("Page size.", valueName: "n")) var limit: Int?
-    @Flag(help: "Follow next_cursor and list every page.") var all = false
+    @OptionGroup var paging: PagingOptions
 
     func run() throws {
         var params: JSON = [:]
@@ -137,9 +135,8 @@ struct LeaseList: ParsableCommand {
         params.set("status", status.json)
         params.set("from", from.json)
         params.set("to", to.json)
-        params.set("cursor", cursor.json)
-        params.set("limit", limit.json)
-        let result = try global.callList(.leaseList, params, all: all)
+        paging.apply(to: &params)
+        let result = try global.callList(.leaseList, params, all: paging.all)
         global.emit(result) { r in
             Output.printTable(Views.leaseHeaders, Views.items(r), noun: "leases", row: Views.leaseRow)
             Output.noteCursor(r)

@@ -109,17 +109,14 @@ struct ActionsList: ParsableCommand {
     @Option(help: ArgumentHelp("pending, running, done or failed.", valueName: "status")) var status: String?
     @Option(name: .customLong("lease"), help: ArgumentHelp("Only this lease's actions.", valueName: "lease_id"))
     var leaseID: String?
-    @Option(help: ArgumentHelp("Continue from a previous page.", valueName: "cursor")) var cursor: String?
-    @Option(help: ArgumentHelp("Page size.", valueName: "n")) var limit: Int?
-    @Flag(help: "Follow next_cursor and list every page.") var all = false
+    @OptionGroup var paging: PagingOptions
 
     func run() throws {
         var params: JSON = [:]
         params.set("status", status.json)
         params.set("lease_id", leaseID.json)
-        params.set("cursor", cursor.json)
-        params.set("limit", limit.json)
-        let result = try global.callList(.actionsList, params, all: all)
+        paging.apply(to: &params)
+        let result = try global.callList(.actionsList, params, all: paging.all)
         global.emit(result) { r in
             let items = Views.items(r)
             if items.isEmpty {

@@ -2,6 +2,7 @@ import BerthCore
 import BerthContract
 import BerthJSON
 import BerthService
+import BerthTestSupport
 
 /// Structure-aware mutations for libFuzzer's custom mutator: an input that parses as JSON is
 /// changed as a tree (a value replaced by one of another type or a boundary value, a member or

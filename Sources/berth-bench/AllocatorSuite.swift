@@ -1,5 +1,6 @@
 import BerthCore
 import BerthJSON
+import BerthTestSupport
 
 #if canImport(Glibc)
     import Glibc

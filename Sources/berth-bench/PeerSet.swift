@@ -1,5 +1,6 @@
 import BerthCore
 import BerthJSON
+import BerthTestSupport
 
 /// The first berth-bench's population and request stream, unchanged, because
 /// benchmarks/peers/blazar/bench_blazar.py replays exactly these draws against Blazar: H CPU hosts

@@ -1,5 +1,6 @@
 import BerthCore
 import BerthJSON
+import BerthTestSupport
 
 /// The mixed, deterministic population of the issue #7 suite: one host in ten carries 4 × A100-40GB
 /// (MIG), the rest are CPU hosts; leases are 60 % whole hosts (1–4), 20 % GPU slices (1g.5gb,

@@ -1,5 +1,6 @@
 import BerthCore
 import BerthJSON
+import BerthTestSupport
 
 /// A deterministic synthetic workload: mixed host, instance and MIG requests arriving one after
 /// another, each for a window in the next two weeks. The same seed always yields the same trace, so

@@ -1,6 +1,7 @@
 import BerthClient
 import BerthCore
 import BerthJSON
+import BerthTestSupport
 
 #if canImport(Glibc)
     import Glibc

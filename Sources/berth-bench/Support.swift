@@ -1,5 +1,6 @@
 // Shared helpers of berth-bench: clocks, statistics, options, the report, threads and processes.
 import BerthJSON
+import BerthTestSupport
 
 #if canImport(Glibc)
     import Glibc
@@ -398,9 +399,11 @@ final class Barrier: @unchecked Sendable {
 // MARK: - Files and processes
 
 func makeTempDir(_ prefix: String) -> String {
-    var template = Array("/tmp/\(prefix)-XXXXXX".utf8CString)
-    guard let p = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else { fail("mkdtemp failed") }
-    return String(cString: p)
+    do {
+        return try TemporaryDirectory.make(prefix: prefix)
+    } catch {
+        fail("mkdtemp failed")
+    }
 }
 
 /// Runs a program and waits for it (used for `rm -rf` of temporary state).

@@ -1,4 +1,5 @@
 import BerthJSON
+import BerthTestSupport
 import Testing
 
 @testable import BerthCore
@@ -7,7 +8,7 @@ import Testing
 /// every lease and then every preemptible one by one produces: the same hosts, entries, entry order
 /// (equal windows in add order) and preemptible counts.
 @Suite struct CalendarBulkLoadTests {
-    static let base: Int64 = 1_900_000_000
+    static let base: Int64 = TestEpoch.roundSeconds.seconds
 
     /// Leases of every kind and status, on few hosts and few distinct windows, so that many entries
     /// share a host and a window; some windows are empty and some leases do not occupy the calendar.

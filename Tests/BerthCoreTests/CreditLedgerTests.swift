@@ -1,4 +1,5 @@
 import BerthJSON
+import BerthTestSupport
 import Testing
 
 @testable import BerthCore
@@ -7,7 +8,7 @@ import Testing
     // MARK: Helpers (kept inside the suite: no top-level names)
 
     /// 2030-01-01T00:00:00Z.
-    static let t0 = Timestamp(seconds: 1_893_456_000)
+    static let t0 = TestEpoch.year2030
     static let hour: Int64 = 3600
 
     static func at(_ seconds: Int64) -> Timestamp { t0 + seconds }

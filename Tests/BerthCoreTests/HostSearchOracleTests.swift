@@ -1,5 +1,6 @@
 import BerthCore
 import BerthJSON
+import BerthTestSupport
 import Testing
 
 /// The indexed search for whole hosts (`LeasePlanner.tightestFree`, walking the calendar's global

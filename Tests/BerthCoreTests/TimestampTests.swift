@@ -1,4 +1,5 @@
 @testable import BerthCore
+import BerthTestSupport
 import Testing
 
 @Suite struct TimestampTests {

@@ -1,15 +1,10 @@
 import BerthJSON
+import BerthTestSupport
 import Foundation
 import NIOHTTP1
 import Testing
 
 @testable import BerthOpenStack
-
-func scratchDirectory() -> String {
-    let dir = NSTemporaryDirectory() + "berth-os-\(UUID().uuidString)"
-    try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    return dir
-}
 
 func write(_ text: String, to path: String) {
     try! text.write(toFile: path, atomically: true, encoding: .utf8)
@@ -36,7 +31,7 @@ func write(_ text: String, to path: String) {
         """
 
     @Test func passwordCloudWithSecureOverlay() throws {
-        let dir = scratchDirectory()
+        let dir = temporaryDirectory(prefix: "berth-os")
         write(yaml, to: dir + "/clouds.yaml")
         write("clouds:\n  berth:\n    auth:\n      password: from-secure\n", to: dir + "/secure.yaml")
         let c = try CloudConfig.load(cloud: "berth", file: dir + "/clouds.yaml", environment: [:])
@@ -55,7 +50,7 @@ func write(_ text: String, to path: String) {
     }
 
     @Test func applicationCredentialCloudChosenByOSCloud() throws {
-        let dir = scratchDirectory()
+        let dir = temporaryDirectory(prefix: "berth-os")
         write(yaml, to: dir + "/clouds.yaml")
         let c = try CloudConfig.load(
             cloud: nil, file: nil, environment: ["OS_CLIENT_CONFIG_FILE": dir + "/clouds.yaml", "OS_CLOUD": "appcred"])
@@ -68,7 +63,7 @@ func write(_ text: String, to path: String) {
     }
 
     @Test func errorsNameTheFileAndTheKey() {
-        let dir = scratchDirectory()
+        let dir = temporaryDirectory(prefix: "berth-os")
         write(yaml, to: dir + "/clouds.yaml")
         #expect(throws: OpenStackError.config("\(dir)/clouds.yaml: no cloud named 'prod' (have: appcred, berth)")) {
             try CloudConfig.load(cloud: "prod", file: dir + "/clouds.yaml", environment: [:])

@@ -1,5 +1,6 @@
 import BerthJSON
 import BerthRPC
+import BerthTestSupport
 import Foundation
 import Logging
 import Synchronization
@@ -24,14 +25,7 @@ final class LineClient: @unchecked Sendable {
     init(path: String) throws {
         fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw ClientError(description: "socket: \(String(cString: strerror(errno)))") }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: path.utf8) }
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
+        let rc = try UnixSocketAddress(path: path).connect(fd)
         // No close here on failure: a class whose stored properties are all set runs `deinit` when its
         // init throws, and a second close could hit a descriptor number NIO has reused meanwhile.
         guard rc == 0 else { throw ClientError(description: "connect \(path): \(String(cString: strerror(errno)))") }
@@ -244,10 +238,6 @@ struct TestHandler: RPCHandler {
 
 let quietLogger = Logger(label: "berth.rpc.test") { _ in SwiftLogNoOpLogHandler() }
 
-func temporarySocketPath() -> String {
-    "/tmp/berth-rpc-\(getpid())-\(UInt64.random(in: 0...UInt64.max) % 1_000_000_000).sock"
-}
-
 struct RunningServer: Sendable {
     let server: UnixSocketRPCServer
     let path: String
@@ -270,7 +260,7 @@ func startServer(
     limits: RPCConnectionLimits = RPCConnectionLimits(),
     listen: UnixSocketRPCServer.Listen? = nil
 ) async throws -> RunningServer {
-    let path = temporarySocketPath()
+    let path = UnixSocketAddress.temporaryPath(prefix: "berth-rpc")
     let server = UnixSocketRPCServer(
         listen: listen ?? .path(path),
         handler: handler,
@@ -304,16 +294,9 @@ func withServer<R: Sendable>(
 /// A POSIX stream socket bound at `path` (not listening), as left behind by a crashed daemon or
 /// prepared by systemd before `listen`.
 func boundSocket(path: String) throws -> Int32 {
+    let address = try UnixSocketAddress(path: path)
     let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-    var address = sockaddr_un()
-    address.sun_family = sa_family_t(AF_UNIX)
-    withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: path.utf8) }
-    let rc = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-        }
-    }
-    guard rc == 0 else {
+    guard address.bind(fd) == 0 else {
         let error = String(cString: strerror(errno))
         close(fd)
         throw ClientError(description: "bind \(path): \(error)")

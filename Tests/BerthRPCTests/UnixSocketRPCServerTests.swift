@@ -1,5 +1,6 @@
 import BerthJSON
 import BerthRPC
+import BerthTestSupport
 import Foundation
 import Synchronization
 import Testing
@@ -598,7 +599,7 @@ struct UnixSocketRPCServerTests {
     }
 
     @Test func socketFileGetsTheRequestedMode() async throws {
-        let path = temporarySocketPath()
+        let path = UnixSocketAddress.temporaryPath(prefix: "berth-rpc")
         let server = UnixSocketRPCServer(listen: .path(path, mode: 0o600), handler: TestHandler(), logger: quietLogger)
         try await server.bind()
         let task = Task { try await server.run() }
@@ -618,7 +619,7 @@ struct UnixSocketRPCServerTests {
     }
 
     @Test func staleSocketFileIsReplaced() async throws {
-        let path = temporarySocketPath()
+        let path = UnixSocketAddress.temporaryPath(prefix: "berth-rpc")
         // Leave a socket file behind with nobody listening, as a crashed daemon would.
         let fd = try boundSocket(path: path)
         close(fd)
@@ -658,7 +659,7 @@ struct UnixSocketRPCServerTests {
     }
 
     @Test func nonSocketFileIsNotRemoved() async throws {
-        let path = temporarySocketPath()
+        let path = UnixSocketAddress.temporaryPath(prefix: "berth-rpc")
         #expect(FileManager.default.createFile(atPath: path, contents: Data("keep me".utf8)))
         defer { unlink(path) }
         let server = UnixSocketRPCServer(listen: .path(path), handler: TestHandler(), logger: quietLogger)
@@ -675,7 +676,7 @@ struct UnixSocketRPCServerTests {
     }
 
     @Test func adoptsAnAlreadyListeningDescriptor() async throws {
-        let path = temporarySocketPath()
+        let path = UnixSocketAddress.temporaryPath(prefix: "berth-rpc")
         let fd = try boundSocket(path: path)
         #expect(Glibc.listen(fd, 128) == 0)
         defer { unlink(path) }
@@ -702,7 +703,7 @@ struct UnixSocketRPCServerTests {
     }
 
     @Test func runWithoutBindThrows() async throws {
-        let path = temporarySocketPath()
+        let path = UnixSocketAddress.temporaryPath(prefix: "berth-rpc")
         let server = UnixSocketRPCServer(listen: .path(path), handler: TestHandler(), logger: quietLogger)
         await #expect(throws: RPCServerError.self) { try await server.run() }
     }

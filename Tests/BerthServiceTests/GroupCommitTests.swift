@@ -2,6 +2,7 @@ import BerthCore
 import BerthJSON
 import BerthRPC
 import BerthStore
+import BerthTestSupport
 import GRDB
 import Logging
 import Synchronization

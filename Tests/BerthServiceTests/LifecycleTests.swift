@@ -1,6 +1,7 @@
 import BerthCore
 import BerthJSON
 import BerthStore
+import BerthTestSupport
 import Logging
 import Testing
 

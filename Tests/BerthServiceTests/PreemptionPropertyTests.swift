@@ -2,6 +2,7 @@ import BerthContract
 import BerthCore
 import BerthJSON
 import BerthStore
+import BerthTestSupport
 import Logging
 import Testing
 

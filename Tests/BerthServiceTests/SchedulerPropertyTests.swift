@@ -2,23 +2,14 @@ import BerthContract
 import BerthCore
 import BerthJSON
 import BerthStore
+import BerthTestSupport
 import Logging
 import Testing
 
 @testable import BerthService
 
-#if canImport(Glibc)
-    import Glibc
-#endif
-
-func temporaryDirectory() -> String {
-    var template = Array("/tmp/berth-test-XXXXXX".utf8CString)
-    let p = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-    return String(cString: p!)
-}
-
-
-let epoch = Timestamp(rfc3339: "2030-01-01T00:00:00Z")!
+/// Where every scheduler test's manual clock starts.
+let epoch = TestEpoch.year2030
 
 func makeScheduler(_ dir: String) throws -> Scheduler {
     let store = try BerthStore(directory: dir)

@@ -1,5 +1,6 @@
 import BerthCore
 import BerthJSON
+import BerthTestSupport
 import Testing
 
 @testable import BerthStore
@@ -8,17 +9,11 @@ import Testing
     import Glibc
 #endif
 
-func tempDir() -> String {
-    var template = Array("/tmp/berth-store-XXXXXX".utf8CString)
-    let p = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-    return String(cString: p!)
-}
-
 @Suite struct BerthStoreTests {
     @Test func opensInWALModeAndRoundTripsAMutation() throws {
-        let dir = tempDir()
+        let dir = temporaryDirectory(prefix: "berth-store")
         let store = try BerthStore(directory: dir)
-        let t = Timestamp(seconds: 1_900_000_000)
+        let t = TestEpoch.roundSeconds
         var m = BerthStore.Mutation()
         m.hosts = [Host(name: "h1", vcpus: 4, memoryMB: 100, diskGB: 1, properties: ["rack": "r1"], createdAt: t, updatedAt: t)]
         var lease = Lease(
@@ -43,14 +38,14 @@ func tempDir() -> String {
     /// GRDB sets a pool's writer to `synchronous = NORMAL` (no fsync per WAL commit); the store
     /// must put FULL back, or a power cut could lose acknowledged writes.
     @Test func everyCommitIsSynced() throws {
-        let store = try BerthStore(directory: tempDir())
+        let store = try BerthStore(directory: temporaryDirectory(prefix: "berth-store"))
         #expect(try store.writerSynchronousMode() == 2)
         try store.commit(BerthStore.Mutation())
         #expect(try store.writerSynchronousMode() == 2)
     }
 
     @Test func refusesWhatIsNotABerthDatabaseAndLeavesItAlone() throws {
-        let dir = tempDir()
+        let dir = temporaryDirectory(prefix: "berth-store")
         let path = dir + "/berth.sqlite"
         let garbage = Array("this is not a database, just text that happens to be long enough...".utf8)
             + [UInt8](repeating: 7, count: 200)
@@ -70,7 +65,7 @@ func tempDir() -> String {
     }
 
     @Test func filtersEventsByPattern() throws {
-        let store = try BerthStore(directory: tempDir())
+        let store = try BerthStore(directory: temporaryDirectory(prefix: "berth-store"))
         var m = BerthStore.Mutation()
         let t = Timestamp(seconds: 0)
         m.events = [
@@ -84,7 +79,7 @@ func tempDir() -> String {
     }
 
     @Test func aFailedTransactionLeavesNothingBehind() throws {
-        let store = try BerthStore(directory: tempDir())
+        let store = try BerthStore(directory: temporaryDirectory(prefix: "berth-store"))
         var m = BerthStore.Mutation()
         let t = Timestamp(seconds: 0)
         m.events = [LifecycleEvent(seq: 1, type: "a", at: t)]
@@ -97,8 +92,8 @@ func tempDir() -> String {
     }
 
     @Test func actionsOnOneTargetAreDeliveredInOrder() throws {
-        let store = try BerthStore(directory: tempDir())
-        let t = Timestamp(seconds: 1_900_000_000)
+        let store = try BerthStore(directory: temporaryDirectory(prefix: "berth-store"))
+        let t = TestEpoch.roundSeconds
         var start = OutboxAction(id: "a1", kind: "lease.start", target: "lease/L", leaseID: "L", createdAt: t, payload: [:])
         start.dueAt = t + 300  // backing off after a failure
         start.attempts = 1

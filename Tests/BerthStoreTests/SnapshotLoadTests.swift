@@ -1,5 +1,6 @@
 import BerthCore
 import BerthJSON
+import BerthTestSupport
 import GRDB
 import Testing
 
@@ -8,7 +9,7 @@ import Testing
 /// `loadSnapshot` decodes documents in batches on several threads: results must come back complete,
 /// in (created_at, id) order whatever the rows' order, and a damaged document must still be named.
 @Suite struct SnapshotLoadTests {
-    static let base = Timestamp(seconds: 1_900_000_000)
+    static let base = TestEpoch.roundSeconds
 
     /// More leases than fit in two decoding batches, committed in an order unrelated to their
     /// creation order, with many equal creation times (ties go by id).
@@ -31,7 +32,7 @@ import Testing
     }
 
     @Test func manyLeasesComeBackCompleteInCreationOrder() throws {
-        let dir = tempDir()
+        let dir = temporaryDirectory(prefix: "berth-store")
         let store = try BerthStore(directory: dir)
         let all = Self.leases(3 * DocumentDecoder.batchRows + 17)
         // Several transactions, so rowids follow this (shuffled) order, not creation order.
@@ -51,7 +52,7 @@ import Testing
     }
 
     @Test func aDamagedLeaseIsNamed() throws {
-        let dir = tempDir()
+        let dir = temporaryDirectory(prefix: "berth-store")
         let store = try BerthStore(directory: dir)
         let all = Self.leases(2 * DocumentDecoder.batchRows + 3)
         var m = BerthStore.Mutation()

@@ -1,14 +1,10 @@
+import BerthTestSupport
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-
-struct SystemCallError: Error, CustomStringConvertible {
-    let call: String
-    let code: Int32
-    var description: String { "\(call) failed: errno \(code)" }
-}
 
 /// Runs `body` with environment variables set (or unset, for nil) and restores the previous values.
 ///
@@ -41,10 +37,7 @@ final class NotifySocket {
     private let fd: Int32
 
     init() throws {
-        // /tmp rather than $TMPDIR: sun_path holds at most 107 bytes.
-        var template = Array("/tmp/berth-sd-XXXXXX".utf8CString)
-        guard mkdtemp(&template) != nil else { throw SystemCallError(call: "mkdtemp", code: errno) }
-        directory = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        directory = try TemporaryDirectory.make(prefix: "berth-sd")
         path = directory + "/notify.sock"
 
         fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -52,17 +45,7 @@ final class NotifySocket {
             rmdir(directory)
             throw SystemCallError(call: "socket", code: errno)
         }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        precondition(bytes.count < MemoryLayout.size(ofValue: address.sun_path))
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        guard result == 0 else {
+        guard try UnixSocketAddress(path: path).bind(fd) == 0 else {
             let code = errno
             close(fd)
             rmdir(directory)

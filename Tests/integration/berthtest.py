@@ -349,23 +349,34 @@ class RPCClient:
 
 
 # ------------------------------------------------------------------------------------------------
-# sd_notify listener
+# Datagram listeners (sd_notify, journald)
 # ------------------------------------------------------------------------------------------------
 
-class NotifyListener:
-    """A datagram socket given to berthd as NOTIFY_SOCKET; records every datagram with its sender pid."""
+class DatagramListener:
+    """A Unix datagram socket that berthd sends to as if to systemd, read on a thread of its own.
 
-    def __init__(self, path: str):
+    Every datagram is handed to `received(pid, data)` with the sender's pid (SO_PASSCRED), under
+    `cond`; subclasses parse and keep it. `wait` polls what was kept with a deadline, woken by each
+    new datagram, so no test sleeps for a datagram to arrive.
+    """
+
+    def __init__(self, path: str, *, max_size: int = 65536, receive_buffer: int | None = None,
+                 name: str = "datagram listener"):
         self.path = path
+        self.max_size = max_size
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(path)
-        os.chmod(path, 0o666)
+        os.chmod(path, 0o666)  # an unprivileged berthd must be able to send
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        self.messages: list[tuple[int, float, dict[str, str], str]] = []  # (pid, monotonic time, fields, raw)
+        if receive_buffer is not None:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
         self.cond = threading.Condition()
         self._stop = False
-        self._thread = threading.Thread(target=self._run, name="sd_notify listener", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
+
+    def received(self, pid: int, data: bytes) -> None:
+        raise NotImplementedError
 
     def _run(self) -> None:
         ucred = struct.calcsize("iII")
@@ -374,49 +385,77 @@ class NotifyListener:
             if not r:
                 continue
             try:
-                data, anc, _, _ = self.sock.recvmsg(65536, socket.CMSG_SPACE(ucred))
+                data, anc, _, _ = self.sock.recvmsg(self.max_size, socket.CMSG_SPACE(ucred))
             except OSError:
                 return
             pid = -1
             for level, typ, cdata in anc:
                 if level == socket.SOL_SOCKET and typ == socket.SCM_CREDENTIALS and len(cdata) >= ucred:
                     pid = struct.unpack("iII", cdata[:ucred])[0]
-            text = data.decode(errors="replace")
-            fields: dict[str, str] = {}
-            for line in text.split("\n"):
-                if "=" in line:
-                    k, v = line.split("=", 1)
-                    fields[k] = v
             with self.cond:
-                self.messages.append((pid, time.monotonic(), fields, text))
+                self.received(pid, data)
                 self.cond.notify_all()
 
-    def from_pid(self, pid: int) -> list[dict[str, str]]:
-        with self.cond:
-            return [f for p, _, f, _ in self.messages if p == pid]
-
-    def wait_for(self, pid: int, key: str, value: str | None = None, *, nth: int = 1, timeout: float = DEADLINE,
-                 alive: Callable[[], bool] = lambda: True) -> dict[str, str]:
-        """The `nth` datagram from `pid` that sets `key` (to `value` when given)."""
+    def wait(self, find: Callable[[], Any], timeout: float, timed_out: Callable[[], Exception],
+             alive: Callable[[], bool] = lambda: True, exited: Callable[[], Exception] | None = None) -> Any:
+        """The first truthy `find()` (called under `cond`) within `timeout`; raises `timed_out()` after
+        it, or `exited()` as soon as `alive()` turns false."""
         deadline = time.monotonic() + timeout
         with self.cond:
             while True:
-                found = [f for p, _, f, _ in self.messages
-                         if p == pid and key in f and (value is None or f[key] == value)]
-                if len(found) >= nth:
-                    return found[nth - 1]
+                found = find()
+                if found:
+                    return found
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise TimeoutError(f"no {key}{'=' + value if value else ''} from pid {pid} within {timeout} s; "
-                                       f"got {[f for p, _, f, _ in self.messages if p == pid]}")
-                if not alive():
-                    raise ProcessExited(f"berthd (pid {pid}) exited before sending {key}")
+                    raise timed_out()
+                if exited is not None and not alive():
+                    raise exited()
                 self.cond.wait(min(remaining, 0.2))
 
     def close(self) -> None:
         self._stop = True
         self._thread.join(timeout=5)
         self.sock.close()
+
+
+class NotifyListener(DatagramListener):
+    """The test's NOTIFY_SOCKET for berthd; records every datagram with its sender pid."""
+
+    def __init__(self, path: str):
+        self.messages: list[tuple[int, float, dict[str, str], str]] = []  # (pid, monotonic time, fields, raw)
+        super().__init__(path, name="sd_notify listener")
+
+    def received(self, pid: int, data: bytes) -> None:
+        text = data.decode(errors="replace")
+        fields: dict[str, str] = {}
+        for line in text.split("\n"):
+            if "=" in line:
+                k, v = line.split("=", 1)
+                fields[k] = v
+        self.messages.append((pid, time.monotonic(), fields, text))
+
+    def from_pid(self, pid: int) -> list[dict[str, str]]:
+        with self.cond:
+            return [f for p, _, f, _ in self.messages if p == pid]
+
+    def raw_from_pid(self, pid: int) -> list[str]:
+        """The datagrams from `pid` exactly as sent."""
+        with self.cond:
+            return [raw for p, _, _, raw in self.messages if p == pid]
+
+    def wait_for(self, pid: int, key: str, value: str | None = None, *, nth: int = 1, timeout: float = DEADLINE,
+                 alive: Callable[[], bool] = lambda: True) -> dict[str, str]:
+        """The `nth` datagram from `pid` that sets `key` (to `value` when given)."""
+        def find():
+            found = [f for p, _, f, _ in self.messages if p == pid and key in f and (value is None or f[key] == value)]
+            return found[nth - 1] if len(found) >= nth else None
+
+        return self.wait(
+            find, timeout,
+            timed_out=lambda: TimeoutError(f"no {key}{'=' + value if value else ''} from pid {pid} within {timeout} s; "
+                                           f"got {[f for p, _, f, _ in self.messages if p == pid]}"),
+            alive=alive, exited=lambda: ProcessExited(f"berthd (pid {pid}) exited before sending {key}"))
 
 
 class ProcessExited(AssertionError):
@@ -657,6 +696,20 @@ def events(rpc: RPCClient, **params) -> list[dict]:
         after = page["next_cursor"]
 
 
+def error_of(reply: dict) -> dict:
+    """The error object of a reply that must be an error (checked against components/Error.json)."""
+    assert "error" in reply and "result" not in reply, f"expected an error reply, got {reply}"
+    Schemas.get().check("components/Error.json", reply["error"], "error object")
+    return reply["error"]
+
+
+def refused(rpc: RPCClient, start: str, end: str, reservations: list, **kw) -> RPCError:
+    """A lease.create that must be refused for lack of capacity (-32002, no_capacity)."""
+    e = rpc.error("lease.create", lease_params(start, end, reservations=reservations, **kw), -32002)
+    assert e.reason == "no_capacity"
+    return e
+
+
 def wait_until(predicate: Callable[[], Any], what: str, timeout: float = DEADLINE, interval: float = 0.05) -> Any:
     """Polls `predicate` until it returns something truthy (used only for asynchronous work such as
     outbox delivery); returns that value or fails after `timeout`."""
@@ -678,11 +731,10 @@ def wait_until(predicate: Callable[[], Any], what: str, timeout: float = DEADLIN
 PROBE_ID = "__probe__"
 
 
-def calls_as(uid: int, gid: int, socket_path: str, messages: list, timeout: float = REPLY_TIMEOUT) -> list:
-    """Sends `messages` (requests, notifications or batches) on one connection made by a forked child
-    running as uid/gid (no supplementary groups), then a probe request; returns one entry per message
-    (its reply, or None for what expects no reply) and the probe's reply last. Because replies come
-    in order, a reply to something that should get none shows up as a mismatch."""
+def run_as(uid: int, gid: int, work: Callable[[], Any]) -> Any:
+    """`work()` in a forked child running as uid/gid (no supplementary groups), as a client without
+    root's admin role would; returns its JSON-serialisable result. An exception in the child fails
+    the test here, with the child's message."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # child: no pytest machinery from here on, and always _exit
@@ -692,18 +744,7 @@ def calls_as(uid: int, gid: int, socket_path: str, messages: list, timeout: floa
             os.setgroups([])
             os.setgid(gid)
             os.setuid(uid)
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.settimeout(timeout)
-            s.connect(socket_path)
-            c = RPCClient(socket_path, sock=s, validate=False)
-            out: list = []
-            for m in messages + [{"jsonrpc": "2.0", "method": "system.health", "id": PROBE_ID}]:
-                c.send(m)
-                wants_reply = (isinstance(m, dict) and "id" in m) or (
-                    isinstance(m, list) and any(isinstance(x, dict) and "id" in x for x in m)) or (
-                    not isinstance(m, (dict, list)))
-                out.append(c.recv() if wants_reply else None)
-            result = {"ok": out}
+            result = {"ok": work()}
         except BaseException as e:  # report, never raise in the child
             result = {"exception": f"{type(e).__name__}: {e}"}
             code = 1
@@ -721,6 +762,28 @@ def calls_as(uid: int, gid: int, socket_path: str, messages: list, timeout: floa
     if "exception" in result:
         raise AssertionError(f"client running as uid {uid} gid {gid} failed: {result['exception']}")
     return result["ok"]
+
+
+def calls_as(uid: int, gid: int, socket_path: str, messages: list, timeout: float = REPLY_TIMEOUT) -> list:
+    """Sends `messages` (requests, notifications or batches) on one connection made by a forked child
+    running as uid/gid (no supplementary groups), then a probe request; returns one entry per message
+    (its reply, or None for what expects no reply) and the probe's reply last. Because replies come
+    in order, a reply to something that should get none shows up as a mismatch."""
+    def work() -> list:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        s.connect(socket_path)
+        c = RPCClient(socket_path, sock=s, validate=False)
+        out: list = []
+        for m in messages + [{"jsonrpc": "2.0", "method": "system.health", "id": PROBE_ID}]:
+            c.send(m)
+            wants_reply = (isinstance(m, dict) and "id" in m) or (
+                isinstance(m, list) and any(isinstance(x, dict) and "id" in x for x in m)) or (
+                not isinstance(m, (dict, list)))
+            out.append(c.recv() if wants_reply else None)
+        return out
+
+    return run_as(uid, gid, work)
 
 
 def request(method: str, params: Any = None, id: Any = 1) -> dict:

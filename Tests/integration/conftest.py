@@ -6,6 +6,12 @@
   directory (under tmp_path) and NOTIFY_SOCKET, so tests can run in parallel.
 - `berthd`: `daemon` already started with the defaults (`--clock manual --now 2030-01-01T00:00:00Z`).
 - `rpc`: an admin (root) client connected to `berthd`.
+- `make_group`: `make_group(role)` creates a throwaway system group for a role test and returns
+  (name, gid); every group it made is removed after the test (root only).
+- `nofile_limit`: a raised RLIMIT_NOFILE for tests that open many connections.
+
+Helpers for driving berthd (client, daemon controller, polling, calls from other uids) live in
+`berthtest.py`; emulated services and C shims in the `support` package.
 
 The Python client package (clients/python/src) is put first on sys.path, so its tests import the
 working tree's `berth_client` whether or not the package is installed in the venv.
@@ -15,7 +21,11 @@ When a test fails, every berthd log it produced is printed with the failure.
 
 from __future__ import annotations
 
+import grp
+import os
 import resource
+import secrets
+import subprocess
 import sys
 from pathlib import Path
 
@@ -23,7 +33,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "clients" / "python" / "src"))
 
-from berthtest import Berthd  # noqa: E402
+from berthtest import Berthd, wait_until  # noqa: E402
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)
@@ -53,6 +63,30 @@ def berthd(daemon):
 @pytest.fixture
 def rpc(berthd):
     return berthd.client()
+
+
+@pytest.fixture
+def make_group():
+    """Creates throwaway system groups (removed afterwards); `make_group(role)` returns (name, gid)."""
+    made = []
+
+    def make(role: str) -> tuple[str, int]:
+        name = f"bt{role[:4]}{os.getpid() % 100000}{secrets.token_hex(2)}"
+
+        def added() -> bool:
+            p = subprocess.run(["groupadd", "--system", name], capture_output=True, text=True)
+            # 10: another test holds the /etc/group lock for a moment; try again.
+            if p.returncode not in (0, 10):
+                raise AssertionError(f"groupadd {name} failed: {p.stderr}")
+            return p.returncode == 0
+
+        wait_until(added, f"groupadd {name} (/etc/group stayed locked)", timeout=10, interval=0.1)
+        made.append(name)
+        return name, grp.getgrnam(name).gr_gid
+
+    yield make
+    for name in made:
+        subprocess.run(["groupdel", name], capture_output=True)
 
 
 @pytest.fixture

@@ -8,13 +8,9 @@ refused. Clients run as other uids in forked children (berthtest.calls_as).
 
 from __future__ import annotations
 
-import grp
 import json
 import os
-import secrets
 import stat
-import subprocess
-import time
 
 import pytest
 
@@ -28,25 +24,9 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="authorization tests s
 
 
 @pytest.fixture
-def groups():
+def groups(make_group):
     """Three throwaway system groups (admin, portal, hook), removed afterwards."""
-    made = []
-
-    def make(role):
-        name = f"bz{role[:4]}{os.getpid() % 100000}{secrets.token_hex(2)}"
-        for attempt in range(50):
-            p = subprocess.run(["groupadd", "--system", name], capture_output=True, text=True)
-            if p.returncode == 0:
-                break
-            if p.returncode != 10 or attempt == 49:  # 10: /etc/group is locked by someone else
-                raise AssertionError(f"groupadd {name} failed: {p.stderr}")
-            time.sleep(0.1)
-        made.append(name)
-        return name, grp.getgrnam(name).gr_gid
-
-    yield {r: make(r) for r in ("admin", "portal", "hook")}
-    for name in made:
-        subprocess.run(["groupdel", name], capture_output=True)
+    return {r: make_group(r) for r in ("admin", "portal", "hook")}
 
 
 #: Who calls, as (uid, gid) given the groups fixture, and the role the contract gives them.

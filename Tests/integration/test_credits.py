@@ -283,30 +283,21 @@ def test_balance_of_an_unknown_project_is_empty(crpc):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="switches uid and creates a group: run as root")
-def test_grant_by_a_portal_caller_is_forbidden_but_reading_is_allowed(daemon):
-    import grp
-    import secrets
-    import subprocess
-
-    name = f"btcred{os.getpid() % 100000}{secrets.token_hex(2)}"
-    subprocess.run(["groupadd", "--system", name], check=True, capture_output=True)
-    try:
-        gid = grp.getgrnam(name).gr_gid
-        daemon.start(config={**ENFORCE, "roles": {"portal": {"groups": [name]}}})
-        rpc = daemon.client()
-        grant(rpc, "proj-a", "host_hours", 3)
-        replies = calls_as(NOBODY, gid, daemon.socket_path, [
-            request("credits.grant", {"project_id": "proj-a", "resource_class": "host_hours", "amount": 10}, 1),
-            request("credits.balance", {"project_id": "proj-a"}, 2),
-            request("credits.ledger", {"project_id": "proj-a"}, 3),
-        ])
-        assert replies[0]["error"]["code"] == -32004, replies[0]
-        assert replies[0]["error"]["data"]["reason"] == "forbidden"
-        assert D(replies[1]["result"]["host_hours"]["granted"]) == 3
-        assert len(replies[2]["result"]["items"]) == 1
-        assert figures(rpc) == (3, 0, 3, 0)
-    finally:
-        subprocess.run(["groupdel", name], capture_output=True)
+def test_grant_by_a_portal_caller_is_forbidden_but_reading_is_allowed(daemon, make_group):
+    name, gid = make_group("cred")
+    daemon.start(config={**ENFORCE, "roles": {"portal": {"groups": [name]}}})
+    rpc = daemon.client()
+    grant(rpc, "proj-a", "host_hours", 3)
+    replies = calls_as(NOBODY, gid, daemon.socket_path, [
+        request("credits.grant", {"project_id": "proj-a", "resource_class": "host_hours", "amount": 10}, 1),
+        request("credits.balance", {"project_id": "proj-a"}, 2),
+        request("credits.ledger", {"project_id": "proj-a"}, 3),
+    ])
+    assert replies[0]["error"]["code"] == -32004, replies[0]
+    assert replies[0]["error"]["data"]["reason"] == "forbidden"
+    assert D(replies[1]["result"]["host_hours"]["granted"]) == 3
+    assert len(replies[2]["result"]["items"]) == 1
+    assert figures(rpc) == (3, 0, 3, 0)
 
 
 # 6 -------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import signal
 
 import pytest
 
-from berthtest import REPO, RPCError, create_lease, events, lease_params, make_host, ts, wait_until
+from berthtest import REPO, RPCError, create_lease, events, lease_params, make_host, refused, ts, wait_until
 
 MODELS = json.loads((REPO / "data" / "gpu-models.json").read_text())["models"]
 
@@ -41,12 +41,6 @@ def slots(lease: dict) -> list[int]:
 
 def gpu_lease(rpc, start, end, profile_name="1g.5gb", count=1, **lease_fields) -> dict:
     return create_lease(rpc, start, end, reservations=[gpu(profile_name, count)], **lease_fields)
-
-
-def refused(rpc, start, end, reservations, **kw) -> RPCError:
-    e = rpc.error("lease.create", lease_params(start, end, reservations=reservations, **kw), -32002)
-    assert e.reason == "no_capacity"
-    return e
 
 
 def gpu_calendar(rpc, frm: str = ts(0), to: str = ts(0, days=30), hosts: list[str] | None = None) -> list[dict]:

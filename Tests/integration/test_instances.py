@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from berthtest import create_lease, events, lease_params, make_host, make_hosts, ts, wait_until
+from berthtest import create_lease, events, lease_params, make_host, make_hosts, refused, ts, wait_until
 
 
 def inst(vcpus: int, memory_mb: int = 1024, disk_gb: int = 10, count: int = 1, **extra) -> dict:
@@ -18,12 +18,6 @@ def inst(vcpus: int, memory_mb: int = 1024, disk_gb: int = 10, count: int = 1, *
 def placed(lease: dict, index: int = 0) -> list[tuple[str, int]]:
     """(host, slots) of one reservation, in the order given."""
     return [(a["host"], a["slots"]) for a in lease["reservations"][index]["allocations"]]
-
-
-def refused(rpc, start, end, reservations, **kw):
-    e = rpc.error("lease.create", lease_params(start, end, reservations=reservations, **kw), -32002)
-    assert e.reason == "no_capacity"
-    return e
 
 
 def instance_calendar(rpc, frm=ts(0), to=ts(0, days=30)) -> list[dict]:

@@ -15,16 +15,12 @@ berthd picks the journal handler only when JOURNAL_STREAM names its stderr, as s
 from __future__ import annotations
 
 import os
-import select
-import socket
 import struct
 import subprocess
-import threading
-import time
 
 import pytest
 
-from berthtest import DEADLINE, make_hosts, ts
+from berthtest import DEADLINE, DatagramListener, make_hosts, ts
 
 SHELL = 'mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/journal && mount --bind "$0" /run/systemd/journal && exec "$@"'
 
@@ -58,53 +54,22 @@ def parse_native(data: bytes) -> dict[str, list[str]]:
     return fields
 
 
-class FakeJournal:
+class FakeJournal(DatagramListener):
     """A datagram socket speaking journald's native protocol; records (sender pid, fields)."""
 
     def __init__(self, directory: str):
-        self.path = os.path.join(directory, "socket")
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.path)
-        os.chmod(self.path, 0o666)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
         self.entries: list[tuple[int, dict[str, list[str]]]] = []
-        self.cond = threading.Condition()
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        # An entry may be large, and a burst of them must not be dropped before the thread reads them.
+        super().__init__(os.path.join(directory, "socket"), max_size=1 << 20, receive_buffer=8 << 20,
+                         name="fake journald")
 
-    def _run(self) -> None:
-        ucred = struct.calcsize("iII")
-        while not self._stop:
-            r, _, _ = select.select([self.sock], [], [], 0.2)
-            if not r:
-                continue
-            data, anc, _, _ = self.sock.recvmsg(1 << 20, socket.CMSG_SPACE(ucred))
-            pid = -1
-            for level, typ, cdata in anc:
-                if level == socket.SOL_SOCKET and typ == socket.SCM_CREDENTIALS:
-                    pid = struct.unpack("iII", cdata[:ucred])[0]
-            with self.cond:
-                self.entries.append((pid, parse_native(data)))
-                self.cond.notify_all()
+    def received(self, pid: int, data: bytes) -> None:
+        self.entries.append((pid, parse_native(data)))
 
     def wait_for(self, predicate, what: str) -> tuple[int, dict[str, list[str]]]:
-        deadline = time.monotonic() + DEADLINE
-        with self.cond:
-            while True:
-                for e in self.entries:
-                    if predicate(e[1]):
-                        return e
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(f"no journal entry {what}; got: {[f.get('MESSAGE') for _, f in self.entries]}")
-                self.cond.wait(min(remaining, 0.2))
-
-    def close(self) -> None:
-        self._stop = True
-        self._thread.join(timeout=5)
-        self.sock.close()
+        return self.wait(
+            lambda: next((e for e in self.entries if predicate(e[1])), None), DEADLINE,
+            timed_out=lambda: AssertionError(f"no journal entry {what}; got: {[f.get('MESSAGE') for _, f in self.entries]}"))
 
 
 @pytest.fixture

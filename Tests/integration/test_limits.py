@@ -21,16 +21,10 @@ import time
 
 import pytest
 
-from berthtest import ConnectionClosed, RPCClient, Schemas, wait_until
+from berthtest import ConnectionClosed, RPCClient, error_of, wait_until
 
 NOBODY = 65534
 EOF_DEADLINE = 15.0
-
-
-def error_of(reply: dict) -> dict:
-    assert "error" in reply and "result" not in reply, f"expected an error reply, got {reply}"
-    Schemas.get().check("components/Error.json", reply["error"], "error object")
-    return reply["error"]
 
 
 def connect(path: str, timeout: float = 30.0) -> socket.socket:

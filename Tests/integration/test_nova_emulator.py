@@ -13,7 +13,7 @@ import urllib.parse
 
 import pytest
 
-from nova_emulator import NovaEmulator
+from support.nova_emulator import NovaEmulator
 
 IMAGE = "6b6e2a4e-0000-4000-8000-000000000001"
 NET = "0d1f8a7c-1111-4222-8333-444455556666"

@@ -9,8 +9,8 @@ import signal
 import pytest
 
 from berthtest import create_lease, hosts_of, make_host, ts, wait_until
-from keystone_fixture import keystone, keystone_factory  # noqa: F401  (real Keystones)
-from nova_emulator import NovaEmulator
+from support.keystone_fixture import keystone, keystone_factory  # noqa: F401  (real Keystones)
+from support.nova_emulator import NovaEmulator
 
 HOSTS = ["h1", "h2", "h3", "h4"]
 PROJECT = "science"  # the tenant's project id is filled in by the fixture

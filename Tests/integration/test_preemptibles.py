@@ -396,13 +396,12 @@ def test_idempotent_create_and_delete(rpc):
 
 def test_berthctl_preemptible_commands(berthd, rpc):
     import json
-    import subprocess
-    from berthtest import BERTHCTL
+
+    from test_berthctl import ctl as berthctl
     make_hosts(rpc, "h1")
 
     def ctl(*args):
-        return subprocess.run([BERTHCTL, "--socket", berthd.socket_path, "--json", *args], capture_output=True,
-                              text=True, timeout=60)
+        return berthctl(berthd.socket_path, "--json", *args)
 
     out = ctl("preemptible", "create", "--project", "p", "--vcpus", "2", "--memory-mb", "1024", "--disk-gb", "5",
               "--min-lifetime", "30m", "--slurm-node", "n9")

@@ -23,7 +23,7 @@ from berth_client import (UNSET, BerthClient, BerthConnectionError, BerthError, 
                           InsufficientCredits, InternalError, InvalidParams, InvalidRequest, MethodNotFound,
                           NoCapacity, NotFound, ParseError, PolicyViolation, RequestTooLarge, Unavailable,
                           UpstreamError, error_from_reply, format_time, parse_time)
-from berthtest import DEFAULT_NOW, SCHEMAS, events as all_events, ts
+from berthtest import DEFAULT_NOW, SCHEMAS, events as all_events, run_as, ts
 
 UTC = dt.timezone.utc
 T0 = parse_time(DEFAULT_NOW)
@@ -291,34 +291,15 @@ def test_insufficient_credits(daemon):
 
 def _as_nobody(socket_path: str) -> dict:
     """Runs a BerthClient call in a child process as uid/gid 65534 (no Berth role); returns what it saw."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
+    def work() -> dict:
         try:
-            os.close(r)
-            os.setgroups([])
-            os.setgid(65534)
-            os.setuid(65534)
-            try:
-                with BerthClient(socket_path, timeout=30) as c:
-                    c.lease_list()
-                out = {"ok": True}
-            except BerthError as e:
-                out = {"class": type(e).__name__, "code": e.code, "reason": e.reason, "forbidden": isinstance(e, Forbidden)}
-            with os.fdopen(w, "w") as f:
-                json.dump(out, f)
-        except BaseException as e:  # never raise in the child
-            try:
-                os.write(w, json.dumps({"exception": repr(e)}).encode())
-            except OSError:
-                pass
-        finally:
-            os._exit(0)
-    os.close(w)
-    with os.fdopen(r) as f:
-        data = f.read()
-    os.waitpid(pid, 0)
-    return json.loads(data or '{"exception": "child wrote nothing"}')
+            with BerthClient(socket_path, timeout=30) as c:
+                c.lease_list()
+            return {"ok": True}
+        except BerthError as e:
+            return {"class": type(e).__name__, "code": e.code, "reason": e.reason, "forbidden": isinstance(e, Forbidden)}
+
+    return run_as(65534, 65534, work)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="switches to uid 65534: run as root")

@@ -3,15 +3,11 @@ else is refused with -32004. Clients run as other uids in forked children."""
 
 from __future__ import annotations
 
-import grp
 import json
 import os
 import pwd
-import secrets
 import signal
 import stat
-import subprocess
-import time
 
 import pytest
 
@@ -21,28 +17,6 @@ NOBODY = 65534
 NOGROUP = 65534
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="role tests switch uid and create groups: run as root")
-
-
-@pytest.fixture
-def make_group():
-    """Creates throwaway system groups (removed afterwards); returns (name, gid)."""
-    made = []
-
-    def make(role: str) -> tuple[str, int]:
-        name = f"bt{role[:4]}{os.getpid() % 100000}{secrets.token_hex(2)}"
-        for attempt in range(50):  # another test may hold the /etc/group lock for a moment
-            p = subprocess.run(["groupadd", "--system", name], capture_output=True, text=True)
-            if p.returncode == 0:
-                break
-            if p.returncode != 10 or attempt == 49:  # 10: cannot lock /etc/group
-                raise AssertionError(f"groupadd {name} failed: {p.stderr}")
-            time.sleep(0.1)
-        made.append(name)
-        return name, grp.getgrnam(name).gr_gid
-
-    yield make
-    for name in made:
-        subprocess.run(["groupdel", name], capture_output=True)
 
 
 def codes(replies: list) -> list:

@@ -209,11 +209,6 @@ def test_socket_activation(daemon):
 # Exact datagrams, reload (SIGHUP), and socket activation by systemd's own tool
 # ------------------------------------------------------------------------------------------------
 
-def raw_from_pid(daemon, pid: int) -> list[str]:
-    with daemon.notify.cond:
-        return [raw for p, _, _, raw in daemon.notify.messages if p == pid]
-
-
 def test_exact_notify_datagrams_over_a_life(daemon):
     """What systemd receives, datagram for datagram: STATUS while starting, READY=1 with the serving
     STATUS in the same datagram, WATCHDOG=1 alone, STOPPING=1 with a STATUS on SIGTERM."""
@@ -222,7 +217,7 @@ def test_exact_notify_datagrams_over_a_life(daemon):
     daemon.notify.wait_for(pid, "WATCHDOG", "1")
     assert daemon.terminate() == 0
     daemon.notify.wait_for(pid, "STATUS", "stopped")
-    raw = raw_from_pid(daemon, pid)
+    raw = daemon.notify.raw_from_pid(pid)
     ready = f"READY=1\nSTATUS=serving 0 hosts, 0 leases on {daemon.socket_path}"
     assert raw.count(ready) == 1, raw
     before = raw[:raw.index(ready)]
@@ -251,7 +246,7 @@ def test_sighup_sends_reloading_with_monotonic_usec_then_ready(daemon):
     # systemd >= 253 matches the reload by CLOCK_MONOTONIC (the same clock as time.monotonic on Linux).
     assert before <= int(reloading["MONOTONIC_USEC"]) <= after
     assert ready == {"READY": "1", "STATUS": "serving (config reloaded)"}
-    raw = raw_from_pid(daemon, pid)
+    raw = daemon.notify.raw_from_pid(pid)
     i = next(i for i, m in enumerate(raw) if m.startswith("RELOADING=1\n"))
     assert raw[i] == f"RELOADING=1\nMONOTONIC_USEC={reloading['MONOTONIC_USEC']}"
     assert raw[i + 1:] == ["READY=1\nSTATUS=serving (config reloaded)"], raw[i:]

@@ -7,13 +7,7 @@ import socket
 
 import pytest
 
-from berthtest import RPCClient, Schemas
-
-
-def error_of(reply: dict) -> dict:
-    assert "error" in reply and "result" not in reply, f"expected an error reply, got {reply}"
-    Schemas.get().check("components/Error.json", reply["error"], "error object")
-    return reply["error"]
+from berthtest import RPCClient, error_of
 
 
 def test_malformed_json_gets_parse_error_and_connection_stays_usable(rpc):

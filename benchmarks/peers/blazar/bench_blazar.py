@@ -61,7 +61,7 @@ MASK64 = (1 << 64) - 1
 
 
 class SplitMix64:
-    """Sources/BerthCore/SplitMix64.swift, plus Swift's `next(upperBound:)` (Lemire's nearly
+    """Tests/BerthTestSupport/SplitMix64.swift, plus Swift's `next(upperBound:)` (Lemire's nearly
     divisionless method, as in the standard library), so every draw equals berth-bench's."""
 
     def __init__(self, seed: int):

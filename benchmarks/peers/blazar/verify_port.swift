@@ -1,7 +1,7 @@
 // Prints berth-bench's population and the answers to its allocator requests, computed by Berth's
 // own LeasePlanner (the code of Sources/berth-bench/PeerSet.swift's population and allocator loop),
-// in the format of `bench_blazar.py --dump`: verify_port.sh compiles it with Sources/BerthJSON and
-// Sources/BerthCore into one module and diffs the two. Usage: verify HOSTS LEASES REQUESTS
+// in the format of `bench_blazar.py --dump`: verify_port.sh compiles it with Sources/BerthJSON,
+// Sources/BerthCore and Tests/BerthTestSupport/SplitMix64.swift into one module and diffs the two. Usage: verify HOSTS LEASES REQUESTS
 #if canImport(Glibc)
 import Glibc
 #endif

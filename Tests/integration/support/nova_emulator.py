@@ -30,7 +30,7 @@ injected fault is counted in `stats()` and recorded in `requests` (`fault` field
 setup helpers: `aggregates()`, `flavors()`, `servers()`, `server()`, `boot()`, `add_host()`,
 `set_server_state()`, `find_requests()`, `wait_for()`.
 
-See the test module next to this file for every behaviour exercised.
+See Tests/integration/test_nova_emulator.py for every behaviour exercised.
 """
 
 from __future__ import annotations

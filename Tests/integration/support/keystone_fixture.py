@@ -31,8 +31,8 @@ either way). Without it a token validation costs about 330 ms instead of 3 ms. b
 minimum cost (4): at the default (12) each password or application-credential authentication
 would take 0.2 s longer.
 
-Fixtures (import the ones a test module uses: `from keystone_fixture import keystone  # noqa: F401`;
-each stands alone):
+Fixtures (import the ones a test module uses:
+`from support.keystone_fixture import keystone  # noqa: F401`; each stands alone):
 
 - `keystone` (function scope): the session's one `Keystone` (default options, started on first
   use); after the test it restores `berth-svc`'s password if the test changed it.
@@ -49,7 +49,7 @@ directories (logs, database) after the session.
 
 Example:
 
-    from keystone_fixture import keystone  # noqa: F401
+    from support.keystone_fixture import keystone  # noqa: F401
 
     def test_adapter_authenticates(keystone, tmp_path, nova):
         keystone.register_compute(nova.url)                  # http://127.0.0.1:NPORT/v2.1
@@ -59,7 +59,7 @@ Example:
 
 Run it by hand (for developing the Swift adapter) with the test venv's Python:
 
-    .venv/bin/python Tests/integration/keystone_fixture.py [--expiration 60] \
+    .venv/bin/python Tests/integration/support/keystone_fixture.py [--expiration 60] \
         [--compute-url http://127.0.0.1:8774/v2.1] [--clouds-yaml /tmp/clouds.yaml]
 """
 
@@ -92,7 +92,7 @@ from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 KEYSTONE_DIR = REPO / "Tests" / "keystone"
 SETUP_SCRIPT = KEYSTONE_DIR / "setup-venv.sh"
 VENV = Path(os.environ.get("BERTH_KEYSTONE_VENV") or REPO / ".venv-keystone")
