@@ -19,7 +19,7 @@ public struct LeaseListParams: Sendable {
         let to = r.timestamp("to")
         let cursor = r.string("cursor")
         let limit = Int(r.int("limit", min: 1, max: 1000) ?? 100)
-        let after = CreationCursor.parse(cursor, method: "lease.list", into: &r)
+        let after = CreationCursor.parse(cursor, method: .leaseList, into: &r)
         if let from, let to, to <= from { r.fail("to", "must be after from") }
         try r.finish()
         return LeaseListParams(projectID: project, status: status, from: from, to: to, after: after, limit: limit)

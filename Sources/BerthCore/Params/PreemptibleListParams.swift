@@ -23,7 +23,7 @@ public struct PreemptibleListParams: Sendable {
         let node = r.string("slurm_node")
         let cursor = r.string("cursor")
         let limit = Int(r.int("limit", min: 1, max: 1000) ?? 100)
-        let after = CreationCursor.parse(cursor, method: "preemptible.list", into: &r)
+        let after = CreationCursor.parse(cursor, method: .preemptibleList, into: &r)
         try r.finish()
         return PreemptibleListParams(
             projectID: project, host: host, status: status, slurmNode: node, after: after, limit: limit)
