@@ -56,7 +56,7 @@ check-schemas: $(VENV)/.ready
 
 ## systemd-analyze verify needs the ExecStart binary to exist at its installed path: verify a copy
 ## of the unit that points at the freshly built one. Then the sandbox: `systemd-analyze security`
-## must rate berthd.service at an exposure of MAX_EXPOSURE or lower (issue #8); --threshold takes
+## must rate berthd.service at an exposure of MAX_EXPOSURE or lower; --threshold takes
 ## tenths and makes it fail above.
 MAX_EXPOSURE_TENTHS ?= 20
 verify-units:
@@ -111,7 +111,7 @@ bench: deps
 	$(SWIFT) build -c release --product berth-bench
 	.build/release/berth-bench --berthd .build/release/berthd --output bench-results.json
 
-## Peer comparison (issue #7): OpenStack Blazar 18.0.0 from PyPI (pinned venv made by
+## Peer comparison: OpenStack Blazar 18.0.0 from PyPI (pinned venv made by
 ## benchmarks/peers/blazar/setup.sh) against Berth's allocator, same population and requests;
 ## about 5 minutes. BENCH_PEER_ARGS=--large adds 10,000 hosts / 100,000 leases (30-40 minutes).
 bench-peer: deps

@@ -124,7 +124,7 @@ let package = Package(
             dependencies: ["BerthContract", "BerthCore", "BerthClient", "BerthJSON", "BerthStore", "BerthTestSupport"],
             swiftSettings: strict),
 
-        // The daemon's request path in one process, and the reply oracle, for fuzzing (issue #9; the
+        // The daemon's request path in one process, and the reply oracle, for fuzzing (the
         // libFuzzer entry point `berth-fuzz` is below). Built always, so its unit tests run in CI.
         .target(
             name: "BerthFuzz",

@@ -125,7 +125,7 @@ EVENT_TYPE_PATTERN = r"^(\*|[a-z_]+\.\*|[a-z_]+\.[a-z_]+)$"
 
 
 # --------------------------------------------------------------------------------------------
-# ERRORS: JSON-RPC error codes and data.reason values (api.md, "Errors")
+# ERRORS: JSON-RPC error codes and data.reason values (the prose contract's "Errors")
 # --------------------------------------------------------------------------------------------
 
 # key -> (code, reason, message, description)

@@ -70,7 +70,7 @@ enum PeerSet {
         return (hosts, calendar)
     }
 
-    /// Preemptibles (issue #5) on a legacy population: backfill, victim choice, two-pass placement.
+    /// Preemptibles on a legacy population: backfill, victim choice, two-pass placement.
     static func preemptibles(hosts: [Host], calendar: LeaseCalendar, scale: Scale, iterations: Int, report: Report) {
         var rng = SplitMix64(seed: 11)
         var cal = calendar

@@ -2,7 +2,7 @@ import BerthCore
 import BerthJSON
 import BerthTestSupport
 
-/// The mixed, deterministic population of the issue #7 suite: one host in ten carries 4 × A100-40GB
+/// The mixed, deterministic population of the allocator and socket suites: one host in ten carries 4 × A100-40GB
 /// (MIG), the rest are CPU hosts; leases are 60 % whole hosts (1–4), 20 % GPU slices (1g.5gb,
 /// 2g.10gb, 3g.20gb or 7g.40gb, 1–4 of them) and 20 % instance slots (2–16 vCPUs, 1–8 instances),
 /// each for 1–72 whole hours starting on a whole hour.

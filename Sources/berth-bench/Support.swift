@@ -190,7 +190,7 @@ struct Options {
     }
 
     static let usage = """
-        berth-bench: Berth's benchmark suite (issue #7). Build in release: `make bench`.
+        berth-bench: Berth's benchmark suite. Build in release: `make bench`.
 
           --quick                      small smoke run (seconds to a minute)
           --scales HxL[,HxL...]|none   allocator populations (default 100x1000,1000x5000,10000x100000)

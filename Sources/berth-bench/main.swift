@@ -1,4 +1,4 @@
-// berth-bench: Berth's benchmark suite (issues #2, #5 and #7). Build in release (`make bench`).
+// berth-bench: Berth's benchmark suite. Build in release (`make bench`).
 //
 // 1. Allocator alone, in process: LeasePlanner.place (host, GPU-slice and instance requests) and
 //    findWindows on a mixed population (1 host in 10 with 4 × A100-40GB) at several scales, plus
@@ -57,7 +57,7 @@ if !options.peerScales.isEmpty {
         if let rate = report.row("peer", "allocator: place 1-4 hosts", scale: last.scale)?.extra["accept_rate"] {
             report.sections["allocator_accept_rate"] = rate
         }
-        print("\n== preemptibles (issue #5), on the \(last.scale) host-only population ==")
+        print("\n== preemptibles, on the \(last.scale) host-only population ==")
         PeerSet.preemptibles(hosts: last.hosts, calendar: last.calendar, scale: last.scale, iterations: options.iterations, report: report)
     }
 }
@@ -100,7 +100,7 @@ for v in report.values {
     print(pad(v.name, 84) + lpad(fmtValue(v.value, v.unit), 16) + (v.note.map { "  \($0)" } ?? ""))
 }
 
-// MARK: Targets (issue #7): reported, never asserted
+// MARK: Targets: reported, never asserted
 
 struct TargetLine {
     var target: String
@@ -176,7 +176,7 @@ if let sp = report.sections["socket_population"], let up = report.values.last(wh
     targets.append(TargetLine(target: "(same targets, mixed population) VmRSS per allocation", measured: "\(fmt0(per)) bytes (at \(at))", status: "-", value: per, at: at))
 }
 
-print("\n== issue #7 targets (median, this machine; reported, never asserted) ==")
+print("\n== performance targets (median, this machine; reported, never asserted) ==")
 for t in targets { print(pad(t.target, 86) + pad(t.measured, 52) + t.status) }
 report.sections["targets"] = .array(targets.map { t in
     var o: [String: JSON] = ["target": .string(t.target), "measured": .string(t.measured), "status": .string(t.status)]

@@ -1,4 +1,4 @@
-// libFuzzer entry point (issue #9): each input is one JSON-RPC request line for the in-process
+// libFuzzer entry point: each input is one JSON-RPC request line for the in-process
 // daemon (`FuzzWorld`); a reply that is not a valid JSON-RPC 2.0 answer is turned into a crash so
 // libFuzzer saves the input. Built only with the fuzzer runtime, which supplies `main`:
 //   BERTH_FUZZ=1 swift build --sanitize=fuzzer --product berth-fuzz --scratch-path .build-fuzz

@@ -7,7 +7,7 @@ import Testing
 @Suite struct GPUModelTests {
     static let table = GPUModelTable.builtIn
 
-    /// The spec's table (shared/spec/gpu-mig.md), identical axis for the three 8-slice models:
+    /// NVIDIA's placement table (the MIG user guide, as data/gpu-models.json records it), identical axis for the three 8-slice models:
     /// (id, 40GB name, 80GB name, size, compute, starts, max per GPU, +me).
     static let specRows: [(Int, String, String, Int, Int, [Int], Int, Bool)] = [
         (19, "1g.5gb", "1g.10gb", 1, 1, [0, 1, 2, 3, 4, 5, 6], 7, false),

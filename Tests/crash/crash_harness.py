@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Crash harness (issue #9 item 1): concurrent clients against the real berthd, SIGKILL at random
+"""Crash harness: concurrent clients against the real berthd, SIGKILL at random
 moments, restart, and check that every promise about durability and consistency still holds.
 
 Each round:

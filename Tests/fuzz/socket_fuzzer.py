@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Socket-level fuzzer for berthd (issue #9): hostile lines against the real daemon.
+"""Socket-level fuzzer for berthd: hostile lines against the real daemon.
 
 Starts the real `berthd` (`--clock manual`, a temporary socket and state directory; or uses
 `--socket` of one already running), creates a small inventory, a lease and a preemptible, then sends

@@ -1,4 +1,4 @@
-"""Authorization matrix (issue #9 item 3): every method of the contract × every role, allowed or
+"""Authorization matrix: every method of the contract × every role, allowed or
 -32004 exactly as `x-roles` in the OpenRPC document says; portals and projects; the socket file.
 
 Roles come from the peer's uid/gid (SO_PEERCRED): root is admin; config `roles` maps users (by
@@ -94,7 +94,7 @@ def test_every_method_for_every_role_is_exactly_as_the_contract_says(daemon, gro
     rpc = daemon.client()
     doc = rpc.call("rpc.discover")
     roles = {m["name"]: set(m["x-roles"]) for m in doc["methods"]}
-    # The served document is the file under schemas/ (which api.md's Security section is written from).
+    # The served document is the file under schemas/ (the contract's x-roles are the truth here).
     assert roles == {m["name"]: set(m["x-roles"]) for m in json.loads((SCHEMAS / "openrpc.json").read_text())["methods"]}
     assert set(matrix_params("t", {k: "x" for k in ("host", "spare_host", "lease", "doomed_lease", "preemptible",
                                                      "doomed_preemptible", "project")}, 1)) == set(roles), \

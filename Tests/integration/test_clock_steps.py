@@ -1,4 +1,4 @@
-"""Wall-clock steps (issue #9 item 7): the real berthd on the SYSTEM clock (not --clock manual), its
+"""Wall-clock steps: the real berthd on the SYSTEM clock (not --clock manual), its
 CLOCK_REALTIME stepped forward and backward at runtime by the test. Lifecycle events must fire
 exactly once: a forward step past a start fires it (not skipped), a backward step fires nothing
 again and ends nothing, and the daemon keeps running its timers afterwards. Every wait is on a

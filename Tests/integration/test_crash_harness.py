@@ -1,4 +1,4 @@
-"""Crash harness, CI size (issue #9 item 1): 16 concurrent clients, SIGKILL at seeded random moments,
+"""Crash harness, CI size: 16 concurrent clients, SIGKILL at seeded random moments,
 10 rounds; every round checks acknowledged writes, half-applied state, double booking, ledger and
 outbox (see Tests/crash/crash_harness.py). Nightly size: `crash_harness.py --rounds 100`."""
 

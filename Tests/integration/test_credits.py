@@ -1,4 +1,4 @@
-"""Cloud credits over the socket (issue 4, docs/credits.md): grants, lease costs, enforcement
+"""Cloud credits over the socket (docs/credits.md): grants, lease costs, enforcement
 (-32003), refunds on update/delete, the paged ledger, bad input, roles, restart and a race.
 
 The daemon runs with {"enforce_credits": true} unless a test says otherwise. Amounts are compared

@@ -1,4 +1,4 @@
-"""Socket fuzzer, CI size (issue #9 item 2): hostile lines against the real berthd, every reply a valid
+"""Socket fuzzer, CI size: hostile lines against the real berthd, every reply a valid
 JSON-RPC response, berthd alive and without double booking afterwards (Tests/fuzz/socket_fuzzer.py).
 Long runs: `socket_fuzzer.py --inputs 1000000` or `make fuzz-socket`."""
 

@@ -1,4 +1,4 @@
-"""Resource limits (issue #9): connection caps, idle / request / write timeouts, and bounded memory
+"""Resource limits: connection caps, idle / request / write timeouts, and bounded memory
 under a flood of pipelined requests. Each limit, when reached, gives a clean error (or, for a client
 that does not read, a logged close), never a crash: other connections keep working and the daemon
 answers `system.health` afterwards.

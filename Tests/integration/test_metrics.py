@@ -1,4 +1,4 @@
-"""Prometheus metrics and the calendar page (issue #8 items 1 and 5b) against the real berthd.
+"""Prometheus metrics and the calendar page against the real berthd.
 
 berthd runs with `--clock manual` and `metrics.listen` on an ephemeral loopback port (the bound
 address is read from its log). `/metrics` is parsed with prometheus_client's own text-format

@@ -1,4 +1,4 @@
-"""Storage faults (issue #9 item 5): a full disk, a read-only file system and failing fsyncs make
+"""Storage faults: a full disk, a read-only file system and failing fsyncs make
 writes answer -32007 `unavailable` while reads keep working, nothing acknowledged is lost, nothing
 refused is half-applied, and writes work again once the fault clears, without a restart. A corrupt,
 foreign or newer database at start is reported clearly and left untouched.

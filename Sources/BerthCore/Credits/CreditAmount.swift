@@ -1,6 +1,6 @@
 import BerthJSON
 
-/// What credits are counted in (api.md, "Credits"). One credit is one unit of the class for one hour.
+/// What credits are counted in (docs/credits.md). One credit is one unit of the class for one hour.
 public enum ResourceClass: String, Sendable, CaseIterable, Comparable {
     /// One whole host for one hour.
     case hostHours = "host_hours"

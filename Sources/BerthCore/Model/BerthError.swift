@@ -1,7 +1,8 @@
 import BerthContract
 import BerthJSON
 
-/// A failure that maps one-to-one to a JSON-RPC error code of the contract (api.md, "Errors").
+/// A failure that maps one-to-one to a JSON-RPC error code of the contract (`RPCErrorCode`,
+/// generated from `schemas/openrpc.json`).
 ///
 /// Domain code throws these; the RPC layer turns them into error objects without translation tables.
 public struct BerthError: Error, Sendable, Equatable, CustomStringConvertible {

@@ -1,4 +1,4 @@
-"""A real OpenStack Keystone for the integration tests (issue #6).
+"""A real OpenStack Keystone for the integration tests.
 
 Keystone 30.0.0 from PyPI runs from its own virtualenv, `<repo>/.venv-keystone` (git-ignored),
 made by `Tests/keystone/setup-venv.sh` from `Tests/keystone/requirements-keystone.txt`. CI runs that

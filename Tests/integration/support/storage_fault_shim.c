@@ -1,5 +1,5 @@
 /*
- * Storage faults for Tests/integration/test_storage_faults.py (issue #9 item 5): an LD_PRELOAD
+ * Storage faults for Tests/integration/test_storage_faults.py: an LD_PRELOAD
  * shim that makes the file system under one directory misbehave the way a failing disk does, at
  * the system calls SQLite makes, while berthd runs.
  *

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Times OpenStack Blazar's host-candidate search on berth-bench's population (issue #7).
+"""Times OpenStack Blazar's host-candidate search on berth-bench's population.
 
 Run it with the interpreter of the venv that setup.sh makes (blazar 18.0.0 from PyPI):
 

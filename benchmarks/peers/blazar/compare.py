@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Berth vs OpenStack Blazar, the same candidate search on the same population (issue #7).
+"""Berth vs OpenStack Blazar, the same candidate search on the same population.
 
     python3 benchmarks/peers/blazar/compare.py            # what `make bench-peer` runs
 
@@ -192,7 +192,7 @@ def main(argv=None) -> int:
         shipped = row and row.get("blazar_shipped")
         if ref and shipped:
             mine = shipped["median_ms"] / 1000.0
-            print("issue #7 measured Blazar at %.1f s median for %s/%s; this run, same schema (as shipped): %.2f s (%+.0f %%)" % (
+            print("the first recorded run measured Blazar at %.1f s median for %s/%s; this run, same schema (as shipped): %.2f s (%+.0f %%)" % (
                 ref, "{:,}".format(sc["hosts"]), "{:,}".format(sc["leases"]), mine, 100.0 * (mine - ref) / ref))
     print("Berth: berth-bench %d requests per scale; Blazar: the first of the same requests (n per cell; est. = estimated"
           " from sampled hosts). Blazar runs in process on SQLite in /dev/shm with no Nova, network or API, so the ratio"

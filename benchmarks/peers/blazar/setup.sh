@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates, or reuses when it is already up to date, the virtualenv holding OpenStack Blazar 18.0.0
-# from PyPI for the peer comparison (issue #7): benchmarks/peers/blazar/.venv (git-ignored), from
+# from PyPI for the peer comparison: benchmarks/peers/blazar/.venv (git-ignored), from
 # requirements-blazar.txt (exact pins of the whole tree).
 #
 # Idempotent and safe to run concurrently (flock on <venv>.lock). The venv is reused while its

@@ -123,7 +123,7 @@ class InternalError(BerthError):
     CODE, REASON = ERRORS["InternalError"]
 
 
-# --- Berth application errors (api.md, "Errors") ---------------------------------------------
+# --- Berth application errors (schemas/openrpc.json, components.errors) -----------------------
 
 class NotFound(BerthError):
     """-32001: unknown lease, host, preemptible or account."""
