@@ -8,8 +8,8 @@ SOCKET ?= $(RUN_DIR)/berth.sock
 VENV ?= $(CURDIR)/.venv
 APT_PACKAGES := libsystemd-dev libsqlite3-dev pkg-config
 
-.PHONY: deps build run test test-swift test-integration check-schemas verify-units fuzz-build fuzz-short fuzz fuzz-socket \
-  bench bench-peer install clean
+.PHONY: deps build run test test-swift test-integration check-schemas check-architecture check-format format verify-units \
+  fuzz-build fuzz-short fuzz fuzz-socket bench bench-peer install clean
 
 ## System packages (Debian): libsystemd for sd_notify/journald/socket activation, SQLite for the store.
 deps:
@@ -41,8 +41,9 @@ $(VENV)/.ready: Tests/integration/requirements.txt
 ## Everything: unit and property tests (Swift Testing), integration tests against the real daemon,
 ## schema checks and systemd unit verification. Builds once, then runs with --skip-build.
 test: deps $(VENV)/.ready
+	$(MAKE) check-format
 	$(SWIFT) build --build-tests
-	$(MAKE) test-swift test-integration check-schemas verify-units fuzz-short
+	$(MAKE) test-swift test-integration check-schemas check-architecture verify-units fuzz-short
 
 test-swift:
 	$(SWIFT) test --skip-build
@@ -53,6 +54,19 @@ test-integration: $(VENV)/.ready
 
 check-schemas: $(VENV)/.ready
 	$(VENV)/bin/python scripts/check_schemas.py
+
+## docs/architecture.md's table of targets against Package.swift and the sources' imports.
+check-architecture:
+	python3 scripts/check_architecture.py
+
+## Style: the toolchain's swift-format with .swift-format (generated files opt out in their first
+## line). `make format` rewrites the tree in place; `check-format` fails on any difference.
+FORMAT_PATHS := Sources Tests Package.swift
+check-format:
+	$(SWIFT) format lint --strict --recursive $(FORMAT_PATHS) && echo "swift-format: ok"
+
+format:
+	$(SWIFT) format format --in-place --recursive $(FORMAT_PATHS)
 
 ## systemd-analyze verify needs the ExecStart binary to exist at its installed path: verify a copy
 ## of the unit that points at the freshly built one. Then the sandbox: `systemd-analyze security`

@@ -121,7 +121,7 @@ let package = Package(
         // Benchmarks (release build: `make bench`); timings are reported, never asserted in tests.
         .executableTarget(
             name: "berth-bench",
-            dependencies: ["BerthContract", "BerthCore", "BerthClient", "BerthJSON", "BerthStore", "BerthTestSupport"],
+            dependencies: ["BerthCore", "BerthClient", "BerthJSON", "BerthStore", "BerthTestSupport"],
             swiftSettings: strict),
 
         // The daemon's request path in one process, and the reply oracle, for fuzzing (the
@@ -138,7 +138,9 @@ let package = Package(
         // What several test targets, the fuzzer and the benchmarks share: temporary directories, fixed
         // epochs, Unix-socket addresses, the seeded generator. Only BerthCore, so that a test target
         // using it links nothing heavy it did not already need.
-        .target(name: "BerthTestSupport", dependencies: ["BerthCore"], path: "Tests/BerthTestSupport", swiftSettings: strict),
+        .target(
+            name: "BerthTestSupport", dependencies: ["BerthCore"], path: "Tests/BerthTestSupport", swiftSettings: strict
+        ),
 
         .testTarget(name: "BerthJSONTests", dependencies: ["BerthJSON"], swiftSettings: strict),
         .testTarget(
@@ -152,7 +154,8 @@ let package = Package(
         .testTarget(
             name: "BerthStoreTests",
             dependencies: [
-                "BerthStore", "BerthCore", "BerthJSON", "BerthTestSupport", .product(name: "GRDB", package: "GRDB.swift"),
+                "BerthStore", "BerthCore", "BerthJSON", "BerthTestSupport",
+                .product(name: "GRDB", package: "GRDB.swift"),
             ],
             swiftSettings: strict),
         .testTarget(
@@ -167,17 +170,19 @@ let package = Package(
         ),
         .testTarget(
             name: "BerthRPCTests",
-            dependencies: ["BerthRPC", "BerthJSON", "BerthTestSupport", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "BerthRPC", "BerthJSON", "BerthTestSupport", .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(
             name: "BerthOpenStackTests",
-            dependencies: ["BerthOpenStack", "BerthJSON", "BerthCore", "BerthTestSupport"],
+            dependencies: ["BerthOpenStack", "BerthJSON", "BerthTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(
             name: "BerthFuzzTests",
-            dependencies: ["BerthContract", "BerthFuzz", "BerthJSON", "BerthRPC"],
+            dependencies: ["BerthContract", "BerthFuzz", "BerthJSON"],
             swiftSettings: strict
         ),
         .testTarget(

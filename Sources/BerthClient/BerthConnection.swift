@@ -1,12 +1,13 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import BerthContract
 import BerthJSON
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// One connection to berthd over its Unix socket, speaking newline-delimited JSON-RPC 2.0.
 ///
@@ -364,8 +365,8 @@ public final class BerthConnection {
             throw .connect(path: path, errno: e)
         }
         #if canImport(Darwin)
-        var one: Int32 = 1
-        _ = setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, socklen_t(MemoryLayout<Int32>.size))
+            var one: Int32 = 1
+            _ = setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, socklen_t(MemoryLayout<Int32>.size))
         #endif
         return fd
     }
@@ -376,28 +377,28 @@ public final class BerthConnection {
 @inline(__always)
 private func Glibc_close(_ fd: Int32) -> Int32 {
     #if canImport(Glibc)
-    return Glibc.close(fd)
+        return Glibc.close(fd)
     #elseif canImport(Musl)
-    return Musl.close(fd)
+        return Musl.close(fd)
     #else
-    return Darwin.close(fd)
+        return Darwin.close(fd)
     #endif
 }
 
 @inline(__always)
 private func Glibc_send(_ fd: Int32, _ p: UnsafeRawPointer, _ n: Int) -> Int {
     #if canImport(Darwin)
-    return send(fd, p, n, MSG_DONTWAIT)
+        return send(fd, p, n, MSG_DONTWAIT)
     #else
-    return send(fd, p, n, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+        return send(fd, p, n, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
     #endif
 }
 
 @inline(__always)
 private func Glibc_socket() -> Int32 {
     #if os(Linux)
-    return socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        return socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     #else
-    return socket(AF_UNIX, SOCK_STREAM, 0)
+        return socket(AF_UNIX, SOCK_STREAM, 0)
     #endif
 }

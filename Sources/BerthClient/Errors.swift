@@ -1,12 +1,13 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import BerthContract
 import BerthJSON
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// A JSON-RPC error reply from berthd: `{"code", "message", "data": {"reason", ...}}`.
 public struct RPCErrorResponse: Error, Sendable, CustomStringConvertible {
@@ -66,7 +67,8 @@ public enum BerthClientError: Error, Sendable, CustomStringConvertible {
             case ECONNREFUSED:
                 hint = "connection refused: the socket exists but nothing accepts on it; is berthd running?"
             case EACCES, EPERM:
-                hint = "permission denied: your user may not open the socket; "
+                hint =
+                    "permission denied: your user may not open the socket; "
                     + "ask for a group that berthd maps to a role, or use sudo"
             case ENAMETOOLONG:
                 hint = "socket path too long (a Unix socket path has at most \(unixPathCapacity - 1) bytes)"

@@ -12,12 +12,16 @@ struct EventsCommand: ParsableCommand {
 }
 
 struct EventsList: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "list", abstract: "Stored events in order (events.list).")
+    static let configuration = CommandConfiguration(
+        commandName: "list", abstract: "Stored events in order (events.list).")
     @OptionGroup var global: GlobalOptions
-    @Option(name: .customLong("after-seq"), help: ArgumentHelp("Only events after this sequence number.", valueName: "seq"))
+    @Option(
+        name: .customLong("after-seq"), help: ArgumentHelp("Only events after this sequence number.", valueName: "seq"))
     var afterSeq: Int?
     @Option(help: ArgumentHelp("At most this many events.", valueName: "n")) var limit: Int?
-    @Option(name: .customLong("type"), help: ArgumentHelp("Only these types, e.g. 'lease.*' (repeatable).", valueName: "type"))
+    @Option(
+        name: .customLong("type"),
+        help: ArgumentHelp("Only these types, e.g. 'lease.*' (repeatable).", valueName: "type"))
     var types: [String] = []
     @Flag(help: "Follow next_cursor and list every page.") var all = false
 
@@ -30,8 +34,10 @@ struct EventsList: ParsableCommand {
         global.emit(result) { r in
             Output.printTable(["SEQ", "TYPE", "AT", "DETAILS"], Views.items(r), noun: "events") { e in
                 let rest = e.objectValue?.filter { !["seq", "type", "at"].contains($0.key) } ?? [:]
-                return [Output.text(e["seq"]), Output.text(e["type"]), Output.text(e["at"]),
-                        rest.isEmpty ? "" : Output.inline(rest, separator: " ")]
+                return [
+                    Output.text(e["seq"]), Output.text(e["type"]), Output.text(e["at"]),
+                    rest.isEmpty ? "" : Output.inline(rest, separator: " "),
+                ]
             }
             Output.noteCursor(r, option: "--after-seq")
         }
@@ -44,7 +50,9 @@ struct EventsSubscribe: ParsableCommand {
         abstract: "Print each event notification as it arrives, until interrupted (events.subscribe).",
         discussion: "With --json each event is printed as one line of compact JSON (JSON Lines).")
     @OptionGroup var global: GlobalOptions
-    @Option(name: .customLong("type"), help: ArgumentHelp("Only these types, e.g. 'lease.*' (repeatable).", valueName: "type"))
+    @Option(
+        name: .customLong("type"),
+        help: ArgumentHelp("Only these types, e.g. 'lease.*' (repeatable).", valueName: "type"))
     var types: [String] = []
     @Option(help: ArgumentHelp("Exit after this many events.", valueName: "n")) var count: Int?
 
@@ -54,7 +62,8 @@ struct EventsSubscribe: ParsableCommand {
         var params: JSON = [:]
         if !types.isEmpty { params.set("types", .array(types.map { .string($0) })) }
         let result = try connection.call(.eventsSubscribe, params)
-        Output.err("subscribed (subscription \(Output.text(result["subscription"]))); waiting for events, Ctrl-C to stop")
+        Output.err(
+            "subscribed (subscription \(Output.text(result["subscription"]))); waiting for events, Ctrl-C to stop")
         var seen = 0
         while count.map({ seen < $0 }) ?? true {
             guard let notification = try connection.nextNotification() else {
@@ -111,7 +120,9 @@ struct CreditsGrant: ParsableCommand {
     @OptionGroup var idempotency: IdempotencyOption
 
     func run() throws {
-        var params: JSON = ["project_id": .string(project), "resource_class": .string(resourceClass), "amount": amount.value]
+        var params: JSON = [
+            "project_id": .string(project), "resource_class": .string(resourceClass), "amount": amount.value,
+        ]
         params.set("valid_from", validFrom.json)
         params.set("valid_to", validTo.json)
         params.set("note", note.json)
@@ -192,13 +203,15 @@ struct PreemptibleCreate: ParsableCommand {
     @Option(name: .customLong("disk-gb"), help: "Disk in GB.") var diskGB: Int
     @Option(name: .customLong("gpu-profile"), help: ArgumentHelp("GPU slice profile.", valueName: "profile"))
     var gpuProfile: String?
-    @Option(name: .customLong("min-lifetime"), help: ArgumentHelp("Guaranteed lifetime (e.g. 1h).", valueName: "duration"))
+    @Option(
+        name: .customLong("min-lifetime"), help: ArgumentHelp("Guaranteed lifetime (e.g. 1h).", valueName: "duration"))
     var minLifetime: Seconds?
     @Option(
         help: ArgumentHelp("Nova boot fields as a JSON object (- reads stdin, @file a file).", valueName: "json"),
         transform: parseJSONArgument)
     var server: JSON?
-    @Option(name: .customLong("slurm-node"), help: ArgumentHelp("The Slurm node this instance becomes.", valueName: "name"))
+    @Option(
+        name: .customLong("slurm-node"), help: ArgumentHelp("The Slurm node this instance becomes.", valueName: "name"))
     var slurmNode: String?
     @OptionGroup var idempotency: IdempotencyOption
 
@@ -216,7 +229,8 @@ struct PreemptibleCreate: ParsableCommand {
 }
 
 struct PreemptibleGet: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "get", abstract: "Show a preemptible (preemptible.get).")
+    static let configuration = CommandConfiguration(
+        commandName: "get", abstract: "Show a preemptible (preemptible.get).")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Preemptible id.") var id: String
     func run() throws {
@@ -225,13 +239,15 @@ struct PreemptibleGet: ParsableCommand {
 }
 
 struct PreemptibleList: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "list", abstract: "List preemptibles (preemptible.list).")
+    static let configuration = CommandConfiguration(
+        commandName: "list", abstract: "List preemptibles (preemptible.list).")
     @OptionGroup var global: GlobalOptions
     @Option(help: ArgumentHelp("Only this project's.", valueName: "project_id")) var project: String?
     @Option(help: ArgumentHelp("Only those on this host.", valueName: "name")) var host: String?
     @Option(help: ArgumentHelp("pending, running, preempting, preempted or ended.", valueName: "status"))
     var status: String?
-    @Option(name: .customLong("slurm-node"), help: ArgumentHelp("Only those backing this Slurm node.", valueName: "name"))
+    @Option(
+        name: .customLong("slurm-node"), help: ArgumentHelp("Only those backing this Slurm node.", valueName: "name"))
     var slurmNode: String?
     @OptionGroup var paging: PagingOptions
 
@@ -246,8 +262,10 @@ struct PreemptibleList: ParsableCommand {
         global.emit(result) { r in
             let headers = ["ID", "PROJECT", "HOST", "STATUS", "GUARANTEED_UNTIL", "PREEMPT_AT"]
             Output.printTable(headers, Views.items(r), noun: "preemptibles") {
-                [Output.text($0["id"]), Output.text($0["project_id"]), Output.text($0["host"]),
-                 Output.text($0["status"]), Output.text($0["guaranteed_until"]), Output.text($0["preempt_at"])]
+                [
+                    Output.text($0["id"]), Output.text($0["project_id"]), Output.text($0["host"]),
+                    Output.text($0["status"]), Output.text($0["guaranteed_until"]), Output.text($0["preempt_at"]),
+                ]
             }
             Output.noteCursor(r)
         }

@@ -1,11 +1,12 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import BerthJSON
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// A terminal Gantt chart of a `calendar.get` result: one row per host, one row per GPU slot range,
 /// time on the horizontal axis scaled to the terminal width.
@@ -76,7 +77,11 @@ enum Gantt {
             for a in h["allocations"]?.arrayValue ?? [] {
                 guard let alloc = allocation(a) else { continue }
                 all.append(alloc)
-                if let g = alloc.gpu, alloc.slot != nil { byGPU[g, default: []].append(alloc) } else { hostLevel.append(alloc) }
+                if let g = alloc.gpu, alloc.slot != nil {
+                    byGPU[g, default: []].append(alloc)
+                } else {
+                    hostLevel.append(alloc)
+                }
             }
             // A long name is cut, the state never: "spare-node-wi~ [maintenance]".
             let suffix = state == "up" ? "" : " [\(state)]"
@@ -89,7 +94,10 @@ enum Gantt {
                 if ranges.isEmpty { rows.append(Row(label: "  gpu\(g)", allocations: [])) }
                 for r in ranges {
                     let label = "  gpu\(g) " + (r.size == 1 ? "s\(r.slot)" : "s\(r.slot)-\(r.slot + r.size - 1)")
-                    rows.append(Row(label: label, allocations: slices.filter { SlotRange(slot: $0.slot!, size: $0.size ?? 1) == r }))
+                    rows.append(
+                        Row(
+                            label: label,
+                            allocations: slices.filter { SlotRange(slot: $0.slot!, size: $0.size ?? 1) == r }))
                 }
             }
         }
@@ -117,7 +125,9 @@ enum Gantt {
         }
 
         var lines: [String] = []
-        lines.append("\(RFC3339.format(from)) .. \(RFC3339.format(to)), one column = \(duration(Double(span) / Double(columns)))")
+        lines.append(
+            "\(RFC3339.format(from)) .. \(RFC3339.format(to)), one column = \(duration(Double(span) / Double(columns)))"
+        )
         let pad = String(repeating: " ", count: labelWidth + 1)
         let (labels, ticks) = axis(from: from, to: to, columns: columns, column: column)
         lines.append(trimRight(pad + String(labels)))

@@ -26,7 +26,8 @@ enum Reservability: String, EnumerableFlag {
 struct HostFields: ParsableArguments {
     @Option(
         name: .customLong("gpu"),
-        help: ArgumentHelp("A GPU model, once per GPU (e.g. A100-40GB); 4xA100-40GB stands for four.", valueName: "model"))
+        help: ArgumentHelp(
+            "A GPU model, once per GPU (e.g. A100-40GB); 4xA100-40GB stands for four.", valueName: "model"))
     var gpus: [String] = []
 
     @Option(name: .customLong("property"), help: ArgumentHelp("A host property, repeatable.", valueName: "key=value"))
@@ -51,7 +52,9 @@ struct HostFields: ParsableArguments {
     var gpuList: JSON {
         var list: [JSON] = []
         for g in gpus {
-            if let x = g.firstIndex(of: "x"), x != g.startIndex, let n = Int(g[..<x]), n > 0, g.index(after: x) != g.endIndex {
+            if let x = g.firstIndex(of: "x"), x != g.startIndex, let n = Int(g[..<x]), n > 0,
+                g.index(after: x) != g.endIndex
+            {
                 let model = String(g[g.index(after: x)...])
                 list += Array(repeating: ["model": .string(model)], count: n)
             } else {

@@ -1,13 +1,14 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import ArgumentParser
 import BerthClient
 import BerthJSON
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 struct LeaseCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -79,7 +80,8 @@ struct LeaseCreate: ParsableCommand {
     @Option(help: ArgumentHelp("'now' or an RFC 3339 time.", valueName: "time")) var start: String = "now"
     @Option(help: ArgumentHelp("RFC 3339 end time.", valueName: "time")) var end: String?
     @Option(help: ArgumentHelp("Length instead of --end (e.g. 2h, 1d).", valueName: "duration")) var duration: Seconds?
-    @Option(name: .customLong("before-end"), help: ArgumentHelp("Warn this long before the end.", valueName: "duration"))
+    @Option(
+        name: .customLong("before-end"), help: ArgumentHelp("Warn this long before the end.", valueName: "duration"))
     var beforeEnd: Seconds?
     @OptionGroup var reservation: ReservationOptions
     @Flag(name: .customLong("dry-run"), help: "Show placement and cost without storing or charging anything.")
@@ -158,7 +160,8 @@ struct LeaseUpdate: ParsableCommand {
     @Option(help: ArgumentHelp("New start: 'now' or an RFC 3339 time.", valueName: "time")) var start: String?
     @Option(help: ArgumentHelp("New RFC 3339 end time.", valueName: "time")) var end: String?
     @Option(help: ArgumentHelp("New length instead of --end (e.g. 4h).", valueName: "duration")) var duration: Seconds?
-    @Option(name: .customLong("before-end"), help: ArgumentHelp("Warn this long before the end.", valueName: "duration"))
+    @Option(
+        name: .customLong("before-end"), help: ArgumentHelp("Warn this long before the end.", valueName: "duration"))
     var beforeEnd: Seconds?
     @OptionGroup var reservation: ReservationOptions
     @Flag(name: .customLong("dry-run"), help: "Show the outcome without storing or charging anything.")
@@ -169,8 +172,9 @@ struct LeaseUpdate: ParsableCommand {
         if end != nil && duration != nil { throw ValidationError("give either --end or --duration, not both") }
         if duration != nil, let start { try checkStartForDuration(start) }
         if name == nil && start == nil && end == nil && duration == nil && beforeEnd == nil && !reservation.isGiven {
-            throw ValidationError("nothing to change: give at least one of --name, --start, --end, --duration, "
-                + "--before-end or reservation options")
+            throw ValidationError(
+                "nothing to change: give at least one of --name, --start, --end, --duration, "
+                    + "--before-end or reservation options")
         }
     }
 

@@ -11,7 +11,8 @@ struct ReservationOptions: ParsableArguments {
 
     @Option(
         name: .customLong("gpu"),
-        help: ArgumentHelp("Reserve GPU slices of this MIG profile (e.g. 1g.5gb); needs --count.", valueName: "profile"))
+        help: ArgumentHelp("Reserve GPU slices of this MIG profile (e.g. 1g.5gb); needs --count.", valueName: "profile")
+    )
     var gpuProfile: String?
     @Option(name: .customLong("gpu-model"), help: ArgumentHelp("Only GPUs of this model.", valueName: "model"))
     var gpuModel: String?

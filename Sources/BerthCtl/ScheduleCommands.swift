@@ -55,7 +55,9 @@ struct CalendarCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Window end (RFC 3339).", valueName: "time")) var to: String
     @Option(name: .customLong("host"), help: ArgumentHelp("Only this host (repeatable).", valueName: "name"))
     var hosts: [String] = []
-    @Option(help: ArgumentHelp("Chart width in characters (default: $COLUMNS, else the terminal's, else 100).", valueName: "n"))
+    @Option(
+        help: ArgumentHelp(
+            "Chart width in characters (default: $COLUMNS, else the terminal's, else 100).", valueName: "n"))
     var width: Int?
     @Flag(help: "One line per allocation instead of the chart.") var table = false
 
@@ -182,7 +184,9 @@ struct DiscoverCommand: ParsableCommand {
         let result = try global.call(.rpcDiscover)
         global.emit(result) { doc in
             let info = doc["info"]
-            Output.out("\(Output.text(info?["title"])) \(Output.text(info?["version"])) (OpenRPC \(Output.text(doc["openrpc"])))")
+            Output.out(
+                "\(Output.text(info?["title"])) \(Output.text(info?["version"])) (OpenRPC \(Output.text(doc["openrpc"])))"
+            )
             let methods = doc["methods"]?.arrayValue ?? []
             let rows = methods.map { m in [Output.text(m["name"]), m["summary"]?.stringValue ?? ""] }
             for l in Output.table(["METHOD", "SUMMARY"], rows) { Output.out(l) }

@@ -75,7 +75,8 @@ enum Views {
         var columns = preferred.filter { present.contains($0) }
         if !onlyPreferred { columns += present.subtracting(preferred).sorted() }
         if columns.isEmpty { return items.map { Output.text($0) } }
-        return Output.table(columns.map { $0.uppercased() }, items.map { item in columns.map { Output.text(item[$0]) } })
+        return Output.table(
+            columns.map { $0.uppercased() }, items.map { item in columns.map { Output.text(item[$0]) } })
     }
 
     /// A one-line rendering of an event: `<at>  <type>  seq=<seq>  k=v ...`.
@@ -114,7 +115,8 @@ enum Views {
                 let lease = [a["lease_id"], a["lease"], a["preemptible_id"]].first { $0 != nil && $0 != .null } ?? nil
                 var kind = Output.text(a["kind"])
                 if let gpu = a["gpu"] {
-                    kind += " (gpu \(Output.text(gpu))" + (a["profile"].map { " " + Output.text($0) } ?? "")
+                    kind +=
+                        " (gpu \(Output.text(gpu))" + (a["profile"].map { " " + Output.text($0) } ?? "")
                         + (a["slot"].map { " slot " + Output.text($0) } ?? "") + ")"
                 } else if let slots = a["slots"] {
                     kind += " (\(Output.text(slots)) slots)"

@@ -47,7 +47,9 @@ public struct BerthdMain: AsyncParsableCommand {
 
     @Option(
         name: .customLong("metrics-listen"),
-        help: "Serve Prometheus /metrics and the /calendar page on this loopback HOST:PORT (the config's metrics.listen).")
+        help:
+            "Serve Prometheus /metrics and the /calendar page on this loopback HOST:PORT (the config's metrics.listen)."
+    )
     var metricsListen: String?
 
     public init() {}
@@ -99,7 +101,9 @@ public struct BerthdMain: AsyncParsableCommand {
             guard let t = Timestamp(rfc3339: now) else { BerthdMain.fail("--now must be an RFC 3339 timestamp") }
             initialTime = t
         }
-        guard let level = Logger.Level(rawValue: cfg.logLevel) else { BerthdMain.fail("unknown log level \(cfg.logLevel)") }
+        guard let level = Logger.Level(rawValue: cfg.logLevel) else {
+            BerthdMain.fail("unknown log level \(cfg.logLevel)")
+        }
         let logLevelBox = LogLevelBox(level)
         let useJournal = JournalDetection.stderrIsJournal()
         LoggingSystem.bootstrap { label in
@@ -108,7 +112,9 @@ public struct BerthdMain: AsyncParsableCommand {
             return DynamicLevelLogHandler(inner: inner, level: logLevelBox)
         }
         let logger = Logger(label: "berthd")
-        try await Daemon(config: cfg, initialTime: initialTime, configPath: config, logLevel: logLevelBox, logger: logger).run()
+        try await Daemon(
+            config: cfg, initialTime: initialTime, configPath: config, logLevel: logLevelBox, logger: logger
+        ).run()
     }
 
     static func fail(_ message: String) -> Never {
@@ -137,7 +143,8 @@ struct Daemon {
         notifier.status("opening state in \(config.stateDirectory)")
         let descriptorLimit = UnixSocketRPCServer.raiseFileDescriptorLimit()
         if mkdir(config.stateDirectory, 0o750) != 0 && errno != EEXIST {
-            BerthdMain.fail("cannot create state directory \(config.stateDirectory): \(String(cString: strerror(errno)))")
+            BerthdMain.fail(
+                "cannot create state directory \(config.stateDirectory): \(String(cString: strerror(errno)))")
         }
         let store: BerthStore
         do throws(BerthError) {
@@ -159,7 +166,8 @@ struct Daemon {
         let scheduler: Scheduler
         do throws(BerthError) {
             scheduler = try Scheduler(
-                store: store, clock: clock, policy: SchedulerPolicy(
+                store: store, clock: clock,
+                policy: SchedulerPolicy(
                     maxLeaseDuration: config.maxLeaseDuration, enforceCredits: config.enforceCredits,
                     preemption: config.preemption),
                 models: models,
@@ -178,7 +186,9 @@ struct Daemon {
         // Catch up: every lifecycle event missed while the daemon was down, in time order.
         let missed = await scheduler.nextDue().map { $0 <= clock.now() } ?? false
         await scheduler.processDue()
-        if missed { logger.notice("caught up lifecycle events missed while stopped", metadata: ["now": "\(clock.now())"]) }
+        if missed {
+            logger.notice("caught up lifecycle events missed while stopped", metadata: ["now": "\(clock.now())"])
+        }
         if config.demoInventory {
             do throws(BerthError) {
                 let n = try await DemoInventory.seed(scheduler)
@@ -243,7 +253,8 @@ struct Daemon {
         if let metricsAddress {
             do {
                 metricsServer = try await MetricsHTTPServer.bind(
-                    metricsAddress, exporter: MetricsExporter(
+                    metricsAddress,
+                    exporter: MetricsExporter(
                         registry: registry, scheduler: scheduler, store: store,
                         connections: { (server.connectionCount, server.limitCounts) }),
                     scheduler: scheduler, models: models, logger: logger)
@@ -252,7 +263,10 @@ struct Daemon {
             }
             logger.notice(
                 "metrics listening",
-                metadata: ["address": "\(MetricsAddress(host: metricsAddress.host, port: metricsServer!.boundPort).description)"])
+                metadata: [
+                    "address":
+                        "\(MetricsAddress(host: metricsAddress.host, port: metricsServer!.boundPort).description)"
+                ])
         }
         let delivery = OutboxDelivery(
             store: store, scheduler: scheduler, adapter: adapter, wakeup: outboxWakeup, hooks: false, logger: logger)
@@ -292,7 +306,8 @@ struct Daemon {
                     Daemon.checkHook(fresh.hookSettings, logger: logger)
                     logger.notice("configuration reloaded", metadata: ["config": "\(configPath)"])
                 } catch {
-                    logger.error("reload failed; keeping the previous configuration", metadata: ["error": "\(error.message)"])
+                    logger.error(
+                        "reload failed; keeping the previous configuration", metadata: ["error": "\(error.message)"])
                 }
             })
         let leases = await scheduler.leaseCount
@@ -300,7 +315,9 @@ struct Daemon {
         let where_ = activated.isEmpty ? config.socketPath : "socket-activated fd \(activated[0])"
         logger.notice(
             "berthd \(berthVersion) listening",
-            metadata: ["socket": "\(where_)", "clock": "\(clock.mode.rawValue)", "hosts": "\(hosts)", "leases": "\(leases)"])
+            metadata: [
+                "socket": "\(where_)", "clock": "\(clock.mode.rawValue)", "hosts": "\(hosts)", "leases": "\(leases)",
+            ])
         // READY=1 is sent by the RPC service once the group runs (and traps SIGTERM), not here.
         services.append(
             RPCServerService(

@@ -62,8 +62,10 @@ enum CalendarPage {
             let trackH = rowHeight - 6
             let hostH = Double(tracks) * trackH + 6
             body += "<g class=\"host-row\" data-host=\"\(esc(name))\" data-state=\"\(esc(state))\">"
-            body += "<rect class=\"row-bg\" x=\"0\" y=\"\(f(y))\" width=\"\(f(labelWidth + chartWidth))\" height=\"\(f(hostH))\" fill=\"\(rows % 2 == 0 ? "#f7f7f7" : "#ffffff")\"/>"
-            body += "<text class=\"host-label\" x=\"6\" y=\"\(f(y + 17))\">\(esc(name))\(state == "up" ? "" : " (\(esc(state)))")</text>"
+            body +=
+                "<rect class=\"row-bg\" x=\"0\" y=\"\(f(y))\" width=\"\(f(labelWidth + chartWidth))\" height=\"\(f(hostH))\" fill=\"\(rows % 2 == 0 ? "#f7f7f7" : "#ffffff")\"/>"
+            body +=
+                "<text class=\"host-label\" x=\"6\" y=\"\(f(y + 17))\">\(esc(name))\(state == "up" ? "" : " (\(esc(state)))")</text>"
             for (b, track) in placed {
                 body += bar(b, x0: x(b.start), x1: x(b.end), y: y + 3 + Double(track) * trackH, h: trackH - 2)
             }
@@ -73,17 +75,22 @@ enum CalendarPage {
             for (gi, model) in gpus.enumerated() {
                 let slices = models.model(named: model)?.memorySlices ?? 1
                 let laneH = Double(slices) * sliceHeight + 4
-                body += "<g class=\"gpu-lane\" data-host=\"\(esc(name))\" data-gpu=\"\(gi)\" data-model=\"\(esc(model))\">"
-                body += "<rect class=\"row-bg\" x=\"0\" y=\"\(f(y))\" width=\"\(f(labelWidth + chartWidth))\" height=\"\(f(laneH))\" fill=\"#eef2f7\"/>"
-                body += "<text class=\"lane-label\" x=\"20\" y=\"\(f(y + min(laneH - 4, 16)))\">gpu \(gi) · \(esc(model))</text>"
+                body +=
+                    "<g class=\"gpu-lane\" data-host=\"\(esc(name))\" data-gpu=\"\(gi)\" data-model=\"\(esc(model))\">"
+                body +=
+                    "<rect class=\"row-bg\" x=\"0\" y=\"\(f(y))\" width=\"\(f(labelWidth + chartWidth))\" height=\"\(f(laneH))\" fill=\"#eef2f7\"/>"
+                body +=
+                    "<text class=\"lane-label\" x=\"20\" y=\"\(f(y + min(laneH - 4, 16)))\">gpu \(gi) · \(esc(model))</text>"
                 for s in 1..<max(slices, 1) {
                     let ly = y + 2 + Double(s) * sliceHeight
-                    body += "<line x1=\"\(f(labelWidth))\" y1=\"\(f(ly))\" x2=\"\(f(labelWidth + chartWidth))\" y2=\"\(f(ly))\" stroke=\"#dde3ea\" stroke-width=\"0.5\"/>"
+                    body +=
+                        "<line x1=\"\(f(labelWidth))\" y1=\"\(f(ly))\" x2=\"\(f(labelWidth + chartWidth))\" y2=\"\(f(ly))\" stroke=\"#dde3ea\" stroke-width=\"0.5\"/>"
                 }
                 for b in allocs where b.alloc["gpu"]?.intValue == Int64(gi) {
                     let slot = Double(b.alloc["slot"]?.intValue ?? 0)
                     let size = Double(b.alloc["size"]?.intValue ?? 1)
-                    body += bar(b, x0: x(b.start), x1: x(b.end), y: y + 2 + slot * sliceHeight, h: size * sliceHeight - 1)
+                    body += bar(
+                        b, x0: x(b.start), x1: x(b.end), y: y + 2 + slot * sliceHeight, h: size * sliceHeight - 1)
                 }
                 body += "</g>"
                 y += laneH
@@ -98,14 +105,19 @@ enum CalendarPage {
 
         // Time axis: the coarsest step that still gives a handful of ticks.
         var axis = "<g class=\"axis\">"
-        let steps: [Int64] = [3600, 3 * 3600, 6 * 3600, 12 * 3600, 86_400, 2 * 86_400, 7 * 86_400, 30 * 86_400, 365 * 86_400]
+        let steps: [Int64] = [
+            3600, 3 * 3600, 6 * 3600, 12 * 3600, 86_400, 2 * 86_400, 7 * 86_400, 30 * 86_400, 365 * 86_400,
+        ]
         let step = steps.first { Double($0) * 12 >= span } ?? steps.last!
         var t = (from.seconds / step + (from.seconds % step == 0 ? 0 : 1)) * step
         while t <= to.seconds {
             let tx = x(t)
             let label = Timestamp(seconds: t).rfc3339
-            let text = step >= 86_400 ? String(label.prefix(10)) : String(label.dropFirst(5).prefix(11).map { $0 == "T" ? " " : $0 })
-            axis += "<line x1=\"\(f(tx))\" y1=\"\(f(axisHeight - 6))\" x2=\"\(f(tx))\" y2=\"\(f(height))\" stroke=\"#cccccc\" stroke-width=\"0.5\"/>"
+            let text =
+                step >= 86_400
+                ? String(label.prefix(10)) : String(label.dropFirst(5).prefix(11).map { $0 == "T" ? " " : $0 })
+            axis +=
+                "<line x1=\"\(f(tx))\" y1=\"\(f(axisHeight - 6))\" x2=\"\(f(tx))\" y2=\"\(f(height))\" stroke=\"#cccccc\" stroke-width=\"0.5\"/>"
             if tx + 70 <= labelWidth + chartWidth + 10 {
                 axis += "<text class=\"tick\" x=\"\(f(tx + 2))\" y=\"\(f(axisHeight - 10))\">\(esc(text))</text>"
             }
@@ -114,7 +126,8 @@ enum CalendarPage {
         axis += "</g>"
         var nowLine = ""
         if now >= from && now <= to {
-            nowLine = "<line class=\"now\" x1=\"\(f(x(now.seconds)))\" y1=\"\(f(axisHeight - 6))\" x2=\"\(f(x(now.seconds)))\" y2=\"\(f(height))\" stroke=\"#d32f2f\" stroke-width=\"1.5\"><title>now \(now.rfc3339)</title></line>"
+            nowLine =
+                "<line class=\"now\" x1=\"\(f(x(now.seconds)))\" y1=\"\(f(axisHeight - 6))\" x2=\"\(f(x(now.seconds)))\" y2=\"\(f(height))\" stroke=\"#d32f2f\" stroke-width=\"1.5\"><title>now \(now.rfc3339)</title></line>"
         }
         let svgW = labelWidth + chartWidth + 10
         let svg =
@@ -125,8 +138,12 @@ enum CalendarPage {
         let prev = "/calendar?from=\(Timestamp(seconds: from.seconds - span7).rfc3339)&to=\(from.rfc3339)"
         let next = "/calendar?from=\(to.rfc3339)&to=\(Timestamp(seconds: to.seconds + span7).rfc3339)"
         var legend = "<p class=\"legend\">"
-        for (label, color) in [("host", colors["host"]!), ("gpu", colors["gpu"]!), ("instance", colors["instance"]!), ("preemptible", colors["preemptible"]!)] {
-            legend += "<span><svg width=\"12\" height=\"12\"><rect width=\"12\" height=\"12\" fill=\"\(color)\"/></svg> \(label)</span> "
+        for (label, color) in [
+            ("host", colors["host"]!), ("gpu", colors["gpu"]!), ("instance", colors["instance"]!),
+            ("preemptible", colors["preemptible"]!),
+        ] {
+            legend +=
+                "<span><svg width=\"12\" height=\"12\"><rect width=\"12\" height=\"12\" fill=\"\(color)\"/></svg> \(label)</span> "
         }
         legend += "· pending: light, active: solid, ended: faded, error: red outline</p>"
         return """
@@ -178,10 +195,12 @@ enum CalendarPage {
         }
         let stroke = status == "error" ? " stroke=\"#d32f2f\" stroke-width=\"2\"" : ""
         let w = max(x1 - x0, 1)
-        var s = "<g class=\"alloc\" data-kind=\"\(esc(kind))\" data-status=\"\(esc(status))\" data-lease-id=\"\(esc(id))\""
+        var s =
+            "<g class=\"alloc\" data-kind=\"\(esc(kind))\" data-status=\"\(esc(status))\" data-lease-id=\"\(esc(id))\""
         if let leaseName { s += " data-lease-name=\"\(esc(leaseName))\"" }
         s += "><title>\(esc(title))</title>"
-        s += "<rect x=\"\(f(x0))\" y=\"\(f(y))\" width=\"\(f(w))\" height=\"\(f(max(h, 1)))\" rx=\"2\" fill=\"\(colors[kind] ?? "#555555")\" fill-opacity=\"\(opacity)\"\(stroke)/>"
+        s +=
+            "<rect x=\"\(f(x0))\" y=\"\(f(y))\" width=\"\(f(w))\" height=\"\(f(max(h, 1)))\" rx=\"2\" fill=\"\(colors[kind] ?? "#555555")\" fill-opacity=\"\(opacity)\"\(stroke)/>"
         if w > 40 && h >= 12 {
             let label = kind == "preemptible" ? "preemptible" : (leaseName ?? String(id.prefix(8)))
             let maxChars = Int((w - 6) / 6.5)

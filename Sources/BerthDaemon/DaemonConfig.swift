@@ -87,7 +87,11 @@ public struct DaemonConfig: Sendable {
         if let v = r.int("request_timeout_s", min: 0, max: 3600) { c.requestTimeout = v }
         if let v = r.int("write_timeout_s", min: 0, max: 3600) { c.writeTimeout = v }
         if let v = r.string("socket_mode") {
-            if let m = UInt16(v, radix: 8), m <= 0o777 { c.socketMode = m } else { r.fail("socket_mode", "expected an octal mode such as \"0660\"") }
+            if let m = UInt16(v, radix: 8), m <= 0o777 {
+                c.socketMode = m
+            } else {
+                r.fail("socket_mode", "expected an octal mode such as \"0660\"")
+            }
         }
         if let v = r.int("max_lease_duration_s", min: 1) { c.maxLeaseDuration = v }
         if let v = r.bool("demo_inventory") { c.demoInventory = v }
@@ -103,7 +107,8 @@ public struct DaemonConfig: Sendable {
             if let v = pr.raw("hook") {
                 switch v {
                 case .string(let s) where !s.isEmpty: c.preemptionHook = [s]
-                case .array(let items) where !items.isEmpty && items.allSatisfy({ ($0.stringValue ?? "").isEmpty == false }):
+                case .array(let items)
+                where !items.isEmpty && items.allSatisfy({ ($0.stringValue ?? "").isEmpty == false }):
                     c.preemptionHook = items.compactMap(\.stringValue)
                 default: pr.fail("hook", "expected a command path or a non-empty array of strings (argv)")
                 }
@@ -119,7 +124,11 @@ public struct DaemonConfig: Sendable {
             r.merge(pr.errors)
         }
         if let v = r.string("adapter") {
-            if ["simulator", "openstack"].contains(v) { c.adapter = v } else { r.fail("adapter", "must be simulator or openstack") }
+            if ["simulator", "openstack"].contains(v) {
+                c.adapter = v
+            } else {
+                r.fail("adapter", "must be simulator or openstack")
+            }
         }
         if let section = r.raw("openstack") {
             var o = ParamReader(section, path: "openstack")
@@ -253,10 +262,18 @@ public struct DaemonConfig: Sendable {
         for role in [Role.hook, .portal, .admin] {
             guard let entry = roles[role] else { continue }
             for u in entry.users {
-                if let id = RoleMap.userID(u) { map.users[id] = role } else { warnings.append("roles.\(role.rawValue): no user '\(u)'") }
+                if let id = RoleMap.userID(u) {
+                    map.users[id] = role
+                } else {
+                    warnings.append("roles.\(role.rawValue): no user '\(u)'")
+                }
             }
             for g in entry.groups {
-                if let id = RoleMap.groupID(g) { map.groups[id] = role } else { warnings.append("roles.\(role.rawValue): no group '\(g)'") }
+                if let id = RoleMap.groupID(g) {
+                    map.groups[id] = role
+                } else {
+                    warnings.append("roles.\(role.rawValue): no group '\(g)'")
+                }
             }
         }
         return (map, warnings)

@@ -41,7 +41,8 @@ final class MetricsExporter: Sendable {
     /// Every metric family: name → (type, label names, help). docs/operations-metrics.md lists the same.
     static let help: [String: String] = [
         "berth_leases": "Leases by status.",
-        "berth_capacity_total": "Capacity of schedulable (reservable, up) hosts by kind: hosts, gpu_slices (memory slices), vcpus.",
+        "berth_capacity_total":
+            "Capacity of schedulable (reservable, up) hosts by kind: hosts, gpu_slices (memory slices), vcpus.",
         "berth_capacity_reserved": "Capacity held by pending or active leases at this instant, by kind.",
         "berth_capacity_free": "Capacity not held by any lease at this instant, by kind (total - reserved).",
         "berth_preemptibles": "Preemptible instances by status.",
@@ -52,8 +53,10 @@ final class MetricsExporter: Sendable {
         "berth_outbox_failed_total": "Actions that failed for good (after retries or a permanent refusal).",
         "berth_credits_granted": "Credits granted per project and resource class (grants plus adjustments).",
         "berth_credits_spent": "Credits spent per project and resource class (charges minus refunds).",
-        "berth_reservation_reserved_units": "Units an active reservation holds: hosts, GPU instances or instance slots.",
-        "berth_reservation_used_units": "Units of an active reservation in use (servers running on it, as the adapter reports).",
+        "berth_reservation_reserved_units":
+            "Units an active reservation holds: hosts, GPU instances or instance slots.",
+        "berth_reservation_used_units":
+            "Units of an active reservation in use (servers running on it, as the adapter reports).",
         "berth_reservation_efficiency_ratio": "Used units / reserved units of an active reservation.",
         "berth_project_reserved_units": "Units held by a project's active reservations, by kind.",
         "berth_project_used_units": "Units of a project's active reservations in use, by kind.",
@@ -61,9 +64,11 @@ final class MetricsExporter: Sendable {
         "berth_used_unit_hours_total": "Cumulative used unit-hours per project and kind (scheduler clock).",
         "berth_usage_reported": "1 when the adapter reports usage (the used-unit series exist), else 0.",
         "berth_storage_healthy": "1 while writes reach the database, 0 from a failed commit until one succeeds.",
-        "berth_storage_failed_commits_total": "Group commits the database refused (disk full, read-only, I/O error, locked).",
+        "berth_storage_failed_commits_total":
+            "Group commits the database refused (disk full, read-only, I/O error, locked).",
         "berth_rpc_connections": "JSON-RPC connections open now.",
-        "berth_rpc_connections_limited_total": "JSON-RPC connections refused (max_connections, max_connections_per_uid) or closed (idle_timeout_s, request_timeout_s, write_timeout_s) by a resource limit, by limit.",
+        "berth_rpc_connections_limited_total":
+            "JSON-RPC connections refused (max_connections, max_connections_per_uid) or closed (idle_timeout_s, request_timeout_s, write_timeout_s) by a resource limit, by limit.",
     ]
 
     static func descriptor(_ name: String) -> MetricNameDescriptor {
@@ -121,7 +126,9 @@ final class MetricsExporter: Sendable {
                 projectReserved[[r.projectID, r.kind], default: 0] += Double(r.reserved)
                 if let used = r.used {
                     g("berth_reservation_used_units", labels, Double(used))
-                    if r.reserved > 0 { g("berth_reservation_efficiency_ratio", labels, Double(used) / Double(r.reserved)) }
+                    if r.reserved > 0 {
+                        g("berth_reservation_efficiency_ratio", labels, Double(used) / Double(r.reserved))
+                    }
                     projectUsed[[r.projectID, r.kind], default: 0] += Double(used)
                 }
             }
@@ -135,8 +142,10 @@ final class MetricsExporter: Sendable {
                 let names = MetricsExporter.labelNames[name] ?? []
                 var fam = s.gauges[name] ?? [:]
                 for (labels, v) in values {
-                    let gauge = fam[labels] ?? registry.makeGauge(
-                        descriptor: MetricsExporter.descriptor(name), labels: Array(zip(names, labels)))
+                    let gauge =
+                        fam[labels]
+                        ?? registry.makeGauge(
+                            descriptor: MetricsExporter.descriptor(name), labels: Array(zip(names, labels)))
                     gauge.set(v)
                     fam[labels] = gauge
                 }
@@ -154,8 +163,10 @@ final class MetricsExporter: Sendable {
                 let names = MetricsExporter.labelNames[name] ?? []
                 var fam = s.counters[name] ?? [:]
                 for (labels, v) in values {
-                    let counter = fam[labels] ?? registry.makeCounter(
-                        descriptor: MetricsExporter.descriptor(name), labels: Array(zip(names, labels)))
+                    let counter =
+                        fam[labels]
+                        ?? registry.makeCounter(
+                            descriptor: MetricsExporter.descriptor(name), labels: Array(zip(names, labels)))
                     // Absolute totals kept by the scheduler and the store: written, not added to.
                     counter.reset()
                     counter.increment(by: v)
@@ -173,11 +184,13 @@ final class MetricsExporter: Sendable {
         "berth_capacity_total": ["kind"], "berth_capacity_reserved": ["kind"], "berth_capacity_free": ["kind"],
         "berth_preemptibles": ["status"],
         "berth_outbox_actions": ["status"],
-        "berth_credits_granted": ["project_id", "resource_class"], "berth_credits_spent": ["project_id", "resource_class"],
+        "berth_credits_granted": ["project_id", "resource_class"],
+        "berth_credits_spent": ["project_id", "resource_class"],
         "berth_reservation_reserved_units": ["lease_id", "reservation_id", "project_id", "kind"],
         "berth_reservation_used_units": ["lease_id", "reservation_id", "project_id", "kind"],
         "berth_reservation_efficiency_ratio": ["lease_id", "reservation_id", "project_id", "kind"],
         "berth_project_reserved_units": ["project_id", "kind"], "berth_project_used_units": ["project_id", "kind"],
-        "berth_reserved_unit_hours_total": ["project_id", "kind"], "berth_used_unit_hours_total": ["project_id", "kind"],
+        "berth_reserved_unit_hours_total": ["project_id", "kind"],
+        "berth_used_unit_hours_total": ["project_id", "kind"],
     ]
 }

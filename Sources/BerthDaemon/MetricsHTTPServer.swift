@@ -75,7 +75,8 @@ struct MetricsHTTPServer: Service {
     var boundPort: Int { channel.channel.localAddress?.port ?? 0 }
 
     static func bind(
-        _ address: MetricsAddress, exporter: MetricsExporter, scheduler: Scheduler, models: GPUModelTable, logger: Logger
+        _ address: MetricsAddress, exporter: MetricsExporter, scheduler: Scheduler, models: GPUModelTable,
+        logger: Logger
     ) async throws -> MetricsHTTPServer {
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 64)
@@ -86,7 +87,8 @@ struct MetricsHTTPServer: Service {
                     return try Conn(wrappingChannelSynchronously: child)
                 }
             }
-        return MetricsHTTPServer(channel: channel, exporter: exporter, scheduler: scheduler, models: models, logger: logger)
+        return MetricsHTTPServer(
+            channel: channel, exporter: exporter, scheduler: scheduler, models: models, logger: logger)
     }
 
     func run() async throws {
@@ -136,7 +138,8 @@ struct MetricsHTTPServer: Service {
                             name: "Content-Security-Policy",
                             value: "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'")
                     }
-                    try await outbound.write(.head(HTTPResponseHead(version: h.version, status: status, headers: headers)))
+                    try await outbound.write(
+                        .head(HTTPResponseHead(version: h.version, status: status, headers: headers)))
                     if h.method != .HEAD {
                         try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: body))))
                     }
@@ -160,13 +163,15 @@ struct MetricsHTTPServer: Service {
                 let html = try await calendarPage(query)
                 return (.ok, "text/html; charset=utf-8", Array(html.utf8))
             } catch {
-                let status: HTTPResponseStatus = error.code == .invalidParams || error.code == .notFound ? .badRequest : .internalServerError
+                let status: HTTPResponseStatus =
+                    error.code == .invalidParams || error.code == .notFound ? .badRequest : .internalServerError
                 var text = error.message
                 for f in error.fieldErrors { text += "\n\(f.path): \(f.message)" }
                 return (status, "text/plain; charset=utf-8", Array((text + "\n").utf8))
             }
         case "/":
-            let body = "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>berthd</title></head><body>"
+            let body =
+                "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>berthd</title></head><body>"
                 + "<p><a href=\"/metrics\">/metrics</a> (Prometheus) · <a href=\"/calendar\">/calendar</a> (next 7 days)</p></body></html>"
             return (.ok, "text/html; charset=utf-8", Array(body.utf8))
         default:
@@ -183,7 +188,9 @@ struct MetricsHTTPServer: Service {
             throw BerthError.invalidParam(key, "unknown parameter (from, to, hosts)")
         }
         let from = query["from"].flatMap { $0 == "now" ? now : Timestamp(rfc3339: $0) }
-        if query["from"] != nil && from == nil { throw BerthError.invalidParam("from", "expected an RFC 3339 time or now") }
+        if query["from"] != nil && from == nil {
+            throw BerthError.invalidParam("from", "expected an RFC 3339 time or now")
+        }
         let start = from ?? now
         let to = query["to"].flatMap { $0 == "now" ? now : Timestamp(rfc3339: $0) }
         if query["to"] != nil && to == nil { throw BerthError.invalidParam("to", "expected an RFC 3339 time or now") }

@@ -75,7 +75,9 @@ struct LoggingRPCHandler: RPCHandler {
         } else if let host = params?["host"]?.stringValue {
             m["host.name"] = "\(host)"
         }
-        if method == RPCMethod.preemptibleCreate.rawValue, let id = result?["id"]?.stringValue { m["preemptible.id"] = "\(id)" }
+        if method == RPCMethod.preemptibleCreate.rawValue, let id = result?["id"]?.stringValue {
+            m["preemptible.id"] = "\(id)"
+        }
         return m
     }
 }

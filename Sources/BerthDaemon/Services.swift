@@ -1,8 +1,8 @@
 import BerthCore
 import BerthOpenStack
 import BerthRPC
-import BerthStore
 import BerthService
+import BerthStore
 import BerthSystemd
 import Logging
 import ServiceLifecycle
@@ -114,7 +114,8 @@ struct CloudReconciler: Service {
                 let expected = await scheduler.expectedCloudState().filter { !owed.contains($0.value.leaseID) }
                 _ = await adapter.reconcile(expected: expected.mapValues(\.hosts))
                 let targets = await scheduler.activeReservationsForUsage().map {
-                    OpenStackAdapter.UsageTarget(reservationID: $0.reservationID, projectID: $0.projectID, kind: $0.kind, hosts: $0.hosts)
+                    OpenStackAdapter.UsageTarget(
+                        reservationID: $0.reservationID, projectID: $0.projectID, kind: $0.kind, hosts: $0.hosts)
                 }
                 await adapter.measureUsage(targets)
             }

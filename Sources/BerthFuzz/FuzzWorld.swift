@@ -38,7 +38,8 @@ public final class FuzzWorld: Sendable {
         let scheduler = try Scheduler(
             store: store, clock: BerthClock(mode: .manual, initial: FuzzWorld.epoch), broadcaster: broadcaster,
             logger: logger)
-        methods = BerthMethods(scheduler: scheduler, store: store, broadcaster: broadcaster, roles: RoleMap(), version: "fuzz")
+        methods = BerthMethods(
+            scheduler: scheduler, store: store, broadcaster: broadcaster, roles: RoleMap(), version: "fuzz")
         dispatcher = JSONRPCDispatcher(handler: methods, maxBatchSize: FuzzWorld.maxBatchSize)
 
         for i in 1...3 {
@@ -55,7 +56,8 @@ public final class FuzzWorld: Sendable {
                 "name": "gpu-1", "vcpus": 64, "memory_mb": 524_288, "disk_gb": 2000,
                 "gpus": [["model": "A100-40GB"], ["model": "A100-40GB"]], "properties": ["rack": "r3"],
             ])
-        _ = try await scheduler.call(.creditsGrant, ["project_id": "p1", "resource_class": "host_hours", "amount": 1000])
+        _ = try await scheduler.call(
+            .creditsGrant, ["project_id": "p1", "resource_class": "host_hours", "amount": 1000])
         let lease = try await scheduler.call(
             .leaseCreate,
             [
@@ -113,7 +115,9 @@ public final class FuzzWorld: Sendable {
         var i = 0
         var changed = false
         while i < haystack.count {
-            if haystack[i] == first, i + needle.count <= haystack.count, haystack[i..<(i + needle.count)].elementsEqual(needle) {
+            if haystack[i] == first, i + needle.count <= haystack.count,
+                haystack[i..<(i + needle.count)].elementsEqual(needle)
+            {
                 out.append(contentsOf: replacement)
                 i += needle.count
                 changed = true
@@ -133,7 +137,9 @@ public final class FuzzWorld: Sendable {
 
     static func makeTemporaryDirectory(parent: String) throws(BerthError) -> String {
         var template = Array((parent + "/berth-fuzz-XXXXXX").utf8CString)
-        let made = template.withUnsafeMutableBufferPointer { buf in mkdtemp(buf.baseAddress!).map { String(cString: $0) } }
+        let made = template.withUnsafeMutableBufferPointer { buf in
+            mkdtemp(buf.baseAddress!).map { String(cString: $0) }
+        }
         guard let made else { throw BerthError(.unavailable, "cannot create a temporary directory in \(parent)") }
         return made
     }

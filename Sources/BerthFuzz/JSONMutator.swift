@@ -1,5 +1,5 @@
-import BerthCore
 import BerthContract
+import BerthCore
 import BerthJSON
 import BerthService
 import BerthTestSupport
@@ -26,15 +26,21 @@ public struct JSONMutator {
             if let n = m["name"]?.stringValue { names.append(n) }
             for p in m["params"]?.arrayValue ?? [] { if let n = p["name"]?.stringValue { params.insert(n) } }
         }
-        return (names, params.sorted() + ["kind", "count", "min", "max", "profile", "gpu_model", "model", "affinity", "rack"])
+        return (
+            names,
+            params.sorted() + ["kind", "count", "min", "max", "profile", "gpu_model", "model", "affinity", "rack"]
+        )
     }()
 
     /// Values at the edges of what parameters take, of every JSON type.
     static let interesting: [JSON] = [
-        .null, true, false, 0, -1, 1, 2, 1000, 1001, .int(Int64.max), .int(Int64.min), .int(1 << 40), .int(100 * 366 * 86_400 + 1),
+        .null, true, false, 0, -1, 1, 2, 1000, 1001, .int(Int64.max), .int(Int64.min), .int(1 << 40),
+        .int(100 * 366 * 86_400 + 1),
         .double(-0.0), .double(0.5), .double(1e300), .double(-1e300), .double(.leastNonzeroMagnitude), .double(3.0),
-        "", "now", "@lease", "@preemptible", "x", "compute-1", "gpu-1", "p1", "host", "gpu", "instance", "1g.5gb", "7g.40gb",
-        "A100-40GB", "same_host", "different_host", "maintenance", "down", "up", "pending", "active", "ended", "deleted",
+        "", "now", "@lease", "@preemptible", "x", "compute-1", "gpu-1", "p1", "host", "gpu", "instance", "1g.5gb",
+        "7g.40gb",
+        "A100-40GB", "same_host", "different_host", "maintenance", "down", "up", "pending", "active", "ended",
+        "deleted",
         "host_hours", "gpu_slice_hours", "vcpu_hours", "0.000001", "12.5", "1e3",
         "2030-01-01T00:00:00Z", "2030-01-01T01:00:00+01:00", "2030-02-30T00:00:00Z", "0001-01-01T00:00:00Z",
         "9999-12-31T23:59:59Z", "10000-01-01T00:00:00Z", "2030-01-01T00:00:00.5Z", "2030-01-01", "lease.*", "*",

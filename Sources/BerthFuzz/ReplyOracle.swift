@@ -41,7 +41,8 @@ public enum ReplyOracle {
             parsed = try JSONParser.parse(request)
         } catch {
             // Not JSON: one -32700 error with a null id.
-            return single(reply, expected: .response(id: .null, invalidRequest: false), code: -32700, allowInternalErrors)
+            return single(
+                reply, expected: .response(id: .null, invalidRequest: false), code: -32700, allowInternalErrors)
         }
         guard case .array(let batch) = parsed else {
             let expected = expectation(for: parsed)
@@ -50,7 +51,8 @@ public enum ReplyOracle {
         }
         if batch.isEmpty || batch.count > maxBatchSize {
             // An empty or oversized batch is one invalid request, not an array.
-            return single(reply, expected: .response(id: .null, invalidRequest: true), code: -32600, allowInternalErrors)
+            return single(
+                reply, expected: .response(id: .null, invalidRequest: true), code: -32600, allowInternalErrors)
         }
         let wanted = batch.map(expectation(for:)).compactMap { e -> (id: JSON, invalid: Bool)? in
             if case .response(let id, let invalid) = e { return (id, invalid) }
@@ -139,12 +141,16 @@ public enum ReplyOracle {
         guard let reasons = reasons[code] else { return "error.code \(code) is not a contract code" }
         if let wanted, code != wanted { return "error.code \(code), expected \(wanted)" }
         if code == -32603 && !allowInternal { return "internal error (-32603): \(e["message"]?.stringValue ?? "?")" }
-        guard case .string(let message) = e["message"], !message.isEmpty else { return "error.message is not a non-empty string" }
+        guard case .string(let message) = e["message"], !message.isEmpty else {
+            return "error.message is not a non-empty string"
+        }
         guard case .string(let reason) = e["data"]?["reason"], reasons.contains(reason) else {
             return "error.data.reason does not match code \(code)"
         }
         if code == -32602 {
-            guard case .array(let list) = e["data"]?["errors"], !list.isEmpty else { return "-32602 without data.errors" }
+            guard case .array(let list) = e["data"]?["errors"], !list.isEmpty else {
+                return "-32602 without data.errors"
+            }
             for item in list {
                 guard case .string = item["path"], case .string = item["message"] else {
                     return "data.errors entries need string path and message"

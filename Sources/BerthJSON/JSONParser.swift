@@ -23,7 +23,9 @@ public struct JSONParser {
     /// Elements of the arrays being parsed, innermost last.
     private var elements: [JSON] = []
 
-    public static func parse(_ bytes: some Sequence<UInt8>, maxDepth: Int = defaultMaxDepth) throws(JSONParseError) -> JSON {
+    public static func parse(_ bytes: some Sequence<UInt8>, maxDepth: Int = defaultMaxDepth) throws(JSONParseError)
+        -> JSON
+    {
         let contiguous = bytes.withContiguousStorageIfAvailable { buffer in
             Result { () throws(JSONParseError) -> JSON in try parse(buffer, maxDepth: maxDepth) }
         }
@@ -41,12 +43,16 @@ public struct JSONParser {
     }
 
     /// Parses UTF-8 bytes in place; nothing of `utf8` is kept after the call.
-    public static func parse(utf8: UnsafeRawBufferPointer, maxDepth: Int = defaultMaxDepth) throws(JSONParseError) -> JSON {
+    public static func parse(utf8: UnsafeRawBufferPointer, maxDepth: Int = defaultMaxDepth) throws(JSONParseError)
+        -> JSON
+    {
         try parse(utf8.bindMemory(to: UInt8.self), maxDepth: maxDepth)
     }
 
     /// Parses UTF-8 bytes in place; nothing of `buffer` is kept after the call.
-    public static func parse(_ buffer: UnsafeBufferPointer<UInt8>, maxDepth: Int = defaultMaxDepth) throws(JSONParseError) -> JSON {
+    public static func parse(_ buffer: UnsafeBufferPointer<UInt8>, maxDepth: Int = defaultMaxDepth)
+        throws(JSONParseError) -> JSON
+    {
         var p = JSONParser(bytes: buffer, maxDepth: maxDepth)
         p.skipWhitespace()
         let v = try p.value(depth: 0)
@@ -78,9 +84,15 @@ public struct JSONParser {
         case UInt8(ascii: "{"): return try object(depth: depth + 1)
         case UInt8(ascii: "["): return try array(depth: depth + 1)
         case UInt8(ascii: "\""): return .string(try string())
-        case UInt8(ascii: "t"): try literal("true"); return .bool(true)
-        case UInt8(ascii: "f"): try literal("false"); return .bool(false)
-        case UInt8(ascii: "n"): try literal("null"); return .null
+        case UInt8(ascii: "t"):
+            try literal("true")
+            return .bool(true)
+        case UInt8(ascii: "f"):
+            try literal("false")
+            return .bool(false)
+        case UInt8(ascii: "n"):
+            try literal("null")
+            return .null
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try number()
         default: throw fail("unexpected character")
         }
@@ -300,7 +312,9 @@ public struct JSONParser {
             if negative, magnitude <= UInt64(Int64.max) + 1 { return .int(Int64(truncatingIfNeeded: 0 &- magnitude)) }
         }
         let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<i]), as: UTF8.self)
-        guard let d = Double(text), d.isFinite else { throw JSONParseError(message: "number out of range", offset: start) }
+        guard let d = Double(text), d.isFinite else {
+            throw JSONParseError(message: "number out of range", offset: start)
+        }
         return .double(d)
     }
 }

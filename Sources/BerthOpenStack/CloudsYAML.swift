@@ -43,7 +43,8 @@ public struct CloudConfig: Sendable, Equatable {
         if let f = env[envKey], !f.isEmpty { out.append(f) }
         out.append(FileManager.default.currentDirectoryPath + "/" + name)
         if let home = env["HOME"], !home.isEmpty {
-            out.append((env["XDG_CONFIG_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? home + "/.config") + "/openstack/" + name)
+            out.append(
+                (env["XDG_CONFIG_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? home + "/.config") + "/openstack/" + name)
         }
         out.append("/etc/openstack/" + name)
         return out
@@ -65,9 +66,13 @@ public struct CloudConfig: Sendable, Equatable {
         guard let clouds = document["clouds"]?.objectValue else {
             throw .config("\(path): no top-level `clouds:` mapping")
         }
-        guard let chosen = cloud ?? env["OS_CLOUD"].flatMap({ $0.isEmpty ? nil : $0 }) ?? (clouds.count == 1 ? clouds.keys.first : nil)
+        guard
+            let chosen = cloud ?? env["OS_CLOUD"].flatMap({ $0.isEmpty ? nil : $0 })
+                ?? (clouds.count == 1 ? clouds.keys.first : nil)
         else {
-            throw .config("\(path): several clouds (\(clouds.keys.sorted().joined(separator: ", "))) and none chosen; set openstack.cloud in berthd's config or OS_CLOUD")
+            throw .config(
+                "\(path): several clouds (\(clouds.keys.sorted().joined(separator: ", "))) and none chosen; set openstack.cloud in berthd's config or OS_CLOUD"
+            )
         }
         guard var entry = clouds[chosen] else {
             throw .config("\(path): no cloud named '\(chosen)' (have: \(clouds.keys.sorted().joined(separator: ", ")))")
@@ -97,7 +102,9 @@ public struct CloudConfig: Sendable, Equatable {
         } catch {
             throw .config("\(path) is not valid YAML: \(error)")
         }
-        guard let any, case .object = JSON(yaml: any) else { throw .config("\(path): expected a YAML mapping at the top") }
+        guard let any, case .object = JSON(yaml: any) else {
+            throw .config("\(path): expected a YAML mapping at the top")
+        }
         return JSON(yaml: any)
     }
 
@@ -118,7 +125,9 @@ public struct CloudConfig: Sendable, Equatable {
             default: return nil
             }
         }
-        let typeText = entry["auth_type"]?.stringValue ?? (s("application_credential_secret") != nil ? "v3applicationcredential" : "password")
+        let typeText =
+            entry["auth_type"]?.stringValue
+            ?? (s("application_credential_secret") != nil ? "v3applicationcredential" : "password")
         guard let type = AuthType(rawValue: typeText) else {
             throw .config("\(where_).auth_type '\(typeText)' is not supported (password or v3applicationcredential)")
         }
@@ -152,22 +161,33 @@ public struct CloudConfig: Sendable, Equatable {
         if case .bool(false)? = entry["verify"] { c.verify = false }
         switch type {
         case .password:
-            guard c.username != nil || c.userID != nil else { throw .config("\(where_).auth needs username or user_id") }
-            guard c.password != nil else { throw .config("\(where_).auth.password is missing (in clouds.yaml or secure.yaml)") }
+            guard c.username != nil || c.userID != nil else {
+                throw .config("\(where_).auth needs username or user_id")
+            }
+            guard c.password != nil else {
+                throw .config("\(where_).auth.password is missing (in clouds.yaml or secure.yaml)")
+            }
             guard c.projectName != nil || c.projectID != nil else {
                 throw .config("\(where_).auth needs project_name or project_id (Berth needs a project-scoped token)")
             }
             if c.userID == nil && c.userDomainName == nil && c.userDomainID == nil { c.userDomainName = "Default" }
-            if c.projectID == nil && c.projectDomainName == nil && c.projectDomainID == nil { c.projectDomainName = "Default" }
+            if c.projectID == nil && c.projectDomainName == nil && c.projectDomainID == nil {
+                c.projectDomainName = "Default"
+            }
         case .applicationCredential:
             guard c.applicationCredentialSecret != nil else {
                 throw .config("\(where_).auth.application_credential_secret is missing (in clouds.yaml or secure.yaml)")
             }
-            guard c.applicationCredentialID != nil || (c.applicationCredentialName != nil && (c.username != nil || c.userID != nil))
+            guard
+                c.applicationCredentialID != nil
+                    || (c.applicationCredentialName != nil && (c.username != nil || c.userID != nil))
             else {
-                throw .config("\(where_).auth needs application_credential_id (or application_credential_name with username)")
+                throw .config(
+                    "\(where_).auth needs application_credential_id (or application_credential_name with username)")
             }
-            if c.userID == nil && c.username != nil && c.userDomainName == nil && c.userDomainID == nil { c.userDomainName = "Default" }
+            if c.userID == nil && c.username != nil && c.userDomainName == nil && c.userDomainID == nil {
+                c.userDomainName = "Default"
+            }
         }
         if let ca = c.cacert, !FileManager.default.isReadableFile(atPath: ca) {
             throw .config("\(where_).cacert \(ca) does not exist or is not readable")

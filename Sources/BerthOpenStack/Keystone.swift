@@ -44,7 +44,9 @@ actor KeystoneSession {
         guard r.status == 201 || r.status == 200 else {
             let e = OpenStackHTTP.failure(r, method: .POST, url: url)
             if r.status == 401 || r.status == 403 || r.status == 404 || r.status == 400 {
-                throw .auth("Keystone at \(cloud.authURL) refused the \(cloud.authType == .password ? "password" : "application credential") of cloud '\(cloud.name)' (\(cloud.source)): HTTP \(r.status) \(e.description)")
+                throw .auth(
+                    "Keystone at \(cloud.authURL) refused the \(cloud.authType == .password ? "password" : "application credential") of cloud '\(cloud.name)' (\(cloud.source)): HTTP \(r.status) \(e.description)"
+                )
             }
             throw e
         }
@@ -52,11 +54,13 @@ actor KeystoneSession {
             throw .auth("Keystone at \(cloud.authURL) answered without an X-Subject-Token header")
         }
         let body = r.body?["token"]
-        let expires = body?["expires_at"]?.stringValue.flatMap(KeystoneSession.parseDate) ?? Date().addingTimeInterval(3600)
+        let expires =
+            body?["expires_at"]?.stringValue.flatMap(KeystoneSession.parseDate) ?? Date().addingTimeInterval(3600)
         guard let catalog = body?["catalog"]?.arrayValue else {
             throw .auth("Keystone token for cloud '\(cloud.name)' has no catalog (is it project-scoped?)")
         }
-        return KeystoneToken(id: id, expiresAt: expires, catalog: catalog, projectID: body?["project"]?["id"]?.stringValue)
+        return KeystoneToken(
+            id: id, expiresAt: expires, catalog: catalog, projectID: body?["project"]?["id"]?.stringValue)
     }
 
     static func authBody(_ c: CloudConfig) -> JSON {
@@ -93,7 +97,11 @@ actor KeystoneSession {
                 credential["user"] = .object(user)
             }
             // An application credential carries its own project scope.
-            return ["auth": ["identity": ["methods": ["application_credential"], "application_credential": .object(credential)]]]
+            return [
+                "auth": [
+                    "identity": ["methods": ["application_credential"], "application_credential": .object(credential)]
+                ]
+            ]
         }
     }
 

@@ -16,16 +16,21 @@ struct NovaClient: Sendable {
     let region: String?
 
     /// One request, authenticated; a 401 re-authenticates once and retries.
-    func call(_ method: HTTPMethod, _ path: String, body: JSON? = nil, accept: Set<Int> = []) async throws(OpenStackError)
+    func call(_ method: HTTPMethod, _ path: String, body: JSON? = nil, accept: Set<Int> = [])
+        async throws(OpenStackError)
         -> HTTPResult
     {
         var attempt = 0
         while true {
             attempt += 1
             let token = try await keystone.current()
-            guard let base = KeystoneSession.endpoint(type: "compute", interface: interface, region: region, catalog: token.catalog)
+            guard
+                let base = KeystoneSession.endpoint(
+                    type: "compute", interface: interface, region: region, catalog: token.catalog)
             else {
-                throw .config("the catalog has no compute endpoint for interface \(interface)\(region.map { " in region \($0)" } ?? "")")
+                throw .config(
+                    "the catalog has no compute endpoint for interface \(interface)\(region.map { " in region \($0)" } ?? "")"
+                )
             }
             let url = base + path
             let r = try await http.send(
@@ -44,7 +49,8 @@ struct NovaClient: Sendable {
     static func query(_ items: [(String, String)]) -> String {
         var allowed = CharacterSet.alphanumerics
         allowed.insert(charactersIn: "-._~")
-        return items.map { "\($0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: allowed) ?? $0.1)" }.joined(separator: "&")
+        return items.map { "\($0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: allowed) ?? $0.1)" }.joined(
+            separator: "&")
     }
 
     // MARK: Aggregates
@@ -83,7 +89,8 @@ struct NovaClient: Sendable {
     // MARK: Servers
 
     func servers(_ filters: [(String, String)]) async throws(OpenStackError) -> [JSON] {
-        try await call(.GET, "/servers/detail?" + NovaClient.query([("all_tenants", "1")] + filters)).body?["servers"]?.arrayValue ?? []
+        try await call(.GET, "/servers/detail?" + NovaClient.query([("all_tenants", "1")] + filters)).body?["servers"]?
+            .arrayValue ?? []
     }
 
     /// Nil once the server is gone.

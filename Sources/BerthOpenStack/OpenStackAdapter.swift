@@ -61,7 +61,9 @@ public final class OpenStackAdapter: CloudAdapter {
     private let environment: [String: String]
     let logger: Logger
 
-    public init(settings: OpenStackSettings, environment: [String: String] = ProcessInfo.processInfo.environment, logger: Logger) {
+    public init(
+        settings: OpenStackSettings, environment: [String: String] = ProcessInfo.processInfo.environment, logger: Logger
+    ) {
         state = Mutex(State(settings: settings))
         self.environment = environment
         self.logger = logger
@@ -102,7 +104,8 @@ public final class OpenStackAdapter: CloudAdapter {
         let http = try OpenStackHTTP(cloud: cloud, requestTimeout: .seconds(s.requestTimeout))
         let keystone = KeystoneSession(cloud: cloud, http: http)
         let c = Connection(
-            cloud: cloud, http: http, nova: NovaClient(keystone: keystone, http: http, interface: cloud.interface, region: cloud.regionName))
+            cloud: cloud, http: http,
+            nova: NovaClient(keystone: keystone, http: http, interface: cloud.interface, region: cloud.regionName))
         let raced = state.withLock { st -> Connection? in
             if let existing = st.connection { return existing }
             st.connection = c
@@ -135,7 +138,9 @@ public final class OpenStackAdapter: CloudAdapter {
         if let problem {
             logger.error("openstack adapter degraded", metadata: ["problem": "\(problem)"])
         } else {
-            logger.notice("openstack adapter connected", metadata: ["cloud": "\(state.withLock { $0.connection?.cloud.name ?? "?" })"])
+            logger.notice(
+                "openstack adapter connected",
+                metadata: ["cloud": "\(state.withLock { $0.connection?.cloud.name ?? "?" })"])
         }
     }
 
@@ -246,14 +251,18 @@ public final class OpenStackAdapter: CloudAdapter {
         // Reservations an update removed: their aggregates (and flavors) go.
         let keep = Set(plans.map(\.id))
         for agg in try await nova.aggregates() {
-            guard agg["metadata"]?["berth_lease_id"]?.stringValue == lease, let rid = agg["metadata"]?["reservation"]?.stringValue,
+            guard agg["metadata"]?["berth_lease_id"]?.stringValue == lease,
+                let rid = agg["metadata"]?["reservation"]?.stringValue,
                 !keep.contains(rid)
             else { continue }
-            try await teardown(ReservationPlan(id: rid, kind: "instance", hosts: []), project: project, nova, deleteServers: true)
+            try await teardown(
+                ReservationPlan(id: rid, kind: "instance", hosts: []), project: project, nova, deleteServers: true)
         }
     }
 
-    func ensureFlavor(_ r: ReservationPlan, lease: String, project: String, _ nova: NovaClient) async throws(OpenStackError) {
+    func ensureFlavor(_ r: ReservationPlan, lease: String, project: String, _ nova: NovaClient)
+        async throws(OpenStackError)
+    {
         let s = settings
         if try await nova.flavor(r.id) == nil {
             let size =
@@ -271,7 +280,8 @@ public final class OpenStackAdapter: CloudAdapter {
         var specs: [String: JSON] = ["aggregate_instance_extra_specs:reservation": .string(r.id)]
         if let profile = r.profile { specs["resources:\(s.resourceClass(for: profile))"] = "1" }
         _ = try await nova.call(.POST, "/flavors/\(r.id)/os-extra_specs", body: ["extra_specs": .object(specs)])
-        _ = try await nova.call(.POST, "/flavors/\(r.id)/action", body: ["addTenantAccess": ["tenant": .string(project)]], accept: [409])
+        _ = try await nova.call(
+            .POST, "/flavors/\(r.id)/action", body: ["addTenantAccess": ["tenant": .string(project)]], accept: [409])
     }
 
     func endLease(_ p: [String: JSON], _ nova: NovaClient) async throws(OpenStackError) {
@@ -282,8 +292,12 @@ public final class OpenStackAdapter: CloudAdapter {
     }
 
     /// Deletes the reservation's servers (waiting until Nova has), then its aggregate and flavor.
-    func teardown(_ r: ReservationPlan, project: String, _ nova: NovaClient, deleteServers: Bool) async throws(OpenStackError) {
-        let aggregate = try await nova.aggregates().first { $0["name"]?.stringValue == OpenStackAdapter.aggregateName(r.id) }
+    func teardown(_ r: ReservationPlan, project: String, _ nova: NovaClient, deleteServers: Bool)
+        async throws(OpenStackError)
+    {
+        let aggregate = try await nova.aggregates().first {
+            $0["name"]?.stringValue == OpenStackAdapter.aggregateName(r.id)
+        }
         let hosts = r.hosts.isEmpty ? (aggregate?["hosts"]?.arrayValue ?? []).compactMap(\.stringValue) : r.hosts
         if deleteServers {
             var doomed: [String: JSON] = [:]
@@ -306,7 +320,8 @@ public final class OpenStackAdapter: CloudAdapter {
         }
         if try await nova.flavor(r.id) != nil {
             _ = try await nova.call(
-                .POST, "/flavors/\(r.id)/action", body: ["removeTenantAccess": ["tenant": .string(project)]], accept: [404])
+                .POST, "/flavors/\(r.id)/action", body: ["removeTenantAccess": ["tenant": .string(project)]],
+                accept: [404])
             _ = try await nova.call(.DELETE, "/flavors/\(r.id)", accept: [404])
         }
     }
@@ -322,7 +337,9 @@ public final class OpenStackAdapter: CloudAdapter {
             remaining = still
             if remaining.isEmpty { break }
             if ContinuousClock.now >= deadline {
-                throw .pending("Nova is still deleting \(remaining.count) server(s): \(remaining.prefix(5).joined(separator: ", "))")
+                throw .pending(
+                    "Nova is still deleting \(remaining.count) server(s): \(remaining.prefix(5).joined(separator: ", "))"
+                )
             }
             // Nova deletes asynchronously: poll its state (this is the cloud's pace, not a test's).
             try? await Task.sleep(for: .milliseconds(500))
@@ -388,11 +405,14 @@ public final class OpenStackAdapter: CloudAdapter {
                 let hosts = Set((a["hosts"]?.arrayValue ?? []).compactMap(\.stringValue))
                 guard let want = expected[rid] else { continue }  // pending, ending or already torn down
                 if hosts != want {
-                    drift.append("aggregate \(name) has hosts [\(hosts.sorted().joined(separator: ", "))], Berth expects [\(want.sorted().joined(separator: ", "))]")
+                    drift.append(
+                        "aggregate \(name) has hosts [\(hosts.sorted().joined(separator: ", "))], Berth expects [\(want.sorted().joined(separator: ", "))]"
+                    )
                 }
             }
             for (rid, hosts) in expected.sorted(by: { $0.key < $1.key }) where !seen.contains(rid) {
-                drift.append("aggregate berth-\(rid) for hosts [\(hosts.sorted().joined(separator: ", "))] is missing in Nova")
+                drift.append(
+                    "aggregate berth-\(rid) for hosts [\(hosts.sorted().joined(separator: ", "))] is missing in Nova")
             }
             state.withLock { $0.drift = drift }
             for d in drift { logger.warning("cloud drift", metadata: ["drift": "\(d)"]) }

@@ -84,7 +84,8 @@ final class OpenStackHTTP: Sendable {
         try? await client.shutdown()
     }
 
-    func send(_ method: HTTPMethod, _ url: String, headers: [(String, String)], body: JSON?) async throws(OpenStackError)
+    func send(_ method: HTTPMethod, _ url: String, headers: [(String, String)], body: JSON?)
+        async throws(OpenStackError)
         -> HTTPResult
     {
         var request = HTTPClientRequest(url: url)

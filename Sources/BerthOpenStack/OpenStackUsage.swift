@@ -34,12 +34,15 @@ extension OpenStackAdapter: UsageReporting {
                 if t.kind == "host" {
                     var busy: Int64 = 0
                     for h in t.hosts {
-                        let servers = try await nova.servers([("host", h), ("project_id", t.projectID), ("status", "ACTIVE")])
+                        let servers = try await nova.servers([
+                            ("host", h), ("project_id", t.projectID), ("status", "ACTIVE"),
+                        ])
                         if !servers.isEmpty { busy += 1 }
                     }
                     out[t.reservationID] = busy
                 } else {
-                    out[t.reservationID] = Int64(try await nova.servers([("flavor", t.reservationID), ("status", "ACTIVE")]).count)
+                    out[t.reservationID] = Int64(
+                        try await nova.servers([("flavor", t.reservationID), ("status", "ACTIVE")]).count)
                 }
             }
             measuredUsage.withLock { $0 = out }

@@ -1,9 +1,9 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 enum FileDescriptorLimit {
@@ -14,9 +14,9 @@ enum FileDescriptorLimit {
     /// it as a soft value, so `fs.nr_open`'s usual default is tried instead.
     static func raise() -> Int {
         #if os(Linux)
-        let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+            let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
         #else
-        let resource = RLIMIT_NOFILE
+            let resource = RLIMIT_NOFILE
         #endif
         var limits = rlimit()
         guard getrlimit(resource, &limits) == 0 else { return -1 }

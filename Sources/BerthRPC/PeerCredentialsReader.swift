@@ -1,9 +1,9 @@
 import NIOCore
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #endif
 
 /// Reads the kernel's record of who connected a Unix socket.
@@ -23,18 +23,18 @@ public enum PeerCredentialsReader {
     /// `SO_PEERCRED` of a connected socket, by file descriptor.
     public static func read(fileDescriptor fd: Int32) throws(Failure) -> PeerCredentials {
         #if os(Linux)
-        var cred = UCred()
-        var length = socklen_t(MemoryLayout<UCred>.size)
-        let rc = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &length)
-        guard rc == 0 else {
-            throw Failure(description: "getsockopt(SO_PEERCRED) failed: \(String(cString: strerror(errno)))")
-        }
-        guard length == socklen_t(MemoryLayout<UCred>.size) else {
-            throw Failure(description: "getsockopt(SO_PEERCRED) returned \(length) bytes")
-        }
-        return PeerCredentials(pid: cred.pid, uid: cred.uid, gid: cred.gid)
+            var cred = UCred()
+            var length = socklen_t(MemoryLayout<UCred>.size)
+            let rc = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &length)
+            guard rc == 0 else {
+                throw Failure(description: "getsockopt(SO_PEERCRED) failed: \(String(cString: strerror(errno)))")
+            }
+            guard length == socklen_t(MemoryLayout<UCred>.size) else {
+                throw Failure(description: "getsockopt(SO_PEERCRED) returned \(length) bytes")
+            }
+            return PeerCredentials(pid: cred.pid, uid: cred.uid, gid: cred.gid)
         #else
-        throw Failure(description: "SO_PEERCRED is only supported on Linux")
+            throw Failure(description: "SO_PEERCRED is only supported on Linux")
         #endif
     }
 
@@ -42,18 +42,18 @@ public enum PeerCredentialsReader {
     /// the future to be already complete (as in a child channel initializer); works from anywhere.
     public static func read(channel: any Channel) -> EventLoopFuture<PeerCredentials> {
         #if os(Linux)
-        guard let provider = channel as? any SocketOptionProvider else {
-            return channel.eventLoop.makeFailedFuture(
-                Failure(description: "channel \(type(of: channel)) has no socket options")
+            guard let provider = channel as? any SocketOptionProvider else {
+                return channel.eventLoop.makeFailedFuture(
+                    Failure(description: "channel \(type(of: channel)) has no socket options")
+                )
+            }
+            let future: EventLoopFuture<UCred> = provider.unsafeGetSocketOption(
+                level: SocketOptionLevel(SOL_SOCKET),
+                name: SocketOptionName(SO_PEERCRED)
             )
-        }
-        let future: EventLoopFuture<UCred> = provider.unsafeGetSocketOption(
-            level: SocketOptionLevel(SOL_SOCKET),
-            name: SocketOptionName(SO_PEERCRED)
-        )
-        return future.map { PeerCredentials(pid: $0.pid, uid: $0.uid, gid: $0.gid) }
+            return future.map { PeerCredentials(pid: $0.pid, uid: $0.uid, gid: $0.gid) }
         #else
-        return channel.eventLoop.makeFailedFuture(Failure(description: "SO_PEERCRED is only supported on Linux"))
+            return channel.eventLoop.makeFailedFuture(Failure(description: "SO_PEERCRED is only supported on Linux"))
         #endif
     }
 }

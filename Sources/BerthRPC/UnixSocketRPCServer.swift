@@ -5,9 +5,9 @@ import NIOPosix
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #endif
 
 /// JSON-RPC 2.0 over a Unix domain stream socket, one JSON text per line.
@@ -333,4 +333,3 @@ extension UnixSocketRPCServer {
         var nextConnectionID: UInt64 = 1
     }
 }
-

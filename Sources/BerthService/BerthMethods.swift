@@ -50,7 +50,8 @@ public final class BerthMethods: RPCHandler {
         if roles.withLock({ $0.role(for: peer) }) == nil {
             return RPCError(
                 code: BerthError.Code.forbidden.rawValue,
-                message: "uid \(peer.uid) (gid \(peer.gid)) has no Berth role; ask an operator to map its user or group",
+                message:
+                    "uid \(peer.uid) (gid \(peer.gid)) has no Berth role; ask an operator to map its user or group",
                 data: ["reason": "forbidden"])
         }
         return nil
@@ -96,7 +97,8 @@ public final class BerthMethods: RPCHandler {
                 var r = ParamReader(params)
                 let types = r.eventTypePatterns("types") ?? []
                 try r.finish()
-                let id = broadcaster.subscribe(connection: context.connection, sink: context.notifications, patterns: types)
+                let id = broadcaster.subscribe(
+                    connection: context.connection, sink: context.notifications, patterns: types)
                 return ["subscription": .string(id)]
             default:
                 return try await scheduler.call(method, params)

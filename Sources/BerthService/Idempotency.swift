@@ -19,7 +19,8 @@ public struct IdempotencyContext: Sendable {
     }
 
     func record(result: JSON, at: Timestamp, into c: inout Scheduler.Change) {
-        c.mutation.idempotency = .init(method: method, key: key, params: paramsText, result: result.serialized(), createdAt: at)
+        c.mutation.idempotency = .init(
+            method: method, key: key, params: paramsText, result: result.serialized(), createdAt: at)
         c.idempotencyResult = result
     }
 

@@ -17,12 +17,16 @@ struct LeaseTimer: Comparable {
     static func timers(for l: Lease) -> [LeaseTimer] {
         switch l.status {
         case .pending:
-            var out = [LeaseTimer(at: l.start, kind: .start, leaseID: l.id), LeaseTimer(at: l.end, kind: .end, leaseID: l.id)]
+            var out = [
+                LeaseTimer(at: l.start, kind: .start, leaseID: l.id), LeaseTimer(at: l.end, kind: .end, leaseID: l.id),
+            ]
             if let b = l.beforeEndAt { out.append(LeaseTimer(at: b, kind: .beforeEnd, leaseID: l.id)) }
             return out
         case .active:
             var out = [LeaseTimer(at: l.end, kind: .end, leaseID: l.id)]
-            if let b = l.beforeEndAt, !l.beforeEndFired { out.append(LeaseTimer(at: b, kind: .beforeEnd, leaseID: l.id)) }
+            if let b = l.beforeEndAt, !l.beforeEndFired {
+                out.append(LeaseTimer(at: b, kind: .beforeEnd, leaseID: l.id))
+            }
             return out
         default:
             return []

@@ -85,7 +85,8 @@ public struct OutboxDelivery: Sendable {
                         var wait = Int64.random(in: (delay / 2)...max(delay / 2, delay))
                         if let hint = (error as? any RetryAfterHinting)?.retryAfterSeconds { wait = max(wait, hint) }
                         a.dueAt = now + wait
-                        logger.warning("action failed; will retry", metadata: ["action.id": "\(a.id)", "error": "\(error)"])
+                        logger.warning(
+                            "action failed; will retry", metadata: ["action.id": "\(a.id)", "error": "\(error)"])
                         _ = try? await scheduler.recordDelivery(a, failed: false)
                     }
                 }

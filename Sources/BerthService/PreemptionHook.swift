@@ -43,7 +43,8 @@ public final class PreemptionHook: CloudAdapter {
         func s(_ k: String) -> String { p[k]?.stringValue ?? "" }
         return [
             "BERTH_EVENT": s("event"), "BERTH_PREEMPTIBLE_ID": s("preemptible_id"), "BERTH_HOST": s("host"),
-            "BERTH_SLURM_NODE": s("slurm_node"), "BERTH_PROJECT_ID": s("project_id"), "BERTH_PREEMPT_AT": s("preempt_at"),
+            "BERTH_SLURM_NODE": s("slurm_node"), "BERTH_PROJECT_ID": s("project_id"),
+            "BERTH_PREEMPT_AT": s("preempt_at"),
             "BERTH_NEEDED_AT": s("needed_at"), "BERTH_NEEDED_UNTIL": s("needed_until"), "BERTH_LEASE_ID": s("lease_id"),
             "BERTH_EVENT_JSON": s("event_json"), "BERTH_ACTION_ID": action.id,
         ]
@@ -55,13 +56,17 @@ public final class PreemptionHook: CloudAdapter {
             return
         }
         guard access(program, X_OK) == 0 else {
-            throw Failure(description: "hook command \(program) is missing or not executable: \(String(cString: strerror(errno)))")
+            throw Failure(
+                description: "hook command \(program) is missing or not executable: \(String(cString: strerror(errno)))"
+            )
         }
         let event = action.payload["event"]?.stringValue ?? action.kind
         let process = Process()
         process.executableURL = URL(fileURLWithPath: program)
         process.arguments = Array(settings.command.dropFirst()) + [event]
-        process.environment = ProcessInfo.processInfo.environment.merging(PreemptionHook.environment(for: action)) { $1 }
+        process.environment = ProcessInfo.processInfo.environment.merging(PreemptionHook.environment(for: action)) {
+            $1
+        }
         // Output goes to a temporary file (a pipe could fill and stall the hook), read back on failure.
         let outputPath = NSTemporaryDirectory() + "berth-hook-\(action.id)-\(action.attempts).log"
         _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
@@ -103,7 +108,8 @@ public final class PreemptionHook: CloudAdapter {
         }
         if status != 0 {
             let tail = PreemptionHook.tail(ofFile: outputPath, bytes: 2048)
-            throw Failure(description: "hook \(program) \(event) exited with status \(status)\(tail.isEmpty ? "" : ": \(tail)")")
+            throw Failure(
+                description: "hook \(program) \(event) exited with status \(status)\(tail.isEmpty ? "" : ": \(tail)")")
         }
     }
 

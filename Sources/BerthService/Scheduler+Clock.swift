@@ -36,7 +36,8 @@ extension Scheduler {
             } catch {
                 // Storage refused the transition: put it back and retry on the next tick.
                 state.timers.insert(t)
-                logger.error("lifecycle transition failed", metadata: ["lease.id": "\(t.leaseID)", "error": "\(error)"])
+                logger.error(
+                    "lifecycle transition failed", metadata: ["lease.id": "\(t.leaseID)", "error": "\(error)"])
                 return
             }
         }
@@ -57,7 +58,9 @@ extension Scheduler {
         case .start:
             guard l.status == .pending, l.start == t.at else { return }
             l.status = .active
-            for i in l.reservations.indices where l.reservations[i].status == .pending { l.reservations[i].status = .active }
+            for i in l.reservations.indices where l.reservations[i].status == .pending {
+                l.reservations[i].status = .active
+            }
             l.updatedAt = t.at
             event("lease.started", at: t.at, lease: l, into: &c)
             action("lease.start", lease: l, at: t.at, into: &c)

@@ -9,7 +9,8 @@ extension Scheduler {
         if state.hosts[name] != nil { throw .conflict("a host named '\(name)' already exists") }
         let now = clock.now()
         let host = Host(
-            name: name, vcpus: p.vcpus, memoryMB: p.memoryMB, diskGB: p.diskGB, gpus: p.gpus ?? [], properties: p.properties ?? [:],
+            name: name, vcpus: p.vcpus, memoryMB: p.memoryMB, diskGB: p.diskGB, gpus: p.gpus ?? [],
+            properties: p.properties ?? [:],
             state: p.state ?? .up, reservable: p.reservable ?? true, createdAt: now, updatedAt: now)
         var c = Change()
         c.mutation.hosts = [host]
@@ -54,7 +55,9 @@ extension Scheduler {
         c.mutation.hosts = [host]
         event("host.updated", at: now, host: host.name, into: &c)
         if before.state != host.state {
-            event(host.state == .up ? "host.up" : "host.down", at: now, host: host.name, data: ["state": .string(host.state.rawValue)], into: &c)
+            event(
+                host.state == .up ? "host.up" : "host.down", at: now, host: host.name,
+                data: ["state": .string(host.state.rawValue)], into: &c)
             if host.state != .up { heal(leavingHost: host, now: now, into: &c) }
         }
         let result = host.json
@@ -77,8 +80,10 @@ extension Scheduler {
         var cal = state.calendar
         let inventory = HostInventory(hosts: after.values.sorted { $0.name < $1.name }, calendar: &cal)
         let ids = Set(
-            cal.entries(host: host.name, overlapping: Interval(start: now.seconds, end: Timestamp.distantFuture.seconds))
-                .filter { !$0.payload.isPreemptible }.map(\.payload.leaseID))
+            cal.entries(
+                host: host.name, overlapping: Interval(start: now.seconds, end: Timestamp.distantFuture.seconds)
+            )
+            .filter { !$0.payload.isPreemptible }.map(\.payload.leaseID))
         let affected = ids.compactMap { state.leases[$0] }.filter { $0.status == .pending || $0.status == .active }
             .sorted { ($0.start, $0.id) < ($1.start, $1.id) }
         for old in affected {
@@ -86,7 +91,9 @@ extension Scheduler {
             let keep = old.reservations.map { r in r.allocations.filter { $0.host != host.name } }
             let planner = LeasePlanner(inventory: inventory, calendar: cal, models: models)
             var healed: Lease? = nil
-            if case .success(let placed) = planner.place(old.reservations.map(\.request), window: old.window, keep: keep) {
+            if case .success(let placed) = planner.place(
+                old.reservations.map(\.request), window: old.window, keep: keep)
+            {
                 var l = old
                 l.reservations = zip(old.reservations, placed).map { r, a in
                     var r = r
@@ -122,7 +129,8 @@ extension Scheduler {
                 cal.add(old)
                 var l = old
                 l.degraded = true
-                l.degradedReason = "host \(host.name) is \(host.state.rawValue) and no other capacity satisfies the same requests"
+                l.degradedReason =
+                    "host \(host.name) is \(host.state.rawValue) and no other capacity satisfies the same requests"
                 l.updatedAt = now
                 c.leaseUpdates.append(l)
                 event("lease.updated", at: now, lease: l, data: ["degraded_reason": JSON(l.degradedReason)], into: &c)
@@ -134,7 +142,9 @@ extension Scheduler {
             p.endedAt = max(now, p.createdAt)
             p.updatedAt = now
             c.preemptibleUpdates.append(p)
-            event("preemptible.ended", at: now, preemptible: p, data: ["reason": "host_down", "slurm_node": JSON(p.slurmNode)], into: &c)
+            event(
+                "preemptible.ended", at: now, preemptible: p,
+                data: ["reason": "host_down", "slurm_node": JSON(p.slurmNode)], into: &c)
             preemptibleAction("preemptible.end", p, at: now, into: &c)
         }
     }
@@ -150,15 +160,18 @@ extension Scheduler {
         var gpuLeases: [Int: Set<String>] = [:]
         for (iv, e) in held {
             switch e.usage {
-            case .gpuSlices(let gpu, _, _, _): gpuLeases[gpu, default: []].insert(e.isPreemptible ? "preemptible \(e.reservationID)" : e.leaseID)
+            case .gpuSlices(let gpu, _, _, _):
+                gpuLeases[gpu, default: []].insert(e.isPreemptible ? "preemptible \(e.reservationID)" : e.leaseID)
             case .instances(let n, let v, let m, let d):
-                usages.append(InstanceUsage(interval: iv, total: InstanceSize(vcpus: v * n, memoryMB: m * n, diskGB: d * n)))
+                usages.append(
+                    InstanceUsage(interval: iv, total: InstanceSize(vcpus: v * n, memoryMB: m * n, diskGB: d * n)))
                 instanceLeases.insert(e.isPreemptible ? "preemptible \(e.reservationID)" : e.leaseID)
             case .wholeHost: break
             }
         }
         func ids(_ s: Set<String>) -> JSON { .array(s.sorted().map { .string($0) }) }
-        for (k, leaseIDs) in gpuLeases.sorted(by: { $0.key < $1.key }) where k >= new.gpus.count || new.gpus[k] != old.gpus[k] {
+        for (k, leaseIDs) in gpuLeases.sorted(by: { $0.key < $1.key })
+        where k >= new.gpus.count || new.gpus[k] != old.gpus[k] {
             throw BerthError(
                 .conflict,
                 "host '\(old.name)' GPU \(k) (\(k < old.gpus.count ? old.gpus[k].model : "?")) holds slices of current or future leases; it cannot be removed or change model",
@@ -183,11 +196,19 @@ extension Scheduler {
             let ids = Set(holding.filter { !$0.payload.isPreemptible }.map(\.payload.leaseID)).sorted()
             let pre = Set(holding.filter { $0.payload.isPreemptible }.map(\.payload.reservationID)).sorted()
             var what: [String] = []
-            if !ids.isEmpty { what.append("\(ids.count) lease\(ids.count == 1 ? "" : "s") (\(ids.prefix(5).joined(separator: ", ")))") }
-            if !pre.isEmpty { what.append("\(pre.count) preemptible\(pre.count == 1 ? "" : "s") (\(pre.prefix(5).joined(separator: ", ")))") }
+            if !ids.isEmpty {
+                what.append("\(ids.count) lease\(ids.count == 1 ? "" : "s") (\(ids.prefix(5).joined(separator: ", ")))")
+            }
+            if !pre.isEmpty {
+                what.append(
+                    "\(pre.count) preemptible\(pre.count == 1 ? "" : "s") (\(pre.prefix(5).joined(separator: ", ")))")
+            }
             throw BerthError(
-                .conflict, "host '\(host.name)' holds current or future allocations of \(what.joined(separator: " and "))",
-                data: ["lease_ids": .array(ids.map { .string($0) }), "preemptible_ids": .array(pre.map { .string($0) })])
+                .conflict,
+                "host '\(host.name)' holds current or future allocations of \(what.joined(separator: " and "))",
+                data: [
+                    "lease_ids": .array(ids.map { .string($0) }), "preemptible_ids": .array(pre.map { .string($0) }),
+                ])
         }
         var c = Change()
         c.mutation.deletedHosts = [host.name]

@@ -17,7 +17,8 @@ extension Scheduler {
         let placed: [[Allocation]]
         switch placeLease(requests.map(\.request), window: window, calendar: state.calendar) {
         case (.success(let a), _): placed = a
-        case (.failure(let f), let p): throw noCapacity(f, requests: requests.map(\.request), window: window, planner: p)
+        case (.failure(let f), let p):
+            throw noCapacity(f, requests: requests.map(\.request), window: window, planner: p)
         }
         var lease = Lease(
             id: UUIDString.random(), name: q.name, projectID: q.projectID, userID: q.userID, start: start, end: end,
@@ -84,12 +85,19 @@ extension Scheduler {
             throw .conflict("lease \(old.id) is active; its start cannot move (it began at \(old.start))")
         }
         if old.status == .pending, let s = start, s < now {
-            if now - s <= policy.startGrace { start = now } else { errors.fail("start", "is in the past (\(s); now is \(now))") }
+            if now - s <= policy.startGrace {
+                start = now
+            } else {
+                errors.fail("start", "is in the past (\(s); now is \(now))")
+            }
         }
         let newStart = start ?? old.start
         let newEnd = end ?? old.end
         if newEnd <= newStart { errors.fail("end", "must be after start (start \(newStart), end \(newEnd))") }
-        if old.status == .active, newEnd <= now { errors.fail("end", "must be in the future for an active lease (now is \(now)); delete the lease to end it now") }
+        if old.status == .active, newEnd <= now {
+            errors.fail(
+                "end", "must be in the future for an active lease (now is \(now)); delete the lease to end it now")
+        }
         // Reservations named by id keep their allocations where they still fit; others are new.
         var plan: [(id: String, request: ReservationRequest, keep: [Allocation], existing: Reservation?)] = []
         if let requests = q.reservations {
@@ -110,7 +118,9 @@ extension Scheduler {
                         errors.fail(path: "reservations[\(i)].id", "no reservation '\(rid)' in lease \(old.id)")
                         continue
                     }
-                    if !used.insert(rid).inserted { errors.fail(path: "reservations[\(i)].id", "reservation '\(rid)' is named twice") }
+                    if !used.insert(rid).inserted {
+                        errors.fail(path: "reservations[\(i)].id", "reservation '\(rid)' is named twice")
+                    }
                     plan.append((rid, item.request, existing.allocations, existing))
                 } else {
                     plan.append((UUIDString.random(), item.request, [], nil))

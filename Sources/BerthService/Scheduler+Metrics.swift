@@ -167,7 +167,9 @@ extension Scheduler {
 extension Scheduler {
     /// Active reservations with their project, kind and hosts (the OpenStack adapter counts the
     /// servers running on them for the efficiency metrics).
-    public func activeReservationsForUsage() -> [(reservationID: String, projectID: String, kind: String, hosts: [String])] {
+    public func activeReservationsForUsage() -> [(
+        reservationID: String, projectID: String, kind: String, hosts: [String]
+    )] {
         var out: [(reservationID: String, projectID: String, kind: String, hosts: [String])] = []
         for l in state.leases.values where l.status == .active {
             for r in l.reservations where r.status == .active {

@@ -21,7 +21,9 @@ extension Scheduler {
     ) -> (Result<[[Allocation]], LeasePlanner.Failure>, LeasePlanner) {
         let strict = LeasePlanner(inventory: state.inventory, calendar: cal, models: models)
         let first = strict.place(requests, window: window, keep: keep)
-        guard case .failure(let f) = first, case .busy = f, !state.livePreemptibles.isEmpty else { return (first, strict) }
+        guard case .failure(let f) = first, case .busy = f, !state.livePreemptibles.isEmpty else {
+            return (first, strict)
+        }
         var lenientCalendar = cal
         lenientCalendar.preemptibleView = .guaranteedOnly
         let lenient = LeasePlanner(inventory: state.inventory, calendar: lenientCalendar, models: models)
@@ -38,12 +40,16 @@ extension Scheduler {
         let pending = Dictionary(c.preemptibleUpdates.map { ($0.id, $0) }, uniquingKeysWith: { $1 })
         for host in touched.sorted() {
             var ids = state.livePreemptibles[host] ?? []
-            for p in c.preemptibleUpdates where p.host == host { if p.status.isLive { ids.insert(p.id) } else { ids.remove(p.id) } }
+            for p in c.preemptibleUpdates where p.host == host {
+                if p.status.isLive { ids.insert(p.id) } else { ids.remove(p.id) }
+            }
             guard !ids.isEmpty, let h = state.hosts[host] else { continue }
             let live = ids.compactMap { pending[$0] ?? state.preemptibles[$0] }.filter(\.status.isLive)
             var holders: [PreemptionPlanner.Holder] = state.calendar.reservationHolders(host: host, from: now.seconds)
                 .filter { $0.entry.leaseID != replacing && $0.entry.leaseID != lease?.id }
-                .map { PreemptionPlanner.Holder(interval: $0.interval, leaseID: $0.entry.leaseID, usage: $0.entry.usage) }
+                .map {
+                    PreemptionPlanner.Holder(interval: $0.interval, leaseID: $0.entry.leaseID, usage: $0.entry.usage)
+                }
             if let lease, lease.status.occupiesCalendar, lease.start < lease.end {
                 for r in lease.reservations {
                     for a in r.allocations where a.host == host {
@@ -64,7 +70,8 @@ extension Scheduler {
                     metadata: ["host": "\(host)", "at": "\(Timestamp(seconds: t))"])
                 throw BerthError(
                     .noCapacity,
-                    "host \(host) cannot hold this at \(Timestamp(seconds: t)) without preempting an instance before its guaranteed time")
+                    "host \(host) cannot hold this at \(Timestamp(seconds: t)) without preempting an instance before its guaranteed time"
+                )
             }
             for d in plan.decisions {
                 guard var p = pending[d.preemptibleID] ?? state.preemptibles[d.preemptibleID] else { continue }
@@ -89,15 +96,19 @@ extension Scheduler {
     }
 
     /// Fails with `no_capacity`, adding `earliest_start` when a later start of the same length would fit.
-    func noCapacity(_ failure: LeasePlanner.Failure, requests: [ReservationRequest], window: Interval, planner p: LeasePlanner)
+    func noCapacity(
+        _ failure: LeasePlanner.Failure, requests: [ReservationRequest], window: Interval, planner p: LeasePlanner
+    )
         -> BerthError
     {
         guard case .busy(let message) = failure else { return BerthError(.noCapacity, failure.message) }
         let from = Timestamp(seconds: window.start + 1)
         let found = p.findWindows(
-            requests, duration: window.length, earliest: from, latest: from + policy.searchHorizon + window.length, limit: 1)
+            requests, duration: window.length, earliest: from, latest: from + policy.searchHorizon + window.length,
+            limit: 1)
         if let w = found.first {
-            return BerthError(.noCapacity, message + "; earliest start that fits: \(Timestamp(seconds: w.start))",
+            return BerthError(
+                .noCapacity, message + "; earliest start that fits: \(Timestamp(seconds: w.start))",
                 data: ["earliest_start": .string(Timestamp(seconds: w.start).rfc3339)])
         }
         return BerthError(.noCapacity, message + "; nothing fits within the search horizon")
@@ -112,13 +123,19 @@ extension Scheduler {
     }
 
     func availabilityFind(_ params: JSON?) throws(BerthError) -> JSON {
-        let p = try AvailabilityFindParams.parse(params, now: clock.now(), searchHorizon: policy.searchHorizon, models: models)
+        let p = try AvailabilityFindParams.parse(
+            params, now: clock.now(), searchHorizon: policy.searchHorizon, models: models)
         // A window where a reservation fits by preempting instances past their guarantee is a window.
         let windows = reservationPlanner.findWindows(
             p.requests, duration: p.duration, earliest: p.earliest, latest: p.latest, limit: p.limit)
         return [
             "items": .array(
-                windows.map { ["start": .string(Timestamp(seconds: $0.start).rfc3339), "end": .string(Timestamp(seconds: $0.end).rfc3339)] })
+                windows.map {
+                    [
+                        "start": .string(Timestamp(seconds: $0.start).rfc3339),
+                        "end": .string(Timestamp(seconds: $0.end).rfc3339),
+                    ]
+                })
         ]
     }
 }

@@ -19,11 +19,14 @@ extension Scheduler {
         }
         c.mutation.actions.append(
             OutboxAction(
-                id: UUIDString.random(), kind: "hook.preemption", target: "preemptible/\(p.id)", leaseID: nil, createdAt: at,
+                id: UUIDString.random(), kind: "hook.preemption", target: "preemptible/\(p.id)", leaseID: nil,
+                createdAt: at,
                 payload: payload))
     }
 
-    func preemptibleAction(_ kind: String, _ p: Preemptible, at: Timestamp, extra: [String: JSON] = [:], into c: inout Change) {
+    func preemptibleAction(
+        _ kind: String, _ p: Preemptible, at: Timestamp, extra: [String: JSON] = [:], into c: inout Change
+    ) {
         var payload: [String: JSON] = [
             "preemptible_id": .string(p.id), "project_id": .string(p.projectID), "host": .string(p.host),
             "vcpus": .int(p.size.vcpus), "memory_mb": .int(p.size.memoryMB), "disk_gb": .int(p.size.diskGB),
@@ -56,8 +59,11 @@ extension Scheduler {
             "needed_until": p.neededBy.flatMap { state.leases[$0] }.map { .string($0.end.rfc3339) } ?? .null,
         ]
         event("preemption.executed", at: t.at, preemptible: p, data: data, into: &c)
-        event("preemptible.ended", at: t.at, preemptible: p, data: ["reason": "preempted", "slurm_node": JSON(p.slurmNode)], into: &c)
-        preemptibleAction("preemptible.preempt", p, at: t.at, extra: ["mode": .string(policy.preemption.action.rawValue)], into: &c)
+        event(
+            "preemptible.ended", at: t.at, preemptible: p,
+            data: ["reason": "preempted", "slurm_node": JSON(p.slurmNode)], into: &c)
+        preemptibleAction(
+            "preemptible.preempt", p, at: t.at, extra: ["mode": .string(policy.preemption.action.rawValue)], into: &c)
         hookAction("preemption.executed", p, data: data, at: t.at, into: &c)
         try apply(c)
     }
@@ -84,13 +90,15 @@ extension Scheduler {
         }
         if let node, let other = state.preemptibles.values.first(where: { $0.slurmNode == node && $0.status.isLive }) {
             throw BerthError(
-                .conflict, "slurm node '\(node)' is already backed by preemptible \(other.id) (\(other.status.rawValue))",
+                .conflict,
+                "slurm node '\(node)' is already backed by preemptible \(other.id) (\(other.status.rawValue))",
                 data: ["preemptible_id": .string(other.id)])
         }
         let window = Interval(start: now.seconds, end: now.seconds + minLifetime)
         let placement: PreemptionPlanner.Placement
         switch PreemptionPlanner.backfill(
-            size: size, gpuProfile: profile, window: window, hosts: state.sortedHosts, calendar: state.calendar, models: models)
+            size: size, gpuProfile: profile, window: window, hosts: state.sortedHosts, calendar: state.calendar,
+            models: models)
         {
         case .success(let p): placement = p
         case .failure(.neverFits(let m)): throw BerthError(.noCapacity, m)
@@ -98,7 +106,8 @@ extension Scheduler {
         }
         var p = Preemptible(
             id: UUIDString.random(), projectID: q.projectID, size: size, gpuProfile: profile, gpu: placement.gpu,
-            slot: placement.slot, sliceSize: placement.sliceSize, minLifetime: minLifetime, server: q.server, slurmNode: node,
+            slot: placement.slot, sliceSize: placement.sliceSize, minLifetime: minLifetime, server: q.server,
+            slurmNode: node,
             host: placement.host, createdAt: now)
         p.updatedAt = now
         var c = Change()
@@ -148,14 +157,17 @@ extension Scheduler {
         let now = clock.now()
         var p = try requirePreemptible(PreemptibleDeleteParams.parse(params).id)
         guard p.status.isLive else {
-            throw .conflict("preemptible \(p.id) is already \(p.status.rawValue) (since \(p.endedAt.map { "\($0)" } ?? "?"))")
+            throw .conflict(
+                "preemptible \(p.id) is already \(p.status.rawValue) (since \(p.endedAt.map { "\($0)" } ?? "?"))")
         }
         p.status = .ended
         p.endedAt = max(now, p.createdAt)
         p.updatedAt = now
         var c = Change()
         c.preemptibleUpdates = [p]
-        event("preemptible.ended", at: now, preemptible: p, data: ["reason": "deleted", "slurm_node": JSON(p.slurmNode)], into: &c)
+        event(
+            "preemptible.ended", at: now, preemptible: p, data: ["reason": "deleted", "slurm_node": JSON(p.slurmNode)],
+            into: &c)
         preemptibleAction("preemptible.end", p, at: now, into: &c)
         let result = p.json()
         idempotency?.record(result: result, at: now, into: &c)

@@ -23,12 +23,16 @@ extension Scheduler {
         }
         let window = Interval(start: from.seconds, end: to.seconds)
         let rows: [JSON] = selected.map { h in
-            let allocs: [JSON] = state.calendar.entries(host: h.name, overlapping: window).compactMap { iv, entry -> JSON? in
+            let allocs: [JSON] = state.calendar.entries(host: h.name, overlapping: window).compactMap {
+                iv, entry -> JSON? in
                 if entry.isPreemptible {
                     // One allocation per preemptible (its GPU slice entry is folded into it).
-                    guard case .instances = entry.usage, let p = state.preemptibles[entry.reservationID] else { return nil }
+                    guard case .instances = entry.usage, let p = state.preemptibles[entry.reservationID] else {
+                        return nil
+                    }
                     var o: [String: JSON] = [
-                        "lease_id": .null, "reservation_id": .null, "lease_name": .null, "preemptible_id": .string(p.id),
+                        "lease_id": .null, "reservation_id": .null, "lease_name": .null,
+                        "preemptible_id": .string(p.id),
                         "project_id": .string(p.projectID), "kind": "preemptible",
                         "start": .string(Timestamp(seconds: iv.start).rfc3339),
                         "end": iv.end >= LeaseCalendar.openEnd ? .null : .string(Timestamp(seconds: iv.end).rfc3339),
@@ -47,7 +51,8 @@ extension Scheduler {
                 var o: [String: JSON] = [
                     "lease_id": .string(entry.leaseID), "reservation_id": .string(entry.reservationID),
                     "project_id": JSON(l?.projectID), "kind": .string(res?.request.kind.rawValue ?? "host"),
-                    "start": .string(Timestamp(seconds: iv.start).rfc3339), "end": .string(Timestamp(seconds: iv.end).rfc3339),
+                    "start": .string(Timestamp(seconds: iv.start).rfc3339),
+                    "end": .string(Timestamp(seconds: iv.end).rfc3339),
                     "status": .string(l?.status.rawValue ?? "pending"), "lease_name": JSON(l?.name),
                 ]
                 switch entry.usage {
@@ -57,7 +62,8 @@ extension Scheduler {
                     o["gpu"] = .int(Int64(gpu))
                     o["slot"] = .int(Int64(slot))
                     o["size"] = .int(Int64(size))
-                    o["profile"] = JSON(res?.allocations.first { $0.host == h.name && $0.gpu == gpu && $0.slot == slot }?.profile)
+                    o["profile"] = JSON(
+                        res?.allocations.first { $0.host == h.name && $0.gpu == gpu && $0.slot == slot }?.profile)
                 case .instances(let count, _, _, _):
                     o["slots"] = .int(count)
                 }

@@ -94,14 +94,17 @@ public actor Scheduler {
             state = try Scheduler.restoredState(store: store, policy: policy, clock: clock, usage: state.usage)
         } catch {
             logger.error("cannot restore state from the store", metadata: ["error": "\(error.message)"])
-            throw BerthError(.unavailable, "storage failed and berthd cannot reload its state yet (\(error.message)); retry")
+            throw BerthError(
+                .unavailable, "storage failed and berthd cannot reload its state yet (\(error.message)); retry")
         }
         pendingIdempotency = [:]
         restoreWhenDrained = false
         if failed {
             memoryTicket = commits.restored()
         }
-        logger.notice("state restored from the store", metadata: ["leases": "\(state.leases.count)", "hosts": "\(state.hosts.count)"])
+        logger.notice(
+            "state restored from the store",
+            metadata: ["leases": "\(state.leases.count)", "hosts": "\(state.hosts.count)"])
     }
 
     public var now: Timestamp { clock.now() }
@@ -167,15 +170,16 @@ public actor Scheduler {
                 "hosts": .array(hostsHeld.map { .string($0) }), "start": .string(lease.start.rfc3339),
                 "end": .string(lease.end.rfc3339), "allocations": .array(allocations),
                 // What each reservation asked for (the adapter sizes private flavors from it).
-                "reservations": .array(lease.reservations.map { r in
-                    var o: [String: JSON] = ["id": .string(r.id), "kind": .string(r.request.kind.rawValue)]
-                    if let v = r.request.vcpus { o["vcpus"] = .int(v) }
-                    if let v = r.request.memoryMB { o["memory_mb"] = .int(v) }
-                    if let v = r.request.diskGB { o["disk_gb"] = .int(v) }
-                    if let v = r.request.profile { o["profile"] = .string(v) }
-                    if let v = r.request.gpuProfile { o["gpu_profile"] = .string(v) }
-                    return .object(o)
-                }),
+                "reservations": .array(
+                    lease.reservations.map { r in
+                        var o: [String: JSON] = ["id": .string(r.id), "kind": .string(r.request.kind.rawValue)]
+                        if let v = r.request.vcpus { o["vcpus"] = .int(v) }
+                        if let v = r.request.memoryMB { o["memory_mb"] = .int(v) }
+                        if let v = r.request.diskGB { o["disk_gb"] = .int(v) }
+                        if let v = r.request.profile { o["profile"] = .string(v) }
+                        if let v = r.request.gpuProfile { o["gpu_profile"] = .string(v) }
+                        return .object(o)
+                    }),
             ])
         c.mutation.actions.append(a)
     }

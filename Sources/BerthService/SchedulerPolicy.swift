@@ -37,7 +37,10 @@ public struct PreemptionPolicy: Sendable {
 
     public enum PreemptAction: String, Sendable, CaseIterable { case delete, shelve }
 
-    public init(defaultMinLifetime: Int64 = 3600, maxMinLifetime: Int64 = 7 * 86_400, notice: Int64 = 600, action: PreemptAction = .delete) {
+    public init(
+        defaultMinLifetime: Int64 = 3600, maxMinLifetime: Int64 = 7 * 86_400, notice: Int64 = 600,
+        action: PreemptAction = .delete
+    ) {
         self.defaultMinLifetime = defaultMinLifetime
         self.maxMinLifetime = maxMinLifetime
         self.notice = notice

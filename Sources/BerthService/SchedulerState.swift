@@ -37,7 +37,9 @@ struct SchedulerState: Sendable {
 
     /// The state a snapshot describes. The calendar is built on one core and everything else on
     /// the other (both only read the snapshot); the inventory is then numbered in that calendar.
-    init(snapshot snap: BerthStore.Snapshot, enforceCredits: Bool, usage: UsageAccrual = UsageAccrual()) throws(BerthError) {
+    init(snapshot snap: BerthStore.Snapshot, enforceCredits: Bool, usage: UsageAccrual = UsageAccrual())
+        throws(BerthError)
+    {
         let (calendar, rest) = Parallel.both(
             { SchedulerState.calendar(leases: snap.leases, preemptibles: snap.preemptibles) },
             { SchedulerState.withoutCalendar(snap, enforceCredits: enforceCredits) })
@@ -54,7 +56,9 @@ struct SchedulerState: Sendable {
     }
 
     /// Everything but the calendar (left empty) and the inventory (left to `rebuildInventory`).
-    private static func withoutCalendar(_ snap: BerthStore.Snapshot, enforceCredits: Bool) -> Result<SchedulerState, BerthError> {
+    private static func withoutCalendar(_ snap: BerthStore.Snapshot, enforceCredits: Bool) -> Result<
+        SchedulerState, BerthError
+    > {
         let ledger: CreditLedger
         do throws(BerthError) {
             ledger = try CreditLedger(entries: snap.ledger, enforce: enforceCredits)
@@ -80,7 +84,9 @@ struct SchedulerState: Sendable {
             s.preemptibles[p.id] = p
             s.preemptibleOrder.append((p.createdAt, p.id))
             if p.status.isLive { s.livePreemptibles[p.host, default: []].insert(p.id) }
-            if p.status == .preempting, let at = p.preemptAt { due.append(LeaseTimer(at: at, kind: .preempt, leaseID: p.id)) }
+            if p.status == .preempting, let at = p.preemptAt {
+                due.append(LeaseTimer(at: at, kind: .preempt, leaseID: p.id))
+            }
         }
         // One O(n) heapify instead of n inserts.
         s.timers = Heap(due)
@@ -147,7 +153,9 @@ struct SchedulerState: Sendable {
             livePreemptibles[p.host]?.remove(p.id)
             if livePreemptibles[p.host]?.isEmpty == true { livePreemptibles[p.host] = nil }
         }
-        if p.status == .preempting, let at = p.preemptAt { timers.insert(LeaseTimer(at: at, kind: .preempt, leaseID: p.id)) }
+        if p.status == .preempting, let at = p.preemptAt {
+            timers.insert(LeaseTimer(at: at, kind: .preempt, leaseID: p.id))
+        }
     }
 
     /// Queues the timers a lease still owes.

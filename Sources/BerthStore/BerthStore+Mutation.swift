@@ -55,7 +55,8 @@ extension BerthStore {
     private static func write(_ m: Mutation, to db: Database) throws {
         for h in m.hosts {
             try db.cachedStatement(
-                sql: "INSERT INTO host (name, body) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET body = excluded.body").execute(
+                sql: "INSERT INTO host (name, body) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET body = excluded.body"
+            ).execute(
                 arguments: [h.name, h.json.serialized()])
         }
         for name in m.deletedHosts {
@@ -67,7 +68,8 @@ extension BerthStore {
                     INSERT INTO lease (id, project_id, status, start, "end", created_at, body) VALUES (?, ?, ?, ?, ?, ?, ?)
                     ON CONFLICT(id) DO UPDATE SET status = excluded.status, start = excluded.start,
                         "end" = excluded."end", body = excluded.body
-                    """).execute(
+                    """
+            ).execute(
                 arguments: [
                     l.id, l.projectID, l.status.rawValue, l.start.seconds, l.end.seconds, l.createdAt.seconds,
                     l.json(internal: true).serialized(),
@@ -78,14 +80,17 @@ extension BerthStore {
                 sql: """
                     INSERT INTO preemptible (id, project_id, host, status, created_at, body) VALUES (?, ?, ?, ?, ?, ?)
                     ON CONFLICT(id) DO UPDATE SET status = excluded.status, body = excluded.body
-                    """).execute(
+                    """
+            ).execute(
                 arguments: [
-                    p.id, p.projectID, p.host, p.status.rawValue, p.createdAt.seconds, p.json(internal: true).serialized(),
+                    p.id, p.projectID, p.host, p.status.rawValue, p.createdAt.seconds,
+                    p.json(internal: true).serialized(),
                 ])
         }
         for e in m.events {
             try db.cachedStatement(
-                sql: "INSERT INTO event (seq, type, at, lease_id, body) VALUES (?, ?, ?, ?, ?)").execute(
+                sql: "INSERT INTO event (seq, type, at, lease_id, body) VALUES (?, ?, ?, ?, ?)"
+            ).execute(
                 arguments: [e.seq, e.type, e.at.seconds, e.leaseID, e.json.serialized()])
         }
         for a in m.actions {
@@ -95,7 +100,8 @@ extension BerthStore {
                         updated_at, due_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     ON CONFLICT(id) DO UPDATE SET status = excluded.status, attempts = excluded.attempts,
                         last_error = excluded.last_error, updated_at = excluded.updated_at, due_at = excluded.due_at
-                    """).execute(
+                    """
+            ).execute(
                 arguments: [
                     a.id, a.kind, a.target, a.leaseID, a.status.rawValue, a.attempts, a.lastError,
                     a.createdAt.seconds, a.updatedAt.seconds, a.dueAt.seconds, JSON.object(a.payload).serialized(),
@@ -103,26 +109,30 @@ extension BerthStore {
         }
         if let r = m.idempotency {
             try db.cachedStatement(
-                sql: "INSERT INTO idempotency (method, key, params, result, created_at) VALUES (?, ?, ?, ?, ?)").execute(
+                sql: "INSERT INTO idempotency (method, key, params, result, created_at) VALUES (?, ?, ?, ?, ?)"
+            ).execute(
                 arguments: [r.method, r.key, r.params, r.result, r.createdAt.seconds])
         }
         for e in m.ledger {
             try db.cachedStatement(
-                sql: "INSERT INTO ledger (seq, project_id, body) VALUES (?, ?, ?)").execute(
+                sql: "INSERT INTO ledger (seq, project_id, body) VALUES (?, ?, ?)"
+            ).execute(
                 arguments: [e.seq, e.projectID, e.json.serialized()])
         }
         for (k, v) in m.meta {
             try db.cachedStatement(
-                sql: "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value").execute(
+                sql: "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"
+            ).execute(
                 arguments: [k, v])
         }
     }
 
     public func idempotencyRecord(method: String, key: String) throws(BerthError) -> IdempotencyRecord? {
         try read { db in
-            guard let row = try Row.fetchOne(
-                db, sql: "SELECT params, result, created_at FROM idempotency WHERE method = ? AND key = ?",
-                arguments: [method, key])
+            guard
+                let row = try Row.fetchOne(
+                    db, sql: "SELECT params, result, created_at FROM idempotency WHERE method = ? AND key = ?",
+                    arguments: [method, key])
             else { return nil }
             return IdempotencyRecord(
                 method: method, key: key, params: row["params"], result: row["result"],

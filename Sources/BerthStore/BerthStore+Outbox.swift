@@ -33,7 +33,8 @@ extension BerthStore {
     /// Actions on one target (a lease, a preemptible) are delivered in the order they were owed: one
     /// waits while an earlier one on the same target is undelivered, so a lease's end never reaches
     /// the cloud before its start (say, while the start is backing off through an outage).
-    public func deliverableActions(now: Timestamp, limit: Int, hooks: Bool? = nil) throws(BerthError) -> [OutboxAction] {
+    public func deliverableActions(now: Timestamp, limit: Int, hooks: Bool? = nil) throws(BerthError) -> [OutboxAction]
+    {
         let kindFilter = hooks.map { $0 ? " AND a.kind LIKE 'hook.%'" : " AND a.kind NOT LIKE 'hook.%'" } ?? ""
         return try read { db in
             try Row.fetchAll(
@@ -68,8 +69,9 @@ extension BerthStore {
     /// Leases with actions not yet delivered (pending, running, or failed for good).
     public func leasesWithUndeliveredActions() throws(BerthError) -> Set<String> {
         try read { db in
-            Set(try String.fetchAll(
-                db, sql: "SELECT DISTINCT lease_id FROM action WHERE status != 'done' AND lease_id IS NOT NULL"))
+            Set(
+                try String.fetchAll(
+                    db, sql: "SELECT DISTINCT lease_id FROM action WHERE status != 'done' AND lease_id IS NOT NULL"))
         }
     }
 

@@ -23,17 +23,23 @@ extension BerthStore {
             var s = Snapshot()
             s.hosts = try DocumentDecoder.decodeAll(
                 db, sql: "SELECT rowid, body FROM host ORDER BY name", Host.init(json:),
-                unreadable: { rowid in "stored host \(try String.fetchOne(db, sql: "SELECT name FROM host WHERE rowid = ?", arguments: [rowid]) ?? "?") is unreadable" })
+                unreadable: { rowid in
+                    "stored host \(try String.fetchOne(db, sql: "SELECT name FROM host WHERE rowid = ?", arguments: [rowid]) ?? "?") is unreadable"
+                })
             // In rowid order (a plain table scan) and sorted here by (created_at, id), the order
             // leases are listed and added to the calendar in; an ORDER BY would make SQLite sort the
             // whole table, bodies included, before the first row.
             s.leases = try DocumentDecoder.decodeAll(
                 db, sql: "SELECT rowid, body FROM lease", Lease.init(json:),
-                unreadable: { rowid in "stored lease \(try String.fetchOne(db, sql: "SELECT id FROM lease WHERE rowid = ?", arguments: [rowid]) ?? "?") is unreadable" })
+                unreadable: { rowid in
+                    "stored lease \(try String.fetchOne(db, sql: "SELECT id FROM lease WHERE rowid = ?", arguments: [rowid]) ?? "?") is unreadable"
+                })
             DocumentDecoder.sortByCreation(&s.leases) { ($0.createdAt, $0.id) }
             s.preemptibles = try DocumentDecoder.decodeAll(
                 db, sql: "SELECT rowid, body FROM preemptible", Preemptible.init(json:),
-                unreadable: { rowid in "stored preemptible \(try String.fetchOne(db, sql: "SELECT id FROM preemptible WHERE rowid = ?", arguments: [rowid]) ?? "?") is unreadable" })
+                unreadable: { rowid in
+                    "stored preemptible \(try String.fetchOne(db, sql: "SELECT id FROM preemptible WHERE rowid = ?", arguments: [rowid]) ?? "?") is unreadable"
+                })
             DocumentDecoder.sortByCreation(&s.preemptibles) { ($0.createdAt, $0.id) }
             s.lastEventSeq = try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM event") ?? 0
             // seq is the rowid: this scan is already in seq order.

@@ -3,9 +3,9 @@ import BerthJSON
 import GRDB
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #endif
 
 /// Durable state in SQLite: WAL journal, `synchronous=FULL`, versioned migrations.
@@ -43,7 +43,8 @@ public final class BerthStore: Sendable {
                 return try Int.fetchOne(db, sql: "PRAGMA synchronous")
             }
             guard synchronous == 2 else {
-                throw BerthError(.unavailable, "database at \(path) refuses synchronous = FULL (got \(synchronous ?? -1))")
+                throw BerthError(
+                    .unavailable, "database at \(path) refuses synchronous = FULL (got \(synchronous ?? -1))")
             }
             try BerthStore.migrator.migrate(pool)
             let mode = try pool.read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") }
@@ -119,7 +120,8 @@ public final class BerthStore: Sendable {
                 .unavailable, "\(path) is corrupt (\(e.message ?? "\(e.resultCode)")); \(refusalAdvice)",
                 data: ["storage_fault": "corrupt"])
         } catch {
-            throw BerthError(.unavailable, "cannot inspect database at \(path): \(error)", data: ["storage_fault": "io_error"])
+            throw BerthError(
+                .unavailable, "cannot inspect database at \(path): \(error)", data: ["storage_fault": "io_error"])
         }
     }
 
@@ -215,7 +217,8 @@ public final class BerthStore: Sendable {
                 default: nil
                 }
             if let fault {
-                return BerthError(.unavailable, "storage unavailable: \(detail)", data: ["storage_fault": .string(fault)])
+                return BerthError(
+                    .unavailable, "storage unavailable: \(detail)", data: ["storage_fault": .string(fault)])
             }
             return BerthError(.internalError, "storage error: \(detail)")
         }

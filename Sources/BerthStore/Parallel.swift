@@ -18,7 +18,8 @@ public enum Parallel {
 
     /// Runs `first` and `second` at the same time (on two cores when there are two) and returns both
     /// results. With one core they simply run one after the other.
-    public static func both<A: Sendable, B: Sendable>(_ first: @Sendable () -> A, _ second: @Sendable () -> B) -> (A, B) {
+    public static func both<A: Sendable, B: Sendable>(_ first: @Sendable () -> A, _ second: @Sendable () -> B) -> (A, B)
+    {
         let a = Mutex<A?>(nil)
         let b = Mutex<B?>(nil)
         DispatchQueue.concurrentPerform(iterations: 2) { k in

@@ -31,28 +31,42 @@ struct AllocatorSuite {
                     curve.append(p)
                     print("  (\(s) already measured above)")
                 } else {
-                    curve.append(run(scale: s, section: "allocator-curve", findWindows: true, iterationCap: min(options.iterations, 500)))
+                    curve.append(
+                        run(
+                            scale: s, section: "allocator-curve", findWindows: true,
+                            iterationCap: min(options.iterations, 500)))
                 }
             }
         }
         printCurve("allocator medians by scale (µs)", points)
         if !curve.isEmpty { printCurve("allocator medians at \(options.curveHosts) hosts, leases growing (µs)", curve) }
-        report.sections["allocator_curve"] = .array((points + curve.filter { c in !points.contains { $0.scale.hosts == c.scale.hosts && $0.scale.leases == c.scale.leases } }).map { p in
-            var o: [String: JSON] = ["hosts": .int(Int64(p.scale.hosts)), "leases": .int(Int64(p.scale.leases)), "allocations": .int(Int64(p.allocations))]
-            for (k, v) in p.medians { o["\(k)_median_us"] = .double(round3(v)) }
-            return .object(o)
-        })
+        report.sections["allocator_curve"] = .array(
+            (points
+                + curve.filter { c in
+                    !points.contains { $0.scale.hosts == c.scale.hosts && $0.scale.leases == c.scale.leases }
+                }).map { p in
+                    var o: [String: JSON] = [
+                        "hosts": .int(Int64(p.scale.hosts)), "leases": .int(Int64(p.scale.leases)),
+                        "allocations": .int(Int64(p.allocations)),
+                    ]
+                    for (k, v) in p.medians { o["\(k)_median_us"] = .double(round3(v)) }
+                    return .object(o)
+                })
         return points
     }
 
     func printCurve(_ title: String, _ pts: [Point]) {
         print("\n\(title)")
-        print(pad("hosts", 8) + pad("leases", 10) + pad("allocs", 10) + pad("host", 11) + pad("gpu", 11) + pad("instance", 11) + pad("findWindows", 13) + "host µs per 1k hosts")
+        print(
+            pad("hosts", 8) + pad("leases", 10) + pad("allocs", 10) + pad("host", 11) + pad("gpu", 11)
+                + pad("instance", 11) + pad("findWindows", 13) + "host µs per 1k hosts")
         for p in pts {
             let h = p.medians["host"] ?? .nan
             print(
-                pad(fmt0(Double(p.scale.hosts)), 8) + pad(fmt0(Double(p.scale.leases)), 10) + pad(fmt0(Double(p.allocations)), 10)
-                    + pad(fmt(h), 11) + pad(fmt(p.medians["gpu"] ?? .nan), 11) + pad(fmt(p.medians["instance"] ?? .nan), 11)
+                pad(fmt0(Double(p.scale.hosts)), 8) + pad(fmt0(Double(p.scale.leases)), 10)
+                    + pad(fmt0(Double(p.allocations)), 10)
+                    + pad(fmt(h), 11) + pad(fmt(p.medians["gpu"] ?? .nan), 11)
+                    + pad(fmt(p.medians["instance"] ?? .nan), 11)
                     + pad(fmt(p.medians["findWindows"] ?? .nan), 13) + fmt(h / Double(p.scale.hosts) * 1000))
         }
     }
@@ -98,7 +112,12 @@ struct AllocatorSuite {
             case .instance: what = "place instances (1-8 vCPUs x 1-8)"
             }
             let st = Stats(samples: samples)
-            report.add(section, "allocator (mixed): \(what)", scale, st, extra: ["kind": .string(kind.rawValue), "accepted": .int(Int64(accepted)), "allocations": .int(Int64(allocs))])
+            report.add(
+                section, "allocator (mixed): \(what)", scale, st,
+                extra: [
+                    "kind": .string(kind.rawValue), "accepted": .int(Int64(accepted)),
+                    "allocations": .int(Int64(allocs)),
+                ])
             medians[kind.rawValue] = st.median
         }
         if findWindows && options.allocatorKinds.contains("find") {
@@ -116,7 +135,9 @@ struct AllocatorSuite {
                 found += w.count
             }
             let st = Stats(samples: samples)
-            report.add(section, "allocator (mixed): findWindows 4 hosts x 8 h in 30 days", scale, st, extra: ["windows_found": .int(Int64(found)), "allocations": .int(Int64(allocs))])
+            report.add(
+                section, "allocator (mixed): findWindows 4 hosts x 8 h in 30 days", scale, st,
+                extra: ["windows_found": .int(Int64(found)), "allocations": .int(Int64(allocs))])
             medians["findWindows"] = st.median
         }
         return Point(scale: scale, allocations: allocs, medians: medians)
@@ -133,5 +154,7 @@ func timedPlace(_ planner: LeasePlanner, _ request: ReservationRequest, _ window
 
 @inline(never)
 func timedFindWindows(_ planner: LeasePlanner, _ earliest: Timestamp) -> [Interval] {
-    planner.findWindows([ReservationRequest(hosts: 4)], duration: 8 * 3600, earliest: earliest, latest: earliest + 30 * 86_400, limit: 5)
+    planner.findWindows(
+        [ReservationRequest(hosts: 4)], duration: 8 * 3600, earliest: earliest, latest: earliest + 30 * 86_400, limit: 5
+    )
 }

@@ -23,7 +23,10 @@ final class Daemon {
 
     /// Starts berthd; its output goes to DIR/berthd.log.
     func spawn() -> Bool {
-        let argv = [berthd, "--socket", socket, "--state-dir", dir + "/state", "--clock", "manual", "--now", now, "--log-level", "warning"]
+        let argv = [
+            berthd, "--socket", socket, "--state-dir", dir + "/state", "--clock", "manual", "--now", now, "--log-level",
+            "warning",
+        ]
         var cargs = argv.map { strdup($0) } + [nil]
         defer { for p in cargs { free(p) } }
         var actions = posix_spawn_file_actions_t()
@@ -88,7 +91,9 @@ final class Daemon {
 }
 
 /// Sends `calls` over one connection in pipelined batches; returns the replies in order.
-func pipelineAll(_ c: BerthConnection, _ calls: [(String, JSON?)], batch: Int = 500) throws -> [Result<JSON, RPCErrorResponse>] {
+func pipelineAll(_ c: BerthConnection, _ calls: [(String, JSON?)], batch: Int = 500) throws -> [Result<
+    JSON, RPCErrorResponse
+>] {
     var out: [Result<JSON, RPCErrorResponse>] = []
     out.reserveCapacity(calls.count)
     var i = 0

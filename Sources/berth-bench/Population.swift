@@ -161,7 +161,8 @@ enum Mixed {
                 var block: [Host] = []
                 switch kind {
                 case .host, .instance:
-                    request = kind == .host
+                    request =
+                        kind == .host
                         ? Mixed.hostRequest(&rng)
                         : Mixed.instanceRequest(&rng, vcpuChoices: [2, 4, 8, 16], maxCount: 8)
                     let first = Int.random(in: 0..<hosts.count, using: &rng)
@@ -170,14 +171,18 @@ enum Mixed {
                     request = Mixed.gpuRequest(&rng, profiles: ["1g.5gb", "2g.10gb", "3g.20gb", "7g.40gb"])
                     if !gpuHosts.isEmpty {
                         let first = Int.random(in: 0..<gpuHosts.count, using: &rng)
-                        for k in 0..<min(8, gpuHosts.count) { block.append(hosts[gpuHosts[(first + k) % gpuHosts.count]]) }
+                        for k in 0..<min(8, gpuHosts.count) {
+                            block.append(hosts[gpuHosts[(first + k) % gpuHosts.count]])
+                        }
                     }
                 }
                 block.sort { $0.name < $1.name }
                 let startHour = fromHour + Int64.random(in: 0..<max(1, hours), using: &rng)
                 let start = Mixed.base.seconds + 3600 * startHour
                 let window = Interval(start: start, end: start + 3600 * Int64.random(in: 1...72, using: &rng))
-                let result = block.isEmpty ? nil : LeasePlanner(hosts: block, calendar: calendar).place([request], window: window)
+                let result =
+                    block.isEmpty
+                    ? nil : LeasePlanner(hosts: block, calendar: calendar).place([request], window: window)
                 guard case .success(let allocs)? = result else {
                     failedAttempts += 1  // no room in this block and window: draw another lease
                     continue
@@ -186,7 +191,9 @@ enum Mixed {
                 let lease = Lease(
                     id: "p\(n)", name: "p", projectID: "p", userID: nil, start: Timestamp(seconds: window.start),
                     end: Timestamp(seconds: window.end), beforeEndSeconds: nil, status: .pending,
-                    reservations: [Reservation(id: "r\(n)", request: request, status: .pending, allocations: allocs[0])],
+                    reservations: [
+                        Reservation(id: "r\(n)", request: request, status: .pending, allocations: allocs[0])
+                    ],
                     createdAt: Mixed.base)
                 calendar.add(lease)
                 allocations += allocs[0].count

@@ -17,11 +17,15 @@ struct QualityTrace {
     static func cloud() -> [Host] {
         var hosts: [Host] = []
         for i in 0..<12 {
-            hosts.append(Host(name: "cpu-\(i < 10 ? "0" : "")\(i)", vcpus: 64, memoryMB: 262_144, diskGB: 1000, createdAt: base, updatedAt: base))
+            hosts.append(
+                Host(
+                    name: "cpu-\(i < 10 ? "0" : "")\(i)", vcpus: 64, memoryMB: 262_144, diskGB: 1000, createdAt: base,
+                    updatedAt: base))
         }
         for i in 0..<4 {
             hosts.append(
-                Host(name: "gpu-0\(i)", vcpus: 64, memoryMB: 524_288, diskGB: 2000,
+                Host(
+                    name: "gpu-0\(i)", vcpus: 64, memoryMB: 524_288, diskGB: 2000,
                     gpus: Array(repeating: GPUSpec(model: "A100-40GB"), count: 4), createdAt: base, updatedAt: base))
         }
         return hosts
@@ -30,7 +34,9 @@ struct QualityTrace {
     static func generate(seed: UInt64, count: Int) -> [Request] {
         var rng = SplitMix64(seed: seed)
         // Small profiles are common, whole GPUs rare: the mix that fragments GPUs.
-        let profiles: [(String, Int)] = [("1g.5gb", 40), ("1g.10gb", 15), ("2g.10gb", 15), ("3g.20gb", 12), ("4g.20gb", 8), ("7g.40gb", 10)]
+        let profiles: [(String, Int)] = [
+            ("1g.5gb", 40), ("1g.10gb", 15), ("2g.10gb", 15), ("3g.20gb", 12), ("4g.20gb", 8), ("7g.40gb", 10),
+        ]
         let totalWeight = profiles.reduce(0) { $0 + $1.1 }
         var out: [Request] = []
         for _ in 0..<count {
@@ -38,7 +44,10 @@ struct QualityTrace {
             let window = Interval(start: start, end: start + 3600 * Int64.random(in: 1...36, using: &rng))
             let roll = Int.random(in: 0..<100, using: &rng)
             if roll < 25 {
-                out.append(Request(requests: [ReservationRequest(hosts: Int64.random(in: 1...3, using: &rng))], window: window, kind: .host))
+                out.append(
+                    Request(
+                        requests: [ReservationRequest(hosts: Int64.random(in: 1...3, using: &rng))], window: window,
+                        kind: .host))
             } else if roll < 60 {
                 var r = ReservationRequest(hosts: 1)
                 r.kind = .instance
@@ -72,7 +81,9 @@ struct QualityTrace {
     }
 
     /// Replays a trace against an empty calendar with one policy; returns acceptances per kind.
-    static func replay(_ trace: [Request], hosts: [Host], policy: PlacementPolicy) -> [ReservationKind: (accepted: Int, total: Int)] {
+    static func replay(_ trace: [Request], hosts: [Host], policy: PlacementPolicy) -> [ReservationKind: (
+        accepted: Int, total: Int
+    )] {
         var calendar = LeaseCalendar()
         var tally: [ReservationKind: (accepted: Int, total: Int)] = [:]
         for (n, t) in trace.enumerated() {
@@ -85,7 +96,9 @@ struct QualityTrace {
                     id: "q\(n)", name: "q", projectID: "q", userID: nil, start: Timestamp(seconds: t.window.start),
                     end: Timestamp(seconds: t.window.end), beforeEndSeconds: nil, status: .pending,
                     reservations: [], createdAt: base)
-                lease.reservations = zip(t.requests, allocations).map { Reservation(id: "r\(n)", request: $0, status: .pending, allocations: $1) }
+                lease.reservations = zip(t.requests, allocations).map {
+                    Reservation(id: "r\(n)", request: $0, status: .pending, allocations: $1)
+                }
                 calendar.add(lease)
             }
             tally[t.kind] = entry

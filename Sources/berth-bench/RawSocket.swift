@@ -21,7 +21,9 @@ enum UnixSocket {
         guard fd >= 0 else { return nil }
         let (a, len) = address(path)
         var addr = a
-        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, len) } }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, len) }
+        }
         if rc != 0 {
             close(fd)
             return nil
@@ -35,7 +37,9 @@ enum UnixSocket {
         guard fd >= 0 else { return nil }
         let (a, len) = address(path)
         var addr = a
-        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) }
+        }
         guard rc == 0, Glibc.listen(fd, 128) == 0 else {
             close(fd)
             return nil
@@ -162,10 +166,11 @@ final class EchoServer: @unchecked Sendable {
                     if errno == EINTR { continue }
                     return  // listener shut down
                 }
-                pthread_detach(startThread {  // ends when the client closes
-                    if let cpu { pinCurrentThread(to: cpu) }
-                    EchoServer.serve(c)
-                })
+                pthread_detach(
+                    startThread {  // ends when the client closes
+                        if let cpu { pinCurrentThread(to: cpu) }
+                        EchoServer.serve(c)
+                    })
             }
         }
     }

@@ -38,9 +38,12 @@ enum RestartPhases {
                 cpu.append(cpuSeconds() - c0)
             }
             snap = last!
-            report.value(S, "loadSnapshot (read + decode \(snap.leases.count) leases, \(snap.ledger.count) ledger entries, \(snap.hosts.count) hosts)",
-                         Stats(samples: loads).median, "s",
-                         note: "each: " + loads.map { fmt($0) }.joined(separator: ", ") + "; CPU " + cpu.map { fmt($0) }.joined(separator: ", "))
+            report.value(
+                S,
+                "loadSnapshot (read + decode \(snap.leases.count) leases, \(snap.ledger.count) ledger entries, \(snap.hosts.count) hosts)",
+                Stats(samples: loads).median, "s",
+                note: "each: " + loads.map { fmt($0) }.joined(separator: ", ") + "; CPU "
+                    + cpu.map { fmt($0) }.joined(separator: ", "))
         } catch {
             print("  cannot load \(directory): \(error)")
             return
@@ -58,8 +61,11 @@ enum RestartPhases {
             incCPU.append(cpuSeconds() - c0)
             incremental = c
         }
-        report.value(S, "calendar by inserts (LeaseCalendar.add), \(incremental.allocationCount) allocations", Stats(samples: inc).median, "s",
-                     note: "each: " + inc.map { fmt($0) }.joined(separator: ", ") + "; CPU " + incCPU.map { fmt($0) }.joined(separator: ", "))
+        report.value(
+            S, "calendar by inserts (LeaseCalendar.add), \(incremental.allocationCount) allocations",
+            Stats(samples: inc).median, "s",
+            note: "each: " + inc.map { fmt($0) }.joined(separator: ", ") + "; CPU "
+                + incCPU.map { fmt($0) }.joined(separator: ", "))
 
         // The same inserts host by host, in each host's (start, end, add order): the entries and their
         // order are the same, and each tree stays in cache while it grows (only public API).
@@ -76,8 +82,11 @@ enum RestartPhases {
             hmCPU.append(cpuSeconds() - c0)
             hostMajor = c
         }
-        report.value(S, "calendar by inserts host by host (entriesByHost + LeaseCalendar.insert)", Stats(samples: hm).median, "s",
-                     note: "each: " + hm.map { fmt($0) }.joined(separator: ", ") + "; CPU " + hmCPU.map { fmt($0) }.joined(separator: ", "))
+        report.value(
+            S, "calendar by inserts host by host (entriesByHost + LeaseCalendar.insert)", Stats(samples: hm).median,
+            "s",
+            note: "each: " + hm.map { fmt($0) }.joined(separator: ", ") + "; CPU "
+                + hmCPU.map { fmt($0) }.joined(separator: ", "))
 
         var bulkCalendar = LeaseCalendar()
         var group: [Double] = []
@@ -96,8 +105,10 @@ enum RestartPhases {
         let g = Stats(samples: group).median, b = Stats(samples: build).median
         report.value(S, "bulk: CalendarBulkLoad.entriesByHost (group and sort per host)", g, "s")
         report.value(S, "bulk: LeaseCalendar(sortedEntriesByHost:) for \(bulkCalendar.hostNames.count) hosts", b, "s")
-        report.value(S, "bulk total", g + b, "s",
-                     note: "\(fmt(Stats(samples: inc).median / (g + b)))x faster than inserts; CPU " + bulkCPU.map { fmt($0) }.joined(separator: ", "))
+        report.value(
+            S, "bulk total", g + b, "s",
+            note: "\(fmt(Stats(samples: inc).median / (g + b)))x faster than inserts; CPU "
+                + bulkCPU.map { fmt($0) }.joined(separator: ", "))
 
         // Same calendar: every host's entries, in order.
         func differing(_ other: LeaseCalendar) -> Int {
@@ -108,7 +119,9 @@ enum RestartPhases {
             }
             return problems
         }
-        report.value(S, "hosts whose bulk-built entries differ from the inserted ones", Double(differing(bulkCalendar)), "count")
-        report.value(S, "hosts whose host-by-host entries differ from the inserted ones", Double(differing(hostMajor)), "count")
+        report.value(
+            S, "hosts whose bulk-built entries differ from the inserted ones", Double(differing(bulkCalendar)), "count")
+        report.value(
+            S, "hosts whose host-by-host entries differ from the inserted ones", Double(differing(hostMajor)), "count")
     }
 }

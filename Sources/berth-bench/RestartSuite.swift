@@ -23,7 +23,9 @@ struct RestartSuite {
     func run() {
         let S = RestartSuite.section
         let k = max(1, options.restartLeaseHosts)
-        print("\n== restart and memory: \(fmt0(Double(options.restartHosts))) hosts, target \(fmt0(Double(options.restartAllocations))) allocations (\(k)-host leases) ==")
+        print(
+            "\n== restart and memory: \(fmt0(Double(options.restartHosts))) hosts, target \(fmt0(Double(options.restartAllocations))) allocations (\(k)-host leases) =="
+        )
         let dir = makeTempDir("berth-bench-restart")
         let daemon = Daemon(berthd: options.berthd, dir: dir, now: Mixed.base.rfc3339)
         defer {
@@ -45,7 +47,9 @@ struct RestartSuite {
 
             // Baseline: the same daemon with its hosts and no lease, restarted.
             daemon.terminate()
-            guard daemon.spawn(), let baseUp = daemon.waitReady() else { throw BerthClientError.io("berthd did not restart (baseline)") }
+            guard daemon.spawn(), let baseUp = daemon.waitReady() else {
+                throw BerthClientError.io("berthd did not restart (baseline)")
+            }
             let baseRSS = daemon.memory?.rss ?? 0
             report.value(S, "restart to system.health, hosts only (baseline)", baseUp, "s")
             report.value(S, "VmRSS after restart, hosts only (baseline)", Double(baseRSS), "KiB")
@@ -72,11 +76,16 @@ struct RestartSuite {
                 let calls: [(String, JSON?)] = (lease..<j).map { n in
                     let round = Int64(n / blocks), block = n % blocks
                     let start = Mixed.base + 3600 + round * 86_400
-                    return ("lease.create", [
-                        "name": .string("r\(n)"), "project_id": "bench", "start": .string(start.rfc3339),
-                        "end": .string((start + 20 * 3600).rfc3339),
-                        "reservations": [["kind": "host", "count": .int(Int64(k)), "properties": ["blk": .string("b\(block)")]]],
-                    ])
+                    return (
+                        "lease.create",
+                        [
+                            "name": .string("r\(n)"), "project_id": "bench", "start": .string(start.rfc3339),
+                            "end": .string((start + 20 * 3600).rfc3339),
+                            "reservations": [
+                                ["kind": "host", "count": .int(Int64(k)), "properties": ["blk": .string("b\(block)")]]
+                            ],
+                        ]
+                    )
                 }
                 for r in try conn.pipeline(calls) {
                     switch r {
@@ -92,7 +101,9 @@ struct RestartSuite {
                 let done = Double(lease) / Double(wanted)
                 if done >= nextReport && lease < wanted {
                     let el = seconds(since: loadStart)
-                    print("    loaded \(fmt0(Double(allocations))) allocations (\(created) leases) in \(fmt(el)) s, \(fmt0(Double(created) / el)) lease.create/s")
+                    print(
+                        "    loaded \(fmt0(Double(allocations))) allocations (\(created) leases) in \(fmt(el)) s, \(fmt0(Double(created) / el)) lease.create/s"
+                    )
                     fflush(nil)
                     nextReport += 0.1
                 }
@@ -100,11 +111,15 @@ struct RestartSuite {
             conn.close()
             let loadSeconds = seconds(since: loadStart)
             if let firstError { print("    first refusal: \(firstError)") }
-            report.value(S, "load: \(created) lease.create of \(k) hosts, pipelined (durable)", loadSeconds, "s",
-                note: "\(fmt0(Double(created) / loadSeconds)) leases/s, \(fmt0(Double(allocations) / loadSeconds)) allocations/s, \(refused) refused"
+            report.value(
+                S, "load: \(created) lease.create of \(k) hosts, pipelined (durable)", loadSeconds, "s",
+                note:
+                    "\(fmt0(Double(created) / loadSeconds)) leases/s, \(fmt0(Double(allocations) / loadSeconds)) allocations/s, \(refused) refused"
                     + (stoppedByBudget ? ", stopped by the \(fmt0(options.restartLoadBudget)) s budget" : ""))
             report.value(S, "allocations loaded", Double(allocations), "count")
-            if let m = daemon.memory { report.value(S, "VmRSS of the daemon that loaded them (before restart)", Double(m.rss), "KiB") }
+            if let m = daemon.memory {
+                report.value(S, "VmRSS of the daemon that loaded them (before restart)", Double(m.rss), "KiB")
+            }
             report.value(S, "SQLite database + WAL", Double(daemon.stateBytes), "bytes")
 
             // Restarts.
@@ -114,7 +129,9 @@ struct RestartSuite {
             var hwm: [Double] = []
             for _ in 0..<options.restarts {
                 downs.append(daemon.terminate())
-                guard daemon.spawn(), let up = daemon.waitReady(timeout: 900) else { throw BerthClientError.io("berthd did not restart") }
+                guard daemon.spawn(), let up = daemon.waitReady(timeout: 900) else {
+                    throw BerthClientError.io("berthd did not restart")
+                }
                 ups.append(up)
                 if let m = daemon.memory {
                     rss.append(Double(m.rss))
@@ -125,12 +142,18 @@ struct RestartSuite {
             let r = Stats(samples: rss).median
             let allocs = Double(max(1, allocations))
             report.value(S, "SIGTERM to exit (median of \(downs.count))", Stats(samples: downs).median, "s")
-            report.value(S, "restart to system.health, \(fmt0(allocs)) allocations (median of \(ups.count))", up, "s",
+            report.value(
+                S, "restart to system.health, \(fmt0(allocs)) allocations (median of \(ups.count))", up, "s",
                 note: "each: " + ups.map { fmt($0) }.joined(separator: ", ") + " s")
             report.value(S, "VmRSS after restart", r, "KiB", note: "VmHWM \(fmt0(Stats(samples: hwm).median)) KiB")
-            report.value(S, "VmRSS per allocation after restart, gross (VmRSS / allocations)", r * 1024 / allocs, "bytes")
-            report.value(S, "VmRSS per allocation after restart, net of the hosts-only baseline", (r - Double(baseRSS)) * 1024 / allocs, "bytes")
-            report.value(S, "VmHWM per allocation (peak while loading at start)", Stats(samples: hwm).median * 1024 / allocs, "bytes")
+            report.value(
+                S, "VmRSS per allocation after restart, gross (VmRSS / allocations)", r * 1024 / allocs, "bytes")
+            report.value(
+                S, "VmRSS per allocation after restart, net of the hosts-only baseline",
+                (r - Double(baseRSS)) * 1024 / allocs, "bytes")
+            report.value(
+                S, "VmHWM per allocation (peak while loading at start)", Stats(samples: hwm).median * 1024 / allocs,
+                "bytes")
             report.sections["restart_population"] = [
                 "hosts": .int(Int64(hosts.count)), "lease_hosts": .int(Int64(k)), "leases": .int(Int64(created)),
                 "allocations": .int(Int64(allocations)), "target_allocations": .int(Int64(options.restartAllocations)),
@@ -139,8 +162,12 @@ struct RestartSuite {
             if allocations < options.restartAllocations && allocations > 0 {
                 // Linear in allocations above the hosts-only baseline: an extrapolation, not a measurement.
                 let f = Double(options.restartAllocations) / allocs
-                report.value(S, "EXTRAPOLATED restart at \(fmt0(Double(options.restartAllocations))) allocations (linear)", baseUp + (up - baseUp) * f, "s")
-                report.value(S, "EXTRAPOLATED VmRSS at \(fmt0(Double(options.restartAllocations))) allocations (linear)", Double(baseRSS) + (r - Double(baseRSS)) * f, "KiB")
+                report.value(
+                    S, "EXTRAPOLATED restart at \(fmt0(Double(options.restartAllocations))) allocations (linear)",
+                    baseUp + (up - baseUp) * f, "s")
+                report.value(
+                    S, "EXTRAPOLATED VmRSS at \(fmt0(Double(options.restartAllocations))) allocations (linear)",
+                    Double(baseRSS) + (r - Double(baseRSS)) * f, "KiB")
             }
         } catch {
             print("  restart benchmark failed: \(error)\n\(daemon.logTail)")

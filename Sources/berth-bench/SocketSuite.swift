@@ -39,16 +39,21 @@ struct SocketSuite {
         var out: [String] = []
         for r in lease["reservations"]?.arrayValue ?? [] {
             for a in r["allocations"]?.arrayValue ?? [] {
-                out.append(allocationKey(
-                    host: a["host"]?.stringValue ?? "?", gpu: a["gpu"]?.intValue, slot: a["slot"]?.intValue,
-                    slots: a["slots"]?.intValue, profile: a["profile"]?.stringValue))
+                out.append(
+                    allocationKey(
+                        host: a["host"]?.stringValue ?? "?", gpu: a["gpu"]?.intValue, slot: a["slot"]?.intValue,
+                        slots: a["slots"]?.intValue, profile: a["profile"]?.stringValue))
             }
         }
         return out.sorted()
     }
 
     static func keys(of allocations: [Allocation]) -> [String] {
-        allocations.map { allocationKey(host: $0.host, gpu: $0.gpu.map(Int64.init), slot: $0.slot.map(Int64.init), slots: $0.slots.map(Int64.init), profile: $0.profile) }.sorted()
+        allocations.map {
+            allocationKey(
+                host: $0.host, gpu: $0.gpu.map(Int64.init), slot: $0.slot.map(Int64.init),
+                slots: $0.slots.map(Int64.init), profile: $0.profile)
+        }.sorted()
     }
 
     static func countAllocations(_ lease: JSON) -> Int {
@@ -133,7 +138,9 @@ struct SocketSuite {
         let t0 = nanos()
         let hostReplies = try pipelineAll(c, hosts.map { ("host.create", Mixed.hostJSON($0)) })
         let hostFailures = hostReplies.filter { if case .failure = $0 { return true } else { return false } }.count
-        report.value(S, "host.create x \(hosts.count), pipelined (load)", seconds(since: t0), "s", note: hostFailures > 0 ? "\(hostFailures) failed" : nil)
+        report.value(
+            S, "host.create x \(hosts.count), pipelined (load)", seconds(since: t0), "s",
+            note: hostFailures > 0 ? "\(hostFailures) failed" : nil)
 
         // Phase 1: the population of the in-process scale socketHosts x socketLeases.
         var gen = Mixed.Generator(hosts: hosts, seed: 42)
@@ -144,8 +151,11 @@ struct SocketSuite {
         let l1 = try SocketSuite.load(c, p1, progress: "phase 1")
         daemonLeases += l1.ok
         daemonAllocations += l1.allocations
-        report.value(S, "load phase 1: \(l1.ok) lease.create, pipelined (durable)", l1.seconds, "s",
-            note: "\(fmt0(Double(l1.ok) / l1.seconds))/s, \(l1.failed) refused, \(l1.mismatched) placed differently from in-process")
+        report.value(
+            S, "load phase 1: \(l1.ok) lease.create, pipelined (durable)", l1.seconds, "s",
+            note:
+                "\(fmt0(Double(l1.ok) / l1.seconds))/s, \(l1.failed) refused, \(l1.mismatched) placed differently from in-process"
+        )
         if let e = l1.firstError { print("    first refusal: \(e)") }
         let scale1 = Scale(hosts: options.socketHosts, leases: daemonLeases)
         var ids = l1.ids
@@ -167,7 +177,9 @@ struct SocketSuite {
                 refused += 1
             }
         }
-        report.add(S, "lease.create 1-4 hosts, durable, 1 client", scale1, Stats(samples: samples), extra: ["refused": .int(Int64(refused))])
+        report.add(
+            S, "lease.create 1-4 hosts, durable, 1 client", scale1, Stats(samples: samples),
+            extra: ["refused": .int(Int64(refused))])
 
         // The same requests with dry_run: placement, pricing and the reply, without the commit.
         var drng = SplitMix64(seed: 99)
@@ -196,18 +208,22 @@ struct SocketSuite {
             let from = h1 + 96
             let h2 = Mixed.horizonHours(hosts: options.socketHosts, leases: more)
             let p2 = gen.generate(count: more, fromHour: from, hours: h2, keep: true)
-            print("  phase 2: \(p2.count) more leases of the same population over days \(from / 24)..\((from + h2) / 24)")
+            print(
+                "  phase 2: \(p2.count) more leases of the same population over days \(from / 24)..\((from + h2) / 24)")
             let l2 = try SocketSuite.load(c, p2, progress: "phase 2")
             daemonLeases += l2.ok
             daemonAllocations += l2.allocations
             ids.append(contentsOf: l2.ids.prefix(5000))
-            report.value(S, "load phase 2: \(l2.ok) lease.create, pipelined (durable)", l2.seconds, "s",
-                note: "\(fmt0(Double(l2.ok) / l2.seconds))/s, \(l2.failed) refused, \(l2.mismatched) placed differently")
+            report.value(
+                S, "load phase 2: \(l2.ok) lease.create, pipelined (durable)", l2.seconds, "s",
+                note: "\(fmt0(Double(l2.ok) / l2.seconds))/s, \(l2.failed) refused, \(l2.mismatched) placed differently"
+            )
             if let e = l2.firstError { print("    first refusal: \(e)") }
         }
         let scale2 = Scale(hosts: options.socketHosts, leases: daemonLeases)
         report.sections["socket_population"] = [
-            "hosts": .int(Int64(options.socketHosts)), "leases": .int(Int64(daemonLeases)), "allocations": .int(Int64(daemonAllocations)),
+            "hosts": .int(Int64(options.socketHosts)), "leases": .int(Int64(daemonLeases)),
+            "allocations": .int(Int64(daemonAllocations)),
         ]
         print("  daemon now holds \(daemonLeases) leases, \(daemonAllocations) allocations")
 
@@ -226,7 +242,9 @@ struct SocketSuite {
             find.append(Double(nanos() - t) / 1000)
             found += r["items"]?.arrayValue?.count ?? 0
         }
-        report.add(S, "availability.find 4 hosts x 8 h in 30 days", scale2, Stats(samples: find), extra: ["windows_found": .int(Int64(found))])
+        report.add(
+            S, "availability.find 4 hosts x 8 h in 30 days", scale2, Stats(samples: find),
+            extra: ["windows_found": .int(Int64(found))])
 
         // lease.get with the client library (parses every reply), for continuity with the first bench.
         var gets: [Double] = []
@@ -248,10 +266,16 @@ struct SocketSuite {
         }
         let mem = daemon.memory
         report.value(S, "SIGTERM to exit, \(fmt0(Double(daemonAllocations))) allocations", down, "s")
-        report.value(S, "restart to system.health, \(fmt0(Double(daemonLeases))) leases / \(fmt0(Double(daemonAllocations))) allocations", up, "s")
+        report.value(
+            S,
+            "restart to system.health, \(fmt0(Double(daemonLeases))) leases / \(fmt0(Double(daemonAllocations))) allocations",
+            up, "s")
         if let mem {
-            report.value(S, "VmRSS after restart (\(fmt0(Double(daemonAllocations))) allocations)", Double(mem.rss), "KiB")
-            report.value(S, "VmRSS per allocation after restart, gross", Double(mem.rss) * 1024 / Double(max(1, daemonAllocations)), "bytes")
+            report.value(
+                S, "VmRSS after restart (\(fmt0(Double(daemonAllocations))) allocations)", Double(mem.rss), "KiB")
+            report.value(
+                S, "VmRSS per allocation after restart, gross",
+                Double(mem.rss) * 1024 / Double(max(1, daemonAllocations)), "bytes")
         }
         report.value(S, "SQLite database + WAL", Double(daemon.stateBytes), "bytes")
     }
@@ -281,36 +305,37 @@ struct SocketSuite {
         let socket = daemon.socket
         var threads: [pthread_t] = []
         for k in 0..<n {
-            threads.append(startThread {
-                var mine = PerThread()
-                var rng = SplitMix64(seed: 1000 + UInt64(k))
-                let conn = try? BerthConnection(socketPath: socket)
-                barrier.wait()
-                mine.start = nanos()
-                if let conn {
-                    for i in 0..<per {
-                        let p = SocketSuite.hostLease(&rng, hours: hours, name: "c\(k)-\(i)")
-                        let t = nanos()
-                        do {
-                            let r = try conn.call("lease.create", p)
-                            mine.samples.append(Double(nanos() - t) / 1000)
-                            mine.ok += 1
-                            mine.allocations += SocketSuite.countAllocations(r)
-                            if let id = r["id"]?.stringValue { mine.ids.append(id) }
-                        } catch {
-                            mine.samples.append(Double(nanos() - t) / 1000)
-                            mine.refused += 1
-                            if mine.error == nil { mine.error = "\(error)" }
+            threads.append(
+                startThread {
+                    var mine = PerThread()
+                    var rng = SplitMix64(seed: 1000 + UInt64(k))
+                    let conn = try? BerthConnection(socketPath: socket)
+                    barrier.wait()
+                    mine.start = nanos()
+                    if let conn {
+                        for i in 0..<per {
+                            let p = SocketSuite.hostLease(&rng, hours: hours, name: "c\(k)-\(i)")
+                            let t = nanos()
+                            do {
+                                let r = try conn.call("lease.create", p)
+                                mine.samples.append(Double(nanos() - t) / 1000)
+                                mine.ok += 1
+                                mine.allocations += SocketSuite.countAllocations(r)
+                                if let id = r["id"]?.stringValue { mine.ids.append(id) }
+                            } catch {
+                                mine.samples.append(Double(nanos() - t) / 1000)
+                                mine.refused += 1
+                                if mine.error == nil { mine.error = "\(error)" }
+                            }
                         }
+                        conn.close()
+                    } else {
+                        mine.error = "cannot connect"
                     }
-                    conn.close()
-                } else {
-                    mine.error = "cannot connect"
-                }
-                mine.end = nanos()
-                let m = mine
-                results.with { $0[k] = m }
-            })
+                    mine.end = nanos()
+                    let m = mine
+                    results.with { $0[k] = m }
+                })
         }
         for t in threads { join(t) }
         let all = results.with { $0 }
@@ -318,8 +343,12 @@ struct SocketSuite {
         let ok = all.reduce(0) { $0 + $1.ok }
         let refused = all.reduce(0) { $0 + $1.refused }
         let wall = Double((all.map(\.end).max() ?? 0) - (all.map(\.start).min() ?? 0)) / 1e9
-        report.add(S, "lease.create 1-4 hosts, durable, \(n) concurrent clients (per request)", scale, Stats(samples: samples), extra: ["refused": .int(Int64(refused))])
-        report.value(S, "lease.create, \(n) concurrent clients: throughput", Double(ok) / max(wall, 1e-9), "/s", note: "\(ok) created in \(fmt(wall * 1000)) ms")
+        report.add(
+            S, "lease.create 1-4 hosts, durable, \(n) concurrent clients (per request)", scale, Stats(samples: samples),
+            extra: ["refused": .int(Int64(refused))])
+        report.value(
+            S, "lease.create, \(n) concurrent clients: throughput", Double(ok) / max(wall, 1e-9), "/s",
+            note: "\(ok) created in \(fmt(wall * 1000)) ms")
         if let e = all.compactMap(\.error).first { print("    first client error: \(e)") }
         var r = MultiResult()
         r.ok = ok
@@ -370,11 +399,12 @@ struct SocketSuite {
             let window = options.inFlight
             var threads: [pthread_t] = []
             for _ in 0..<conns {
-                threads.append(startThread {
-                    let client = LineClient(path: path)
-                    barrier.wait()
-                    if client?.pipelined(lines, total: per, window: window) != true { failures.with { $0 += 1 } }
-                })
+                threads.append(
+                    startThread {
+                        let client = LineClient(path: path)
+                        barrier.wait()
+                        if client?.pipelined(lines, total: per, window: window) != true { failures.with { $0 += 1 } }
+                    })
             }
             barrier.wait()
             let t0 = nanos()
@@ -393,7 +423,8 @@ struct SocketSuite {
         var getRoundMedians: [Double] = [], echoRoundMedians: [Double] = []
         var getBytes = 0, echoBytes = 0
         for _ in 0..<rounds {
-            guard let g = sequential(daemon.socket, lines, count: perRound), let e = sequential(echo.path, lines, count: perRound),
+            guard let g = sequential(daemon.socket, lines, count: perRound),
+                let e = sequential(echo.path, lines, count: perRound),
                 let h = sequential(daemon.socket, health, count: perRound)
             else {
                 print("  raw socket round trips failed")
@@ -409,10 +440,12 @@ struct SocketSuite {
             echoBytes = e.replyBytes
         }
         let getStats = Stats(samples: getSamples), echoStats = Stats(samples: echoSamples)
-        report.add(S, "lease.get round trip, raw line client (\(getBytes)-byte reply)", scale, getStats,
+        report.add(
+            S, "lease.get round trip, raw line client (\(getBytes)-byte reply)", scale, getStats,
             extra: ["round_medians_us": .array(getRoundMedians.map { .double(round3($0)) })])
         report.add(S, "system.health round trip, raw line client", scale, Stats(samples: healthSamples))
-        report.add(S, "echo round trip, same request line (\(echoBytes) bytes), in-process echo server", nil, echoStats,
+        report.add(
+            S, "echo round trip, same request line (\(echoBytes) bytes), in-process echo server", nil, echoStats,
             extra: ["round_medians_us": .array(echoRoundMedians.map { .double(round3($0)) })])
         report.value(S, "lease.get / echo round trip (median)", getStats.median / max(echoStats.median, 1e-9), "x")
 
@@ -420,27 +453,32 @@ struct SocketSuite {
         // then to two different CPUs.
         let cpus = onlineCPUs
         for (label, serverCPU) in [("same CPU", 0), ("two CPUs", 1)] where serverCPU < cpus {
-            guard let pinned = EchoServer(path: daemon.dir + "/echo-\(serverCPU).sock", cpu: serverCPU) else { continue }
+            guard let pinned = EchoServer(path: daemon.dir + "/echo-\(serverCPU).sock", cpu: serverCPU) else {
+                continue
+            }
             let out = Locked<Stats?>(nil)
             let n = perRound * rounds
             let path = pinned.path
             let line = lines[0]
-            join(startThread {
-                pinCurrentThread(to: 0)
-                guard let client = LineClient(path: path) else { return }
-                var s: [Double] = []
-                for _ in 0..<n {
-                    let t = nanos()
-                    guard client.roundTrip(line) != nil else { return }
-                    s.append(Double(nanos() - t) / 1000)
-                }
-                let st = Stats(samples: s)
-                out.with { $0 = st }
-            })
+            join(
+                startThread {
+                    pinCurrentThread(to: 0)
+                    guard let client = LineClient(path: path) else { return }
+                    var s: [Double] = []
+                    for _ in 0..<n {
+                        let t = nanos()
+                        guard client.roundTrip(line) != nil else { return }
+                        s.append(Double(nanos() - t) / 1000)
+                    }
+                    let st = Stats(samples: s)
+                    out.with { $0 = st }
+                })
             pinned.stop()
             if let st = out.with({ $0 }) {
                 report.add(S, "echo round trip, client and echo thread pinned: \(label)", nil, st)
-                report.value(S, "lease.get / echo round trip pinned to \(label) (median)", getStats.median / max(st.median, 1e-9), "x")
+                report.value(
+                    S, "lease.get / echo round trip pinned to \(label) (median)",
+                    getStats.median / max(st.median, 1e-9), "x")
             }
         }
 
@@ -448,17 +486,25 @@ struct SocketSuite {
         for conns in [1, options.clients] {
             var g: [Double] = [], e: [Double] = []
             for _ in 0..<3 {
-                if let x = throughput(daemon.socket, lines, conns: conns, total: max(conns, options.getRequests / 3)) { g.append(x) }
-                if let x = throughput(echo.path, lines, conns: conns, total: max(conns, options.getRequests / 3)) { e.append(x) }
+                if let x = throughput(daemon.socket, lines, conns: conns, total: max(conns, options.getRequests / 3)) {
+                    g.append(x)
+                }
+                if let x = throughput(echo.path, lines, conns: conns, total: max(conns, options.getRequests / 3)) {
+                    e.append(x)
+                }
             }
             let gm = g.count == 3 ? g.sorted()[1] : Double.nan
             let em = e.count == 3 ? e.sorted()[1] : Double.nan
             let plural = conns == 1 ? "" : "s"
-            report.value(S, "lease.get throughput, \(conns) connection\(plural), \(options.inFlight) in flight each", gm, "/s",
+            report.value(
+                S, "lease.get throughput, \(conns) connection\(plural), \(options.inFlight) in flight each", gm, "/s",
                 note: "rounds: " + g.map { fmt0($0) }.joined(separator: ", "))
-            report.value(S, "echo throughput, \(conns) connection\(plural), \(options.inFlight) in flight each", em, "/s",
+            report.value(
+                S, "echo throughput, \(conns) connection\(plural), \(options.inFlight) in flight each", em, "/s",
                 note: "rounds: " + e.map { fmt0($0) }.joined(separator: ", "))
-            if gm.isFinite && em.isFinite { report.value(S, "echo / lease.get throughput, \(conns) connection\(plural)", em / gm, "x") }
+            if gm.isFinite && em.isFinite {
+                report.value(S, "echo / lease.get throughput, \(conns) connection\(plural)", em / gm, "x")
+            }
         }
     }
 }

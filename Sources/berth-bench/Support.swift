@@ -129,7 +129,10 @@ struct Options {
             o.restartLoadBudget = 60
             o.restarts = 1
         } else {
-            o.scales = [Scale(hosts: 100, leases: 1000), Scale(hosts: 1000, leases: 5000), Scale(hosts: 10_000, leases: 100_000)]
+            o.scales = [
+                Scale(hosts: 100, leases: 1000), Scale(hosts: 1000, leases: 5000),
+                Scale(hosts: 10_000, leases: 100_000),
+            ]
             o.peerScales = [Scale(hosts: 100, leases: 1000), Scale(hosts: 1000, leases: 5000)]
         }
         let h = int("--hosts"), l = int("--leases")
@@ -143,7 +146,9 @@ struct Options {
         if let s = value("--scales"), s == "none" {
             o.scales = []
         } else if let s = value("--scales") {
-            guard let list = Scale.parseList(s) else { fail("--scales expects HOSTSxLEASES[,...], e.g. 100x1000,1000x5000") }
+            guard let list = Scale.parseList(s) else {
+                fail("--scales expects HOSTSxLEASES[,...], e.g. 100x1000,1000x5000")
+            }
             o.scales = list
         }
         if let s = value("--peer-scales") {
@@ -159,7 +164,9 @@ struct Options {
                 o.curveLeases = []
             } else {
                 let parts = s.split(separator: "x")
-                guard parts.count == 2, let ch = Int(parts[0]) else { fail("--curve expects HOSTSxL1:L2:..., e.g. 1000x1000:5000:20000") }
+                guard parts.count == 2, let ch = Int(parts[0]) else {
+                    fail("--curve expects HOSTSxL1:L2:..., e.g. 1000x1000:5000:20000")
+                }
                 let ls = parts[1].split(separator: ":").compactMap { Int($0) }
                 guard !ls.isEmpty else { fail("--curve expects HOSTSxL1:L2:...") }
                 o.curveHosts = ch
@@ -248,7 +255,9 @@ final class Report {
     func add(_ section: String, _ name: String, _ scale: Scale? = nil, _ stats: Stats, extra: [String: JSON] = [:]) {
         rows.append(Row(section: section, name: name, scale: scale, stats: stats, extra: extra))
         let s = scale.map { " @ \($0.hosts) hosts / \($0.leases) leases" } ?? ""
-        print("  \(pad(name + s, 70)) median \(pad(fmtUS(stats.median), 10)) p99 \(pad(fmtUS(stats.p99), 10)) (\(stats.samples.count) samples)")
+        print(
+            "  \(pad(name + s, 70)) median \(pad(fmtUS(stats.median), 10)) p99 \(pad(fmtUS(stats.p99), 10)) (\(stats.samples.count) samples)"
+        )
         fflush(nil)
     }
 
@@ -259,7 +268,10 @@ final class Report {
     }
 
     func row(_ section: String, _ name: String, scale: Scale? = nil) -> Row? {
-        rows.last { $0.section == section && $0.name == name && (scale == nil || ($0.scale?.hosts == scale!.hosts && $0.scale?.leases == scale!.leases)) }
+        rows.last {
+            $0.section == section && $0.name == name
+                && (scale == nil || ($0.scale?.hosts == scale!.hosts && $0.scale?.leases == scale!.leases))
+        }
     }
 
     func valueOf(_ section: String, _ name: String) -> Double? {
@@ -282,7 +294,10 @@ final class Report {
         }
         var valuesJSON: [JSON] = []
         for v in values {
-            var o: [String: JSON] = ["section": .string(v.section), "name": .string(v.name), "value": .double(round3(v.value)), "unit": .string(v.unit)]
+            var o: [String: JSON] = [
+                "section": .string(v.section), "name": .string(v.name), "value": .double(round3(v.value)),
+                "unit": .string(v.unit),
+            ]
             if let n = v.note { o["note"] = .string(n) }
             valuesJSON.append(.object(o))
         }

@@ -28,7 +28,8 @@ public func berthFuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CIn
     }
     let input = data.map { Array(UnsafeBufferPointer(start: $0, count: size)) } ?? []
     if let problem = harness!.run(input) {
-        fatalError("berth-fuzz: invalid reply: \(problem)\ninput: \(String(decoding: input.prefix(2000), as: UTF8.self))")
+        fatalError(
+            "berth-fuzz: invalid reply: \(problem)\ninput: \(String(decoding: input.prefix(2000), as: UTF8.self))")
     }
     return 0
 }
@@ -39,7 +40,9 @@ func libFuzzerMutate(_ data: UnsafeMutablePointer<UInt8>, _ size: Int, _ maxSize
 /// Three mutations in four are structural (`JSONMutator`: mutants stay JSON and reach the methods), one
 /// is libFuzzer's byte-level (which keeps the parser under fire).
 @_cdecl("LLVMFuzzerCustomMutator")
-public func berthFuzzMutate(_ data: UnsafeMutablePointer<UInt8>, _ size: Int, _ maxSize: Int, _ seed: CUnsignedInt) -> Int {
+public func berthFuzzMutate(_ data: UnsafeMutablePointer<UInt8>, _ size: Int, _ maxSize: Int, _ seed: CUnsignedInt)
+    -> Int
+{
     if seed % 4 != 0 {
         var mutator = JSONMutator(seed: UInt64(seed))
         if let out = mutator.mutate(Array(UnsafeBufferPointer(start: data, count: size)), maxSize: maxSize) {

@@ -1,2 +1,3 @@
 import BerthCtl
+
 BerthCtlMain.main()

@@ -32,8 +32,9 @@ import Testing
                     request.profile = Bool.random(using: &rng) ? "1g.5gb" : "1g.5gb+me"
                     let h = host()
                     allocations = (0..<Int.random(in: 1...3, using: &rng)).map { _ in
-                        Allocation(host: h, gpu: Int.random(in: 0..<4, using: &rng), profile: request.profile,
-                                   slot: Int.random(in: 0..<7, using: &rng), size: 1)
+                        Allocation(
+                            host: h, gpu: Int.random(in: 0..<4, using: &rng), profile: request.profile,
+                            slot: Int.random(in: 0..<7, using: &rng), size: 1)
                     }
                 default:
                     request = ReservationRequest(hosts: 1)
@@ -45,7 +46,8 @@ import Testing
                         Allocation(host: host(), slots: Int.random(in: 1...4, using: &rng))
                     }
                 }
-                reservations.append(Reservation(id: "l\(k)-r\(r)", request: request, status: .pending, allocations: allocations))
+                reservations.append(
+                    Reservation(id: "l\(k)-r\(r)", request: request, status: .pending, allocations: allocations))
             }
             return Lease(
                 id: "l\(k)", name: "n\(k)", projectID: "p", userID: nil, start: Timestamp(seconds: start),
@@ -61,7 +63,8 @@ import Testing
             let withSlice = Bool.random(using: &rng)
             var p = Preemptible(
                 id: "p\(k)", projectID: "p", size: InstanceSize(vcpus: 2, memoryMB: 2048, diskGB: 20),
-                gpuProfile: withSlice ? "1g.5gb" : nil, gpu: withSlice ? 0 : nil, slot: withSlice ? Int.random(in: 0..<7, using: &rng) : nil,
+                gpuProfile: withSlice ? "1g.5gb" : nil, gpu: withSlice ? 0 : nil,
+                slot: withSlice ? Int.random(in: 0..<7, using: &rng) : nil,
                 sliceSize: withSlice ? 1 : nil, minLifetime: 3600, host: "h\(Int.random(in: 0..<hosts, using: &rng))",
                 createdAt: Timestamp(seconds: created))
             switch Int.random(in: 0..<4, using: &rng) {
@@ -83,10 +86,14 @@ import Testing
             return "preemptible counts \(CalendarBulkLoad.preemptibleCounts(lists)) vs \(calendar.preemptibleEntries)"
         }
         let trees = CalendarBulkLoad.trees(lists)
-        if Set(trees.keys) != Set(calendar.hostNames) { return "hosts \(trees.keys.sorted()) vs \(calendar.hostNames.sorted())" }
+        if Set(trees.keys) != Set(calendar.hostNames) {
+            return "hosts \(trees.keys.sorted()) vs \(calendar.hostNames.sorted())"
+        }
         let bulkCalendar = LeaseCalendar(sortedEntriesByHost: lists)
         if bulkCalendar.allocationCount != calendar.allocationCount { return "allocation counts differ" }
-        if bulkCalendar.preemptibleEntries != calendar.preemptibleEntries { return "bulk calendar preemptible counts differ" }
+        if bulkCalendar.preemptibleEntries != calendar.preemptibleEntries {
+            return "bulk calendar preemptible counts differ"
+        }
         for host in calendar.hostNames {
             let bulk = trees[host]!
             if let problem = bulk.validate() { return "\(host): \(problem)" }
@@ -94,7 +101,8 @@ import Testing
             if want.map(\.interval) != got.map(\.interval) || want.map(\.payload) != got.map(\.payload) {
                 return "\(host): entries differ\n  adds: \(want)\n  bulk: \(got)"
             }
-            if want.map(\.interval) != viaCalendar.map(\.interval) || want.map(\.payload) != viaCalendar.map(\.payload) {
+            if want.map(\.interval) != viaCalendar.map(\.interval) || want.map(\.payload) != viaCalendar.map(\.payload)
+            {
                 return "\(host): bulk calendar entries differ"
             }
         }
@@ -102,21 +110,30 @@ import Testing
         func named(_ c: LeaseCalendar, _ items: [TimeIndex.Item]) -> [String] {
             items.map { "\($0.time) \(c.hostNames[Int($0.host)])" }.sorted()
         }
-        if named(calendar, calendar.starts.items) != named(bulkCalendar, bulkCalendar.starts.items) { return "starts differ" }
+        if named(calendar, calendar.starts.items) != named(bulkCalendar, bulkCalendar.starts.items) {
+            return "starts differ"
+        }
         if named(calendar, calendar.ends.items) != named(bulkCalendar, bulkCalendar.ends.items) { return "ends differ" }
         func usage(_ c: LeaseCalendar, _ t: IntervalTree<Int32>) -> [String] {
             t.entries.map { "\($0.interval) \(c.hostNames[Int($0.payload)])" }.sorted()
         }
-        if usage(calendar, calendar.gpuUse) != usage(bulkCalendar, bulkCalendar.gpuUse) { return "gpu usage index differs" }
-        if usage(calendar, calendar.instanceUse) != usage(bulkCalendar, bulkCalendar.instanceUse) { return "instance usage index differs" }
-        if bulkCalendar.gpuUse.validate() != nil || bulkCalendar.instanceUse.validate() != nil { return "usage trees invalid" }
+        if usage(calendar, calendar.gpuUse) != usage(bulkCalendar, bulkCalendar.gpuUse) {
+            return "gpu usage index differs"
+        }
+        if usage(calendar, calendar.instanceUse) != usage(bulkCalendar, bulkCalendar.instanceUse) {
+            return "instance usage index differs"
+        }
+        if bulkCalendar.gpuUse.validate() != nil || bulkCalendar.instanceUse.validate() != nil {
+            return "usage trees invalid"
+        }
         return nil
     }
 
     @Test(arguments: [UInt64(1), 2, 3, 4, 5, 6, 7, 8])
     func sameCalendarAsAddingOneByOne(_ seed: UInt64) {
         var rng = SplitMix64(seed: 0xCA1E_0000 + seed)
-        let leases = Self.randomLeases(Int.random(in: 0...300, using: &rng), hosts: Int.random(in: 1...12, using: &rng), rng: &rng)
+        let leases = Self.randomLeases(
+            Int.random(in: 0...300, using: &rng), hosts: Int.random(in: 1...12, using: &rng), rng: &rng)
         let preemptibles = Self.randomPreemptibles(Int.random(in: 0...60, using: &rng), hosts: 6, rng: &rng)
         if let problem = Self.compare(leases: leases, preemptibles: preemptibles) {
             Issue.record("seed \(seed): \(problem)")
@@ -136,7 +153,8 @@ import Testing
             for (a, b) in zip(list, list.dropFirst()) {
                 #expect(!(b.0 < a.0), "\(host): \(b.0) after \(a.0)")
                 if a.0 == b.0 {
-                    let ia = leases.firstIndex { $0.id == a.1.leaseID }!, ib = leases.firstIndex { $0.id == b.1.leaseID }!
+                    let ia = leases.firstIndex { $0.id == a.1.leaseID }!,
+                        ib = leases.firstIndex { $0.id == b.1.leaseID }!
                     #expect(ia <= ib, "\(host): equal windows out of add order")
                 }
             }

@@ -97,7 +97,8 @@ import Testing
             #expect(error.data["resource_class"] == .string(c.rawValue), sourceLocation: sourceLocation)
             #expect(error.data["required"] == amount(required).json, "\(error)", sourceLocation: sourceLocation)
             #expect(error.data["available"] == amount(available).json, "\(error)", sourceLocation: sourceLocation)
-            #expect(error.message.contains(c.rawValue) && error.message.contains(required), sourceLocation: sourceLocation)
+            #expect(
+                error.message.contains(c.rawValue) && error.message.contains(required), sourceLocation: sourceLocation)
         }
     }
 
@@ -137,7 +138,9 @@ import Testing
         #expect(try CreditAmount(json: JSONParser.parse("1e-6")) == CreditAmount(micro: 1))
         #expect(try CreditAmount(json: .string("2.000001")) == CreditAmount(micro: 2_000_001))
         #expect(throws: CreditAmount.ParseError.self) { try CreditAmount(json: JSONParser.parse("0.1234567")) }
-        #expect(throws: CreditAmount.ParseError.self) { try CreditAmount(json: JSONParser.parse("0.30000000000000004")) }
+        #expect(throws: CreditAmount.ParseError.self) {
+            try CreditAmount(json: JSONParser.parse("0.30000000000000004"))
+        }
         #expect(throws: CreditAmount.ParseError.self) { try CreditAmount(json: .int(Int64.max)) }
         #expect(throws: CreditAmount.ParseError.self) { try CreditAmount(json: .bool(true)) }
         #expect(throws: CreditAmount.ParseError.self) { try CreditAmount(json: .null) }
@@ -221,9 +224,16 @@ import Testing
         #expect(LeaseCost.rates(of: [gpu("1g.5gb", 1)], allocations: [], models: models) == [.gpuSliceHours: 1])
         #expect(LeaseCost.rates(of: [gpu("7g.40gb", 2)], allocations: [], models: models) == [.gpuSliceHours: 16])
         #expect(LeaseCost.rates(of: [gpu("3g.20gb", 1)], allocations: [], models: models) == [.gpuSliceHours: 4])
-        #expect(LeaseCost.rates(of: [gpu("1g.6gb", 1)], allocations: [], models: models) == [.gpuSliceHours: 2])  // A30: 4 slices
-        #expect(LeaseCost.rates(of: [gpu("1g.10gb", 1, model: "A100-80GB")], allocations: [], models: models) == [.gpuSliceHours: 1])
-        #expect(LeaseCost.rates(of: [gpu("1g.10gb", 1, model: "A100-40GB")], allocations: [], models: models) == [.gpuSliceHours: 2])
+        // A30: 4 slices.
+        #expect(LeaseCost.rates(of: [gpu("1g.6gb", 1)], allocations: [], models: models) == [.gpuSliceHours: 2])
+        #expect(
+            LeaseCost.rates(of: [gpu("1g.10gb", 1, model: "A100-80GB")], allocations: [], models: models) == [
+                .gpuSliceHours: 1
+            ])
+        #expect(
+            LeaseCost.rates(of: [gpu("1g.10gb", 1, model: "A100-40GB")], allocations: [], models: models) == [
+                .gpuSliceHours: 2
+            ])
         // Ambiguous and unplaced: the dearest model.
         #expect(LeaseCost.rates(of: [gpu("1g.10gb", 1)], allocations: [], models: models) == [.gpuSliceHours: 2])
         #expect(
@@ -232,14 +242,22 @@ import Testing
         // Placed: priced by what is held.
         let minMax = ReservationRequest(hostsMin: 1, max: 4)
         #expect(
-            LeaseCost.rates(of: [minMax], allocations: [[Allocation(host: "a"), Allocation(host: "b")]], models: models)
+            LeaseCost.rates(
+                of: [minMax], allocations: [[Allocation(host: "a"), Allocation(host: "b")]], models: models)
                 == [.hostHours: 2])
         let on80 = Allocation(host: "g1", gpu: 0, profile: "1g.10gb", slot: 0, size: 1)
         let on40 = Allocation(host: "g2", gpu: 1, profile: "1g.10gb", slot: 2, size: 2)
-        #expect(LeaseCost.rates(of: [gpu("1g.10gb", 2)], allocations: [[on80, on40]], models: models) == [.gpuSliceHours: 3])
+        #expect(
+            LeaseCost.rates(of: [gpu("1g.10gb", 2)], allocations: [[on80, on40]], models: models) == [.gpuSliceHours: 3]
+        )
         let hosts = [
-            Host(name: "g1", vcpus: 8, memoryMB: 1, diskGB: 1, gpus: [GPUSpec(model: "A100-80GB")], createdAt: Self.t0, updatedAt: Self.t0),
-            Host(name: "g2", vcpus: 8, memoryMB: 1, diskGB: 1, gpus: [GPUSpec(model: "A100-80GB"), GPUSpec(model: "A100-40GB")], createdAt: Self.t0, updatedAt: Self.t0),
+            Host(
+                name: "g1", vcpus: 8, memoryMB: 1, diskGB: 1, gpus: [GPUSpec(model: "A100-80GB")], createdAt: Self.t0,
+                updatedAt: Self.t0),
+            Host(
+                name: "g2", vcpus: 8, memoryMB: 1, diskGB: 1,
+                gpus: [GPUSpec(model: "A100-80GB"), GPUSpec(model: "A100-40GB")], createdAt: Self.t0, updatedAt: Self.t0
+            ),
         ]
         let lookup = LeaseCost.gpuModelLookup(hosts)
         var bare80 = on80
@@ -247,7 +265,8 @@ import Testing
         var bare40 = on40
         bare40.size = nil
         #expect(
-            LeaseCost.rates(of: [gpu("1g.10gb", 2)], allocations: [[bare80, bare40]], models: models, gpuModelAt: lookup)
+            LeaseCost.rates(
+                of: [gpu("1g.10gb", 2)], allocations: [[bare80, bare40]], models: models, gpuModelAt: lookup)
                 == [.gpuSliceHours: 3])
         let slots = Allocation(host: "g2", slots: 2)
         let slice = Allocation(host: "g2", gpu: 0, profile: "1g.10gb", slot: 0, size: 1)
@@ -257,7 +276,8 @@ import Testing
                 models: models, gpuModelAt: lookup) == [.vcpuHours: 8, .gpuSliceHours: 2])
         // A lease's reservations, over a span.
         let lease = [
-            Reservation(id: "r1", request: ReservationRequest(hosts: 1), status: .pending, allocations: [Allocation(host: "a")]),
+            Reservation(
+                id: "r1", request: ReservationRequest(hosts: 1), status: .pending, allocations: [Allocation(host: "a")]),
             Reservation(id: "r2", request: gpu("1g.5gb", 1), status: .pending, allocations: []),
         ]
         let cost = try? LeaseCost.cost(of: lease, from: Self.t0, to: Self.at(10 * Self.hour))
@@ -297,11 +317,14 @@ import Testing
             let refund = try #require(LeaseCost.cost(units: u, origin: origin, from: origin + cut, to: origin + span))
             #expect(whole == kept + refund, "u=\(u) span=\(span) cut=\(cut)")
             // Pieces at arbitrary cuts sum to the whole.
-            var bounds = [0, span] + (0..<Int.random(in: 0...6, using: &rng)).map { _ in Int64.random(in: 0...span, using: &rng) }
+            var bounds =
+                [0, span]
+                + (0..<Int.random(in: 0...6, using: &rng)).map { _ in Int64.random(in: 0...span, using: &rng) }
             bounds.sort()
             var sum = CreditAmount.zero
             for k in 0..<(bounds.count - 1) {
-                sum += try #require(LeaseCost.cost(units: u, origin: origin, from: origin + bounds[k], to: origin + bounds[k + 1]))
+                sum += try #require(
+                    LeaseCost.cost(units: u, origin: origin, from: origin + bounds[k], to: origin + bounds[k + 1]))
             }
             #expect(sum == whole)
         }
@@ -320,7 +343,8 @@ import Testing
             let start = Self.at(Int64.random(in: 0...(4 * Self.hour), using: &rng))
             let span = Int64.random(in: 1...(90 * Self.hour), using: &rng)
             let entries = try sim.lease("L", "p", [c: u], start, start + span)
-            let charge = CreditLedger.refunds(in: entries).isEmpty ? entries.reduce(CreditAmount.zero) { $0 + $1.amount } : .zero
+            let charge =
+                CreditLedger.refunds(in: entries).isEmpty ? entries.reduce(CreditAmount.zero) { $0 + $1.amount } : .zero
             #expect(charge == LeaseCost.cost(units: u, seconds: span))
             let cut = Int64.random(in: 0...span, using: &rng)
             sim.now = start + cut
@@ -353,13 +377,20 @@ import Testing
         #expect(second.first?.draws == [a.id: CreditAmount(credits: 1), b.id: CreditAmount(credits: 2)])
         // Now A has 1 left, B 0: [0h, 2h) needs 2 from A alone: refused, 1 available.
         Self.expectInsufficient(
-            { () throws(BerthError) in _ = try sim.plan("L3", "p", [.gpuSliceHours: 1], Self.at(0), Self.at(2 * Self.hour)) },
+            { () throws(BerthError) in
+                _ = try sim.plan("L3", "p", [.gpuSliceHours: 1], Self.at(0), Self.at(2 * Self.hour))
+            },
             .gpuSliceHours, required: "2", available: "1")
         // Shortening L1 to [2h, 6h) gives B back 2 credits (the latest time first).
         sim.now = Self.at(Self.hour)
         let shorten = try sim.lease("L1", "p", [.gpuSliceHours: 1], Self.at(2 * Self.hour), Self.at(6 * Self.hour))
-        #expect(shorten.count == 1 && shorten[0].kind == .refund && shorten[0].draws == [b.id: CreditAmount(credits: 2)])
-        #expect(sim.bal("p", .gpuSliceHours) == CreditBalance(granted: CreditAmount(credits: 10), spent: CreditAmount(credits: 7), available: CreditAmount(credits: 3), expired: .zero))
+        #expect(
+            shorten.count == 1 && shorten[0].kind == .refund && shorten[0].draws == [b.id: CreditAmount(credits: 2)])
+        #expect(
+            sim.bal("p", .gpuSliceHours)
+                == CreditBalance(
+                    granted: CreditAmount(credits: 10), spent: CreditAmount(credits: 7),
+                    available: CreditAmount(credits: 3), expired: .zero))
         #expect(sim.ledger.audit() == [])
     }
 
@@ -383,7 +414,11 @@ import Testing
         let soon2 = try sim.grant("p", .hostHours, "2", to: Self.at(50 * Self.hour))
         let e = try sim.lease("L", "p", [.hostHours: 1], Self.at(0), Self.at(8 * Self.hour))
         #expect(e[0].pieces.map(\.grantID) == [soon.id, soon2.id, late.id, forever.id])
-        #expect(e[0].draws == [soon.id: CreditAmount(credits: 2), soon2.id: CreditAmount(credits: 2), late.id: CreditAmount(credits: 3), forever.id: CreditAmount(credits: 1)])
+        #expect(
+            e[0].draws == [
+                soon.id: CreditAmount(credits: 2), soon2.id: CreditAmount(credits: 2),
+                late.id: CreditAmount(credits: 3), forever.id: CreditAmount(credits: 1),
+            ])
         // Early end after 5 h: refund 3, last drawn first (forever 1, then late 2).
         sim.now = Self.at(5 * Self.hour)
         let r = try sim.release("L")
@@ -400,17 +435,24 @@ import Testing
         let before = sim.ledger.entries
         // 4 eighths over [8h, 12h): 16 needed, only [8h, 10h) is covered: 8.
         do throws(BerthError) {
-            _ = try sim.plan("L", "p", [.hostHours: 1, .gpuSliceHours: 4], Self.at(8 * Self.hour), Self.at(12 * Self.hour))
+            _ = try sim.plan(
+                "L", "p", [.hostHours: 1, .gpuSliceHours: 4], Self.at(8 * Self.hour), Self.at(12 * Self.hour))
             Issue.record("expected -32003")
         } catch {
             #expect(error.code == .insufficientCredits)
-            #expect(error.dataJSON == ["reason": "insufficient_credits", "resource_class": "gpu_slice_hours", "required": 16, "available": 8, "short_from": .string(Self.at(10 * Self.hour).rfc3339)])
+            #expect(
+                error.dataJSON == [
+                    "reason": "insufficient_credits", "resource_class": "gpu_slice_hours", "required": 16,
+                    "available": 8, "short_from": .string(Self.at(10 * Self.hour).rfc3339),
+                ])
             #expect(error.message.contains("needs 16") && error.message.contains("cover only 8"), "\(error.message)")
         }
         #expect(sim.ledger.entries == before)
         // Entirely outside: nothing available.
         Self.expectInsufficient(
-            { () throws(BerthError) in _ = try sim.plan("L", "p", [.gpuSliceHours: 1], Self.at(20 * Self.hour), Self.at(21 * Self.hour)) },
+            { () throws(BerthError) in
+                _ = try sim.plan("L", "p", [.gpuSliceHours: 1], Self.at(20 * Self.hour), Self.at(21 * Self.hour))
+            },
             .gpuSliceHours, required: "1", available: "0")
         // No grant at all for the class.
         Self.expectInsufficient(
@@ -419,14 +461,19 @@ import Testing
         // An extension past valid_to is refused the same way, for the extension only.
         try sim.lease("L", "p", [.gpuSliceHours: 1], Self.at(6 * Self.hour), Self.at(9 * Self.hour))
         Self.expectInsufficient(
-            { () throws(BerthError) in _ = try sim.plan("L", "p", [.gpuSliceHours: 1], Self.at(6 * Self.hour), Self.at(11 * Self.hour)) },
+            { () throws(BerthError) in
+                _ = try sim.plan("L", "p", [.gpuSliceHours: 1], Self.at(6 * Self.hour), Self.at(11 * Self.hour))
+            },
             .gpuSliceHours, required: "2", available: "1")
-        let planned = try sim.ledger.planCharge(project: "p", rates: [.gpuSliceHours: 1], from: Self.at(9 * Self.hour), to: Self.at(11 * Self.hour))
+        let planned = try sim.ledger.planCharge(
+            project: "p", rates: [.gpuSliceHours: 1], from: Self.at(9 * Self.hour), to: Self.at(11 * Self.hour))
         guard case .failure(let short) = planned else {
             Issue.record("expected a shortfall")
             return
         }
-        #expect(short.required == CreditAmount(credits: 2) && short.available == CreditAmount(credits: 1) && short.shortFrom == Self.at(10 * Self.hour))
+        #expect(
+            short.required == CreditAmount(credits: 2) && short.available == CreditAmount(credits: 1)
+                && short.shortFrom == Self.at(10 * Self.hour))
     }
 
     @Test func withoutEnforcementChargesAreRecordedAndAvailableGoesNegative() throws {
@@ -434,7 +481,11 @@ import Testing
         try sim.grant("p", .hostHours, "3")
         let e = try sim.lease("L", "p", [.hostHours: 1], Self.at(0), Self.at(5 * Self.hour))
         #expect(e[0].amount == CreditAmount(credits: 5) && e[0].unfunded == CreditAmount(credits: 2))
-        #expect(sim.bal("p", .hostHours) == CreditBalance(granted: CreditAmount(credits: 3), spent: CreditAmount(credits: 5), available: CreditAmount(credits: -2), expired: .zero))
+        #expect(
+            sim.bal("p", .hostHours)
+                == CreditBalance(
+                    granted: CreditAmount(credits: 3), spent: CreditAmount(credits: 5),
+                    available: CreditAmount(credits: -2), expired: .zero))
         // No grant at all: still recorded.
         try sim.lease("M", "q", [.vcpuHours: 2], Self.at(0), Self.at(Self.hour))
         #expect(sim.bal("q", .vcpuHours)?.available == CreditAmount(credits: -2))
@@ -454,9 +505,17 @@ import Testing
         try sim.grant("p", .hostHours, "10", to: Self.at(Self.hour))
         try sim.grant("p", .hostHours, "4", from: Self.at(100 * Self.hour))
         try sim.lease("L", "p", [.hostHours: 2], Self.at(0), Self.at(1800))
-        #expect(sim.bal("p", .hostHours) == CreditBalance(granted: CreditAmount(credits: 14), spent: CreditAmount(credits: 1), available: CreditAmount(credits: 13), expired: .zero))
+        #expect(
+            sim.bal("p", .hostHours)
+                == CreditBalance(
+                    granted: CreditAmount(credits: 14), spent: CreditAmount(credits: 1),
+                    available: CreditAmount(credits: 13), expired: .zero))
         sim.now = Self.at(Self.hour)
-        #expect(sim.bal("p", .hostHours) == CreditBalance(granted: CreditAmount(credits: 14), spent: CreditAmount(credits: 1), available: CreditAmount(credits: 4), expired: CreditAmount(credits: 9)))
+        #expect(
+            sim.bal("p", .hostHours)
+                == CreditBalance(
+                    granted: CreditAmount(credits: 14), spent: CreditAmount(credits: 1),
+                    available: CreditAmount(credits: 4), expired: CreditAmount(credits: 9)))
         #expect(sim.ledger.balance(project: "nobody", now: sim.now).isEmpty)
     }
 
@@ -467,7 +526,8 @@ import Testing
         for k in 0..<32 {
             // 1g.5gb for 7 h: 7 credits each; 100 covers 14.
             do throws(BerthError) {
-                try sim.lease("L\(k)", "p", [.gpuSliceHours: 1], Self.at(Int64(k) * 60), Self.at(Int64(k) * 60 + 7 * Self.hour))
+                try sim.lease(
+                    "L\(k)", "p", [.gpuSliceHours: 1], Self.at(Int64(k) * 60), Self.at(Int64(k) * 60 + 7 * Self.hour))
                 accepted += 1
             } catch {
                 #expect(error.code == .insufficientCredits)
@@ -497,7 +557,8 @@ import Testing
         #expect(throws: BerthError.self) { try sim.ledger.apply(plan) }
         plan = try sim.plan("L", "p", [.hostHours: 1, .vcpuHours: 2], Self.at(0), Self.at(2 * Self.hour))
         try sim.ledger.apply(plan)
-        #expect(sim.ledger.held(lease: "L") == [.hostHours: CreditAmount(credits: 2), .vcpuHours: CreditAmount(credits: 4)])
+        #expect(
+            sim.ledger.held(lease: "L") == [.hostHours: CreditAmount(credits: 2), .vcpuHours: CreditAmount(credits: 4)])
         // A lease belongs to one project.
         #expect(throws: BerthError.self) { try sim.plan("L", "q", [.hostHours: 1], Self.at(0), Self.at(Self.hour)) }
     }
@@ -506,14 +567,23 @@ import Testing
         var sim = Sim()
         let g = try sim.grant("p", .hostHours, "10")
         try sim.lease("L", "p", [.hostHours: 1], Self.at(0), Self.at(6 * Self.hour))
-        #expect(throws: BerthError.self) { try sim.ledger.planAdjustment(grantID: g.id, delta: CreditAmount(credits: -5), at: sim.now) }
-        let down = try sim.ledger.planAdjustment(grantID: g.id, delta: CreditAmount(credits: -4), note: "typo", at: sim.now, id: sim.nextID())
+        #expect(throws: BerthError.self) {
+            try sim.ledger.planAdjustment(grantID: g.id, delta: CreditAmount(credits: -5), at: sim.now)
+        }
+        let down = try sim.ledger.planAdjustment(
+            grantID: g.id, delta: CreditAmount(credits: -4), note: "typo", at: sim.now, id: sim.nextID())
         try sim.ledger.apply(down)
-        #expect(sim.bal("p", .hostHours) == CreditBalance(granted: CreditAmount(credits: 6), spent: CreditAmount(credits: 6), available: .zero, expired: .zero))
+        #expect(
+            sim.bal("p", .hostHours)
+                == CreditBalance(
+                    granted: CreditAmount(credits: 6), spent: CreditAmount(credits: 6), available: .zero, expired: .zero
+                ))
         let up = try sim.ledger.planAdjustment(grantID: g.id, delta: Self.amount("0.5"), at: sim.now, id: sim.nextID())
         try sim.ledger.apply(up)
         #expect(sim.bal("p", .hostHours)?.available == Self.amount("0.5"))
-        #expect(throws: BerthError.self) { try sim.ledger.planAdjustment(grantID: "nope", delta: Self.amount("1"), at: sim.now) }
+        #expect(throws: BerthError.self) {
+            try sim.ledger.planAdjustment(grantID: "nope", delta: Self.amount("1"), at: sim.now)
+        }
         #expect(sim.ledger.audit() == [])
     }
 
@@ -548,7 +618,8 @@ import Testing
         let p = try CreditGrantParams.parse(
             [
                 "project_id": "astro", "resource_class": "gpu_slice_hours", "amount": 800.5,
-                "valid_from": "2030-01-01T00:00:00Z", "valid_to": "2030-02-01T00:00:00+01:00", "note": "allocation 2030",
+                "valid_from": "2030-01-01T00:00:00Z", "valid_to": "2030-02-01T00:00:00+01:00",
+                "note": "allocation 2030",
                 "idempotency_key": "k1",
             ])
         #expect(p.projectID == "astro" && p.resourceClass == .gpuSliceHours && p.amount == Self.amount("800.5"))
@@ -565,13 +636,22 @@ import Testing
         (["project_id": "a", "resource_class": "host_hours", "amount": 0], "amount", "greater than 0"),
         (["project_id": "a", "resource_class": "host_hours", "amount": "0.0000001"], "amount", "decimal places"),
         (["project_id": "a", "resource_class": "host_hours", "amount": true], "amount", "expected a number"),
-        (["project_id": "a", "resource_class": "gpu_hours", "amount": 5], "resource_class", "host_hours, gpu_slice_hours, vcpu_hours"),
         (
-            ["project_id": "a", "resource_class": "host_hours", "amount": 5, "valid_from": "2030-02-01T00:00:00Z", "valid_to": "2030-01-01T00:00:00Z"],
+            ["project_id": "a", "resource_class": "gpu_hours", "amount": 5], "resource_class",
+            "host_hours, gpu_slice_hours, vcpu_hours"
+        ),
+        (
+            [
+                "project_id": "a", "resource_class": "host_hours", "amount": 5, "valid_from": "2030-02-01T00:00:00Z",
+                "valid_to": "2030-01-01T00:00:00Z",
+            ],
             "valid_to", "after valid_from"
         ),
         (
-            ["project_id": "a", "resource_class": "host_hours", "amount": 5, "valid_from": "2030-02-01T00:00:00Z", "valid_to": "2030-02-01T00:00:00Z"],
+            [
+                "project_id": "a", "resource_class": "host_hours", "amount": 5, "valid_from": "2030-02-01T00:00:00Z",
+                "valid_to": "2030-02-01T00:00:00Z",
+            ],
             "valid_to", "after valid_from"
         ),
         (["resource_class": "host_hours", "amount": 5], "project_id", "required"),
@@ -612,7 +692,11 @@ import Testing
         var sim = Sim(now: Self.ts("2030-01-05T09:00:00Z"))
         let g = try sim.grant(
             "astro", .gpuSliceHours, "100", from: Self.ts("2030-01-01T00:00:00Z"), to: Self.ts("2030-02-01T00:00:00Z"))
-        #expect(sim.bal("astro", .gpuSliceHours) == CreditBalance(granted: CreditAmount(credits: 100), spent: .zero, available: CreditAmount(credits: 100), expired: .zero))
+        #expect(
+            sim.bal("astro", .gpuSliceHours)
+                == CreditBalance(
+                    granted: CreditAmount(credits: 100), spent: .zero, available: CreditAmount(credits: 100),
+                    expired: .zero))
         // 1 × 1g.5gb on an A100-40GB (one eighth) for 10 h.
         var req = ReservationRequest(hosts: 1)
         req.kind = .gpu
@@ -621,29 +705,45 @@ import Testing
         let start = Self.ts("2030-01-10T08:00:00Z")
         let rates = LeaseCost.rates(of: [req], allocations: [], models: .builtIn)
         #expect(rates == [.gpuSliceHours: 1])
-        #expect(try LeaseCost.cost(rates: rates, from: start, to: Self.ts("2030-01-10T18:00:00Z")) == [.gpuSliceHours: CreditAmount(credits: 10)])
+        #expect(
+            try LeaseCost.cost(rates: rates, from: start, to: Self.ts("2030-01-10T18:00:00Z")) == [
+                .gpuSliceHours: CreditAmount(credits: 10)
+            ])
         let create = try sim.lease("L", "astro", rates, start, Self.ts("2030-01-10T18:00:00Z"))
-        #expect(create.map(\.amount) == [CreditAmount(credits: 10)] && create[0].draws == [g.id: CreditAmount(credits: 10)])
+        #expect(
+            create.map(\.amount) == [CreditAmount(credits: 10)] && create[0].draws == [g.id: CreditAmount(credits: 10)])
         #expect(sim.bal("astro", .gpuSliceHours)?.available == CreditAmount(credits: 90))
         // Extend to 20:30: 2.5 more.
         let extend = try sim.lease("L", "astro", rates, start, Self.ts("2030-01-10T20:30:00Z"))
         #expect(extend.map(\.kind) == [.charge] && extend[0].amount == Self.amount("2.5"))
-        #expect(sim.bal("astro", .gpuSliceHours) == CreditBalance(granted: CreditAmount(credits: 100), spent: Self.amount("12.5"), available: Self.amount("87.5"), expired: .zero))
+        #expect(
+            sim.bal("astro", .gpuSliceHours)
+                == CreditBalance(
+                    granted: CreditAmount(credits: 100), spent: Self.amount("12.5"), available: Self.amount("87.5"),
+                    expired: .zero))
         // End early at 15:20:07 (7 h 20 min 7 s = 26 407 s used).
         sim.now = Self.ts("2030-01-10T15:20:07Z")
         let end = try sim.lease("L", "astro", rates, start, sim.now)
         #expect(end.map(\.kind) == [.refund] && end[0].amount == Self.amount("5.164722"))
         #expect(sim.ledger.held(lease: "L") == [.gpuSliceHours: Self.amount("7.335278")])
-        #expect(sim.bal("astro", .gpuSliceHours) == CreditBalance(granted: CreditAmount(credits: 100), spent: Self.amount("7.335278"), available: Self.amount("92.664722"), expired: .zero))
-        #expect(sim.ledger.balanceJSON(project: "astro", now: sim.now).serialized() == #"{"gpu_slice_hours":{"available":92.664722,"expired":0,"granted":100,"spent":7.335278}}"#)
+        #expect(
+            sim.bal("astro", .gpuSliceHours)
+                == CreditBalance(
+                    granted: CreditAmount(credits: 100), spent: Self.amount("7.335278"),
+                    available: Self.amount("92.664722"), expired: .zero))
+        #expect(
+            sim.ledger.balanceJSON(project: "astro", now: sim.now).serialized()
+                == #"{"gpu_slice_hours":{"available":92.664722,"expired":0,"granted":100,"spent":7.335278}}"#)
         // A 3g.20gb (four eighths) lease across the grant's valid_to is refused.
         Self.expectInsufficient(
             { () throws(BerthError) in
-                _ = try sim.plan("M", "astro", [.gpuSliceHours: 4], Self.ts("2030-01-31T20:00:00Z"), Self.ts("2030-02-01T04:00:00Z"))
+                _ = try sim.plan(
+                    "M", "astro", [.gpuSliceHours: 4], Self.ts("2030-01-31T20:00:00Z"), Self.ts("2030-02-01T04:00:00Z"))
             }, .gpuSliceHours, required: "32", available: "16")
         // Deleting a pending lease gives everything back.
         let before = sim.ledger.balance(project: "astro", now: sim.now)
-        try sim.lease("N", "astro", [.gpuSliceHours: 2], Self.ts("2030-01-20T00:00:00Z"), Self.ts("2030-01-20T03:00:00Z"))
+        try sim.lease(
+            "N", "astro", [.gpuSliceHours: 2], Self.ts("2030-01-20T00:00:00Z"), Self.ts("2030-01-20T03:00:00Z"))
         #expect(sim.bal("astro", .gpuSliceHours)?.available == Self.amount("86.664722"))
         let del = try sim.release("N")
         #expect(CreditLedger.refunds(in: del) == [.gpuSliceHours: CreditAmount(credits: 6)])
@@ -673,7 +773,9 @@ import Testing
     }
 
     /// Balances recomputed from the entries alone, independently of the ledger's own bookkeeping.
-    static func sums(_ entries: [LedgerEntry]) -> (granted: [String: CreditAmount], spent: [String: CreditAmount], remaining: [String: CreditAmount]) {
+    static func sums(_ entries: [LedgerEntry]) -> (
+        granted: [String: CreditAmount], spent: [String: CreditAmount], remaining: [String: CreditAmount]
+    ) {
         var granted: [String: CreditAmount] = [:]
         var spent: [String: CreditAmount] = [:]
         var remaining: [String: CreditAmount] = [:]
@@ -771,7 +873,8 @@ import Testing
                         to = from! + Int64.random(in: 1...(40 * hour), using: &rng)
                     }
                     let e = try sim.ledger.planGrant(
-                        project: ["p1", "p2"].randomElement(using: &rng)!, resourceClass: c, amount: amount, validFrom: from,
+                        project: ["p1", "p2"].randomElement(using: &rng)!, resourceClass: c, amount: amount,
+                        validFrom: from,
                         validTo: to, at: sim.now, id: sim.nextID())
                     try sim.ledger.apply(e)
                 case 14..<34:  // create
@@ -779,11 +882,13 @@ import Testing
                     let id = "L\(nextLease)"
                     let project = ["p1", "p2"].randomElement(using: &rng)!
                     let rates = Self.randomRates(&rng)
-                    let start = sim.now + (Bool.random(using: &rng) ? 0 : Int64.random(in: 1...(20 * hour), using: &rng))
+                    let start =
+                        sim.now + (Bool.random(using: &rng) ? 0 : Int64.random(in: 1...(20 * hour), using: &rng))
                     let end = start + Int64.random(in: 1...(30 * hour), using: &rng)
                     try attempt { () throws(BerthError) in
                         try sim.lease(id, project, rates, start, end)
-                        leases[id] = ModelLease(id: id, project: project, rates: rates, start: start, end: end, origin: start, heldEnd: end)
+                        leases[id] = ModelLease(
+                            id: id, project: project, rates: rates, start: start, end: end, origin: start, heldEnd: end)
                     }
                 case 34..<44:  // create, then delete before start: balances exactly as before
                     nextLease += 1
@@ -793,14 +898,22 @@ import Testing
                     let start = sim.now + Int64.random(in: 1...(20 * hour), using: &rng)
                     let end = start + Int64.random(in: 1...(30 * hour), using: &rng)
                     let then = sim.now
-                    let before = (sim.ledger.balance(project: project, now: then), Self.sums(sim.ledger.entries).remaining)
+                    let before = (
+                        sim.ledger.balance(project: project, now: then), Self.sums(sim.ledger.entries).remaining
+                    )
                     try attempt { () throws(BerthError) in
                         try sim.lease(id, project, rates, start, end)
                         if Bool.random(using: &rng) {
                             sim.now = sim.now + Int64.random(in: 0..<(start - sim.now), using: &rng)
                         }
-                        if Bool.random(using: &rng) { try sim.release(id) } else { try sim.lease(id, project, rates, start, start) }
-                        leases[id] = ModelLease(id: id, project: project, rates: rates, start: start, end: end, origin: start, heldEnd: start, deleted: true)
+                        if Bool.random(using: &rng) {
+                            try sim.release(id)
+                        } else {
+                            try sim.lease(id, project, rates, start, start)
+                        }
+                        leases[id] = ModelLease(
+                            id: id, project: project, rates: rates, start: start, end: end, origin: start,
+                            heldEnd: start, deleted: true)
                     }
                     #expect(sim.ledger.balance(project: project, now: then) == before.0, "seed \(seed) step \(step)")
                     #expect(Self.sums(sim.ledger.entries).remaining == before.1, "seed \(seed) step \(step)")
@@ -832,7 +945,11 @@ import Testing
                     #expect(sim.ledger.held(lease: l.id).isEmpty)
                 case 72..<78:  // end an active lease early (or delete it: the same refund)
                     guard var l = active.randomElement(using: &rng) else { continue }
-                    if Bool.random(using: &rng) { try sim.release(l.id) } else { try sim.lease(l.id, l.project, l.rates, l.start, sim.now) }
+                    if Bool.random(using: &rng) {
+                        try sim.release(l.id)
+                    } else {
+                        try sim.lease(l.id, l.project, l.rates, l.start, sim.now)
+                    }
                     l.end = sim.now
                     l.heldEnd = sim.now
                     l.deleted = true
@@ -874,9 +991,14 @@ import Testing
             totalRefusals += refusals
             for e in sim.ledger.entries {
                 coverage[e.kind.rawValue, default: 0] += 1
-                if e.kind == .charge && Set(e.pieces.map(\.from)).count > 1 { coverage["split charges", default: 0] += 1 }
+                if e.kind == .charge && Set(e.pieces.map(\.from)).count > 1 {
+                    coverage["split charges", default: 0] += 1
+                }
                 if e.kind == .charge && e.origin != e.from { coverage["extensions", default: 0] += 1 }
-                if e.kind == .refund && e.from != sim.ledger.entries.first(where: { $0.kind == .charge && $0.leaseID == e.leaseID })?.from {
+                if e.kind == .refund
+                    && e.from
+                        != sim.ledger.entries.first(where: { $0.kind == .charge && $0.leaseID == e.leaseID })?.from
+                {
                     coverage["partial refunds", default: 0] += 1
                 }
                 if e.draws.count > 1 { coverage["multi-grant", default: 0] += 1 }

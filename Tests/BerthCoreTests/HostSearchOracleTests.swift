@@ -17,7 +17,8 @@ import Testing
         if Int64(eligible.count) < r.min { return .failure(.neverFits("")) }
         let free = eligible.filter { calendar.isFree(host: $0.name, during: window) }
         var chosen: [String] = []
-        for a in keep where free.contains(where: { $0.name == a.host }) && !chosen.contains(a.host) && Int64(chosen.count) < r.max {
+        for a in keep
+        where free.contains(where: { $0.name == a.host }) && !chosen.contains(a.host) && Int64(chosen.count) < r.max {
             chosen.append(a.host)
         }
         let ranked = free.filter { !chosen.contains($0.name) }
@@ -28,7 +29,9 @@ import Testing
         return .success([chosen.map { Allocation(host: $0) }])
     }
 
-    static func same(_ a: Result<[[Allocation]], LeasePlanner.Failure>, _ b: Result<[[Allocation]], LeasePlanner.Failure>) -> Bool {
+    static func same(
+        _ a: Result<[[Allocation]], LeasePlanner.Failure>, _ b: Result<[[Allocation]], LeasePlanner.Failure>
+    ) -> Bool {
         switch (a, b) {
         case (.success(let x), .success(let y)): return x == y
         case (.failure(.neverFits), .failure(.neverFits)), (.failure(.busy), .failure(.busy)): return true
@@ -46,8 +49,10 @@ import Testing
         for i in 0..<hostCount {
             var h = Host(
                 name: "n\(String(format: "%03d", (i * 37) % 1000))", vcpus: 8, memoryMB: 1024, diskGB: 10,
-                gpus: Array(repeating: GPUSpec(model: "A100-40GB"), count: [0, 0, 0, 1, 4][Int.random(in: 0..<5, using: &rng)]),
-                properties: ["rack": .string("r\(Int.random(in: 0..<3, using: &rng))")], createdAt: Self.t0, updatedAt: Self.t0)
+                gpus: Array(
+                    repeating: GPUSpec(model: "A100-40GB"), count: [0, 0, 0, 1, 4][Int.random(in: 0..<5, using: &rng)]),
+                properties: ["rack": .string("r\(Int.random(in: 0..<3, using: &rng))")], createdAt: Self.t0,
+                updatedAt: Self.t0)
             if Int.random(in: 0..<10, using: &rng) == 0 { h.state = .down }
             if Int.random(in: 0..<12, using: &rng) == 0 { h.reservable = false }
             if !hosts.contains(where: { $0.name == h.name }) { hosts.append(h) }
@@ -59,7 +64,9 @@ import Testing
             let s = Int64.random(in: 0..<span, using: &rng)
             let iv = Interval(start: s, end: s + Int64.random(in: 1...(span / 10), using: &rng))
             var e = CalendarEntry(leaseID: "l\(k)", reservationID: "r\(k)")
-            if Int.random(in: 0..<6, using: &rng) == 0 { e.guaranteedUntil = iv.start + Int64.random(in: 0...(iv.end - iv.start), using: &rng) }
+            if Int.random(in: 0..<6, using: &rng) == 0 {
+                e.guaranteedUntil = iv.start + Int64.random(in: 0...(iv.end - iv.start), using: &rng)
+            }
             cal.insert(host: h, interval: iv, entry: e)
             live.append((h, iv, e))
         }
@@ -79,9 +86,12 @@ import Testing
             if round % 5 == 0 { r.properties = .equalities(["rack": .string("r1")]) }
             let s = Int64.random(in: -span / 10..<span, using: &rng)
             let window = Interval(start: s, end: s + Int64.random(in: 1...(span / 20), using: &rng))
-            let keep = round % 7 == 0 ? (0..<2).map { _ in Allocation(host: hosts[Int.random(in: 0..<hosts.count, using: &rng)].name) } : []
+            let keep =
+                round % 7 == 0
+                ? (0..<2).map { _ in Allocation(host: hosts[Int.random(in: 0..<hosts.count, using: &rng)].name) } : []
             var planner = LeasePlanner(hosts: hosts.shuffled(using: &rng), calendar: view)
-            let want = Self.oracle(hosts: hosts.sorted { $0.name < $1.name }, calendar: view, request: r, window: window, keep: keep)
+            let want = Self.oracle(
+                hosts: hosts.sorted { $0.name < $1.name }, calendar: view, request: r, window: window, keep: keep)
             for limit in [0, 64] {
                 planner.exhaustiveRankingLimit = limit
                 let got = planner.place([r], window: window, keep: [keep])
@@ -96,12 +106,14 @@ import Testing
         var oracle: [TimeIndex.Item] = []
         for step in 0..<6000 {
             if oracle.isEmpty || Int.random(in: 0..<3, using: &rng) > 0 {
-                let item = TimeIndex.Item(time: Int64.random(in: 0..<500, using: &rng), host: Int32.random(in: 0..<20, using: &rng))
+                let item = TimeIndex.Item(
+                    time: Int64.random(in: 0..<500, using: &rng), host: Int32.random(in: 0..<20, using: &rng))
                 index.insert(item)
                 oracle.append(item)
                 oracle.sort()
             } else {
-                let item = Int.random(in: 0..<4, using: &rng) == 0
+                let item =
+                    Int.random(in: 0..<4, using: &rng) == 0
                     ? TimeIndex.Item(time: 10_000, host: 0) : oracle[Int.random(in: 0..<oracle.count, using: &rng)]
                 let had = oracle.firstIndex(of: item)
                 #expect(index.remove(item) == (had != nil))
@@ -133,12 +145,14 @@ import Testing
 
     static func hosts(_ rng: inout SplitMix64) -> [Host] {
         let kinds: [(Int64, Int64, [String])] = [
-            (64, 262_144, []), (32, 131_072, []), (64, 524_288, ["A100-40GB", "A100-40GB"]), (64, 524_288, ["A100-80GB"]),
+            (64, 262_144, []), (32, 131_072, []), (64, 524_288, ["A100-40GB", "A100-40GB"]),
+            (64, 524_288, ["A100-80GB"]),
         ]
         return (0..<Int.random(in: 20...70, using: &rng)).map { i in
             let k = kinds[Int.random(in: 0..<kinds.count, using: &rng)]
             var h = Host(
-                name: "g\(String(format: "%03d", i))", vcpus: k.0, memoryMB: k.1, diskGB: 500, gpus: k.2.map(GPUSpec.init(model:)),
+                name: "g\(String(format: "%03d", i))", vcpus: k.0, memoryMB: k.1, diskGB: 500,
+                gpus: k.2.map(GPUSpec.init(model:)),
                 createdAt: t0, updatedAt: t0)
             if Int.random(in: 0..<15, using: &rng) == 0 { h.state = .down }
             return h
@@ -184,7 +198,9 @@ import Testing
             let lease = Lease(
                 id: "l\(k)", name: "l", projectID: "p", userID: nil, start: Timestamp(seconds: window.start),
                 end: Timestamp(seconds: window.end), beforeEndSeconds: nil, status: .pending,
-                reservations: requests.enumerated().map { j, r in Reservation(id: "l\(k)r\(j)", request: r, status: .pending, allocations: allocs[j]) },
+                reservations: requests.enumerated().map { j, r in
+                    Reservation(id: "l\(k)r\(j)", request: r, status: .pending, allocations: allocs[j])
+                },
                 createdAt: Self.t0)
             calendar.add(lease)
             planner = LeasePlanner(hosts: hosts, calendar: calendar)

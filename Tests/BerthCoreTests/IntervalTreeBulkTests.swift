@@ -10,23 +10,31 @@ import Testing
     typealias Entry = IntervalTreeTests.Entry
 
     /// Random entries in random order (small spans: many equal intervals, many duplicate pairs).
-    static func randomEntries(_ n: Int, span: Int64, maxLength: Int64, payloads: Int, rng: inout SplitMix64) -> [(Interval, Int)] {
+    static func randomEntries(_ n: Int, span: Int64, maxLength: Int64, payloads: Int, rng: inout SplitMix64) -> [(
+        Interval, Int
+    )] {
         (0..<n).map { _ in
             let s = Int64.random(in: 0..<span, using: &rng)
-            return (Interval(start: s, end: s + Int64.random(in: 1...maxLength, using: &rng)), Int.random(in: 0..<payloads, using: &rng))
+            return (
+                Interval(start: s, end: s + Int64.random(in: 1...maxLength, using: &rng)),
+                Int.random(in: 0..<payloads, using: &rng)
+            )
         }
     }
 
     /// Insertion order is the tie-break, so the bulk input is sorted by (interval, position).
     static func stablySorted(_ items: [(Interval, Int)]) -> [(Interval, Int)] {
-        items.enumerated().sorted { a, b in a.element.0 != b.element.0 ? a.element.0 < b.element.0 : a.offset < b.offset }
-            .map(\.element)
+        items.enumerated().sorted { a, b in a.element.0 != b.element.0 ? a.element.0 < b.element.0 : a.offset < b.offset
+        }
+        .map(\.element)
     }
 
     /// Runs the same random operations on both trees, comparing every answer and validating both
     /// after each change. Returns the first difference.
-    static func lockstep(_ a: inout IntervalTree<Int>, _ b: inout IntervalTree<Int>, span: Int64, maxLength: Int64, payloads: Int,
-                         operations: Int, rng: inout SplitMix64) -> String? {
+    static func lockstep(
+        _ a: inout IntervalTree<Int>, _ b: inout IntervalTree<Int>, span: Int64, maxLength: Int64, payloads: Int,
+        operations: Int, rng: inout SplitMix64
+    ) -> String? {
         func randomInterval() -> Interval {
             let s = Int64.random(in: 0..<span, using: &rng)
             return Interval(start: s, end: s + Int64.random(in: 1...maxLength, using: &rng))
@@ -41,7 +49,8 @@ import Testing
             case 30..<55:
                 // An existing entry (of the incremental tree), or a random, often absent, one.
                 let existing = a.entries
-                let (i, p) = !existing.isEmpty && roll < 48
+                let (i, p) =
+                    !existing.isEmpty && roll < 48
                     ? existing[Int.random(in: 0..<existing.count, using: &rng)]
                     : (randomInterval(), Int.random(in: 0..<payloads, using: &rng))
                 let ra = a.remove(i, p), rb = b.remove(i, p)
@@ -56,24 +65,35 @@ import Testing
                 let notBefore = Int64.random(in: -maxLength...(span + maxLength), using: &rng)
                 let ga = a.firstFreeGap(length: length, notBefore: notBefore, notAfterEnd: Int64.max)
                 let gb = b.firstFreeGap(length: length, notBefore: notBefore, notAfterEnd: Int64.max)
-                if ga != gb { return "step \(step): firstFreeGap(\(length), \(notBefore)) = \(String(describing: ga)) incremental, \(String(describing: gb)) bulk" }
+                if ga != gb {
+                    return
+                        "step \(step): firstFreeGap(\(length), \(notBefore)) = \(String(describing: ga)) incremental, \(String(describing: gb)) bulk"
+                }
             case 80..<90:
                 let t = Int64.random(in: -2...(span + maxLength + 2), using: &rng)
-                if a.maxEnd(ofEntriesStartingBefore: t) != b.maxEnd(ofEntriesStartingBefore: t) { return "step \(step): maxEnd(before: \(t)) differs" }
+                if a.maxEnd(ofEntriesStartingBefore: t) != b.maxEnd(ofEntriesStartingBefore: t) {
+                    return "step \(step): maxEnd(before: \(t)) differs"
+                }
             default:
                 let t = Int64.random(in: -2...(span + 2), using: &rng)
-                if a.minStart(atOrAfter: t) != b.minStart(atOrAfter: t) { return "step \(step): minStart(atOrAfter: \(t)) differs" }
+                if a.minStart(atOrAfter: t) != b.minStart(atOrAfter: t) {
+                    return "step \(step): minStart(atOrAfter: \(t)) differs"
+                }
             }
             if roll < 55 {
                 if let problem = b.validate() { return "step \(step): bulk tree: \(problem)" }
                 if a.count != b.count { return "step \(step): count \(a.count) incremental, \(b.count) bulk" }
-                if IntervalTreeTests.entries(a.entries) != IntervalTreeTests.entries(b.entries) { return "step \(step): entries differ" }
+                if IntervalTreeTests.entries(a.entries) != IntervalTreeTests.entries(b.entries) {
+                    return "step \(step): entries differ"
+                }
             }
         }
         return nil
     }
 
-    static func check(seed: UInt64, count: Int, span: Int64, maxLength: Int64, payloads: Int, operations: Int) -> String? {
+    static func check(seed: UInt64, count: Int, span: Int64, maxLength: Int64, payloads: Int, operations: Int)
+        -> String?
+    {
         var rng = SplitMix64(seed: seed)
         let items = randomEntries(count, span: span, maxLength: maxLength, payloads: payloads, rng: &rng)
         var incremental = IntervalTree<Int>()
@@ -91,7 +111,9 @@ import Testing
                 return "fresh bulk tree's entries (\(name)) differ from the incremental tree's"
             }
         }
-        return lockstep(&incremental, &bulk, span: span, maxLength: maxLength, payloads: payloads, operations: operations, rng: &rng)
+        return lockstep(
+            &incremental, &bulk, span: span, maxLength: maxLength, payloads: payloads, operations: operations, rng: &rng
+        )
     }
 
     @Test(arguments: [0, 1, 2, 3, 4, 5, 7, 8, 15, 16, 17, 31, 32, 33, 100, 1000, 4097])
@@ -119,16 +141,23 @@ import Testing
         (0xB01C_0005, 1000, 5000, 30, 1000),
         (0xB01C_0006, 257, 1000, 400, 4),
     ])
-    func equalsIncrementalThroughLaterChanges(_ seed: UInt64, _ count: Int, _ span: Int64, _ maxLength: Int64, _ payloads: Int) {
-        if let problem = Self.check(seed: seed, count: count, span: span, maxLength: maxLength, payloads: payloads, operations: 2000) {
+    func equalsIncrementalThroughLaterChanges(
+        _ seed: UInt64, _ count: Int, _ span: Int64, _ maxLength: Int64, _ payloads: Int
+    ) {
+        if let problem = Self.check(
+            seed: seed, count: count, span: span, maxLength: maxLength, payloads: payloads, operations: 2000)
+        {
             Issue.record("seed 0x\(String(seed, radix: 16)): \(problem)")
         }
     }
 
     /// Fresh seeds on every run (PropertyBased prints how to replay).
     @Test func equalsIncrementalRandomSeeds() async {
-        await propertyCheck(count: 40, input: Gen.uint64(), Gen.int(in: 0...400), Gen.int64(in: 5...600)) { seed, count, span in
-            if let problem = Self.check(seed: seed, count: count, span: span, maxLength: max(2, span / 6), payloads: 4, operations: 400) {
+        await propertyCheck(count: 40, input: Gen.uint64(), Gen.int(in: 0...400), Gen.int64(in: 5...600)) {
+            seed, count, span in
+            if let problem = Self.check(
+                seed: seed, count: count, span: span, maxLength: max(2, span / 6), payloads: 4, operations: 400)
+            {
                 Issue.record("seed 0x\(String(seed, radix: 16)) count \(count) span \(span): \(problem)")
             }
         }
@@ -139,7 +168,9 @@ import Testing
     @Test func removeAllInAnyOrder() {
         var rng = SplitMix64(seed: 0xB01C_00FF)
         for round in 0..<20 {
-            let items = Self.stablySorted(Self.randomEntries(Int.random(in: 1...200, using: &rng), span: 60, maxLength: 9, payloads: 3, rng: &rng))
+            let items = Self.stablySorted(
+                Self.randomEntries(Int.random(in: 1...200, using: &rng), span: 60, maxLength: 9, payloads: 3, rng: &rng)
+            )
             var tree = IntervalTree<Int>(sorted: items)
             for (i, p) in items.shuffled(using: &rng) {
                 guard tree.remove(i, p) else {

@@ -4,7 +4,6 @@ import Testing
 
 @testable import BerthCore
 
-
 /// Everything else lives in this namespace so that helper names (`Oracle`, `Entry`, `iv`, ...) cannot
 /// clash with other test files in the same target.
 enum IntervalTreeTests {
@@ -56,7 +55,9 @@ enum IntervalTreeTests {
 
         func maxEnd(before t: Int64) -> Int64? { items.filter { $0.interval.start < t }.map(\.interval.end).max() }
 
-        func minStart(atOrAfter t: Int64) -> Int64? { items.filter { $0.interval.start >= t }.map(\.interval.start).min() }
+        func minStart(atOrAfter t: Int64) -> Int64? {
+            items.filter { $0.interval.start >= t }.map(\.interval.start).min()
+        }
 
         /// The answer is always `notBefore` or the end of some entry: if `s - 1` was not free but `s` is,
         /// an entry must end exactly at `s`. So trying those candidates in order is exhaustive.
@@ -147,7 +148,9 @@ enum IntervalTreeTests {
                     seen.append(Entry(interval: i, payload: p))
                     return seen.count < max(k, 1)
                 }
-                check(seen == Array(want.prefix(max(k, 1))), "forEachOverlapping(\(q)) stopping after \(max(k, 1)) gave \(seen)")
+                check(
+                    seen == Array(want.prefix(max(k, 1))),
+                    "forEachOverlapping(\(q)) stopping after \(max(k, 1)) gave \(seen)")
             case 72..<80:
                 let q = randomInterval()
                 let want = !oracle.overlapping(q).isEmpty
@@ -166,10 +169,13 @@ enum IntervalTreeTests {
                 )
             case 90..<95:
                 let t = Int64.random(in: -2...(span + maxLength + 2), using: &rng)
-                check(tree.maxEnd(ofEntriesStartingBefore: t) == oracle.maxEnd(before: t), "maxEnd(before: \(t)) mismatch")
+                check(
+                    tree.maxEnd(ofEntriesStartingBefore: t) == oracle.maxEnd(before: t), "maxEnd(before: \(t)) mismatch"
+                )
             default:
                 let t = Int64.random(in: -2...(span + 2), using: &rng)
-                check(tree.minStart(atOrAfter: t) == oracle.minStart(atOrAfter: t), "minStart(atOrAfter: \(t)) mismatch")
+                check(
+                    tree.minStart(atOrAfter: t) == oracle.minStart(atOrAfter: t), "minStart(atOrAfter: \(t)) mismatch")
             }
 
             // Queries are non-mutating, so invariants only need re-checking after inserts and removals.
@@ -213,7 +219,9 @@ extension IntervalTreeTests {
 
         /// Inserting any batch and then removing it in any order keeps every invariant and ends empty.
         @Test func insertThenRemoveAllInAnyOrder() async {
-            let interval = zip(Gen.int64(in: -50...50), Gen.int64(in: 1...20)).map { s, l in Interval(start: s, end: s + l) }
+            let interval = zip(Gen.int64(in: -50...50), Gen.int64(in: 1...20)).map { s, l in
+                Interval(start: s, end: s + l)
+            }
             let batch = zip(interval, Gen.int(in: 0...3)).array(of: 0...120)
             await propertyCheck(count: 60, input: batch, Gen.uint64()) { items, shuffleSeed in
                 var tree = IntervalTree<Int>()
@@ -244,7 +252,9 @@ extension IntervalTreeTests {
         /// `firstFreeGap` on wide, sparse timelines (the case where the jumps matter) agrees with the oracle
         /// and its answer really is free and in range.
         @Test func firstFreeGapSparse() async {
-            let interval = zip(Gen.int64(in: 0...100_000), Gen.int64(in: 1...3_000)).map { s, l in Interval(start: s, end: s + l) }
+            let interval = zip(Gen.int64(in: 0...100_000), Gen.int64(in: 1...3_000)).map { s, l in
+                Interval(start: s, end: s + l)
+            }
             await propertyCheck(
                 count: 80, input: interval.array(of: 0...60), Gen.int64(in: 1...5_000), Gen.int64(in: -1_000...100_000),
                 Gen.int64(in: 0...120_000)
@@ -434,7 +444,9 @@ extension IntervalTreeTests {
             #expect(tree.validate() == nil)
             #expect(tree.firstFreeGap(length: 1, notBefore: 0, notAfterEnd: Int64.max) == 50_005)
             #expect(tree.overlapping(iv(20_000, 20_001)).map(\.payload) == [1_999, 2_000])
-            for k in stride(from: 0, to: 5_000, by: 2) { #expect(removed(&tree, iv(Int64(k) * 10, Int64(k) * 10 + 15), k)) }
+            for k in stride(from: 0, to: 5_000, by: 2) {
+                #expect(removed(&tree, iv(Int64(k) * 10, Int64(k) * 10 + 15), k))
+            }
             #expect(tree.validate() == nil)
             #expect(tree.count == 2_500)
             #expect(tree.firstFreeGap(length: 5, notBefore: 10, notAfterEnd: Int64.max) == 25)

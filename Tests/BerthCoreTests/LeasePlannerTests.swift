@@ -4,14 +4,20 @@ import Testing
 
 @Suite struct LeasePlannerTests {
     static func host(_ name: String, _ props: [String: JSON] = [:]) -> Host {
-        Host(name: name, vcpus: 8, memoryMB: 1024, diskGB: 10, properties: props, createdAt: Timestamp(seconds: 0), updatedAt: Timestamp(seconds: 0))
+        Host(
+            name: name, vcpus: 8, memoryMB: 1024, diskGB: 10, properties: props, createdAt: Timestamp(seconds: 0),
+            updatedAt: Timestamp(seconds: 0))
     }
 
     static func lease(_ id: String, _ hosts: [String], _ s: Int64, _ e: Int64) -> Lease {
         Lease(
             id: id, name: id, projectID: "p", userID: nil, start: Timestamp(seconds: s), end: Timestamp(seconds: e),
             beforeEndSeconds: nil, status: .pending,
-            reservations: [Reservation(id: "\(id)-r", request: ReservationRequest(hosts: Int64(hosts.count)), status: .pending, allocations: hosts.map { Allocation(host: $0) })],
+            reservations: [
+                Reservation(
+                    id: "\(id)-r", request: ReservationRequest(hosts: Int64(hosts.count)), status: .pending,
+                    allocations: hosts.map { Allocation(host: $0) })
+            ],
             createdAt: Timestamp(seconds: 0))
     }
 
@@ -29,12 +35,16 @@ import Testing
         var cal = LeaseCalendar()
         cal.add(Self.lease("a", ["h1"], 0, 100))
         let p = LeasePlanner(hosts: [Self.host("h1")], calendar: cal)
-        guard case .failure(.busy) = p.place([ReservationRequest(hosts: 1)], window: Interval(start: 50, end: 150)) else {
+        guard case .failure(.busy) = p.place([ReservationRequest(hosts: 1)], window: Interval(start: 50, end: 150))
+        else {
             Issue.record("expected busy")
             return
         }
-        #expect(p.findWindows([ReservationRequest(hosts: 1)], duration: 100, earliest: Timestamp(seconds: 50), latest: Timestamp(seconds: 1000), limit: 1)
-            == [Interval(start: 100, end: 200)])
+        #expect(
+            p.findWindows(
+                [ReservationRequest(hosts: 1)], duration: 100, earliest: Timestamp(seconds: 50),
+                latest: Timestamp(seconds: 1000), limit: 1)
+                == [Interval(start: 100, end: 200)])
     }
 
     @Test func minMaxTakesAsManyAsFree() {
@@ -55,7 +65,8 @@ import Testing
 
     @Test func reportsNeverFitsWhenTooFewHostsMatch() {
         let p = LeasePlanner(hosts: [Self.host("a")], calendar: LeaseCalendar())
-        guard case .failure(.neverFits) = p.place([ReservationRequest(hosts: 2)], window: Interval(start: 0, end: 10)) else {
+        guard case .failure(.neverFits) = p.place([ReservationRequest(hosts: 2)], window: Interval(start: 0, end: 10))
+        else {
             Issue.record("expected neverFits")
             return
         }
@@ -63,7 +74,8 @@ import Testing
 
     @Test func keepsCurrentHostsWhenTheyStillFit() {
         let p = LeasePlanner(hosts: ["h1", "h2", "h3"].map { Self.host($0) }, calendar: LeaseCalendar())
-        let r = p.place([ReservationRequest(hosts: 2)], window: Interval(start: 0, end: 10), keep: [[Allocation(host: "h3")]])
+        let r = p.place(
+            [ReservationRequest(hosts: 2)], window: Interval(start: 0, end: 10), keep: [[Allocation(host: "h3")]])
         #expect(r == .success([[Allocation(host: "h3"), Allocation(host: "h1")]]))
     }
 
@@ -73,6 +85,8 @@ import Testing
         var fixed = Self.host("b")
         fixed.reservable = false
         let p = LeasePlanner(hosts: [down, fixed, Self.host("c")], calendar: LeaseCalendar())
-        #expect(p.place([ReservationRequest(hosts: 1)], window: Interval(start: 0, end: 10)) == .success([[Allocation(host: "c")]]))
+        #expect(
+            p.place([ReservationRequest(hosts: 1)], window: Interval(start: 0, end: 10))
+                == .success([[Allocation(host: "c")]]))
     }
 }

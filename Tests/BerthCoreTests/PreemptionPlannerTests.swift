@@ -29,17 +29,22 @@ import Testing
     static func slices(_ lease: String, _ s: Int64, _ e: Int64, gpu: Int, slot: Int, size: Int, me: Bool = false)
         -> PreemptionPlanner.Holder
     {
-        .init(interval: Interval(start: s, end: e), leaseID: lease, usage: .gpuSlices(gpu: gpu, slot: slot, size: size, mediaExtensions: me))
+        .init(
+            interval: Interval(start: s, end: e), leaseID: lease,
+            usage: .gpuSlices(gpu: gpu, slot: slot, size: size, mediaExtensions: me))
     }
 
-    static func instances(_ lease: String, _ s: Int64, _ e: Int64, _ sz: InstanceSize, count n: Int64 = 1) -> PreemptionPlanner.Holder {
+    static func instances(_ lease: String, _ s: Int64, _ e: Int64, _ sz: InstanceSize, count n: Int64 = 1)
+        -> PreemptionPlanner.Holder
+    {
         .init(
             interval: Interval(start: s, end: e), leaseID: lease,
             usage: .instances(count: n, vcpus: sz.vcpus, memoryMB: sz.memoryMB, diskGB: sz.diskGB))
     }
 
     static func plan(
-        _ holders: [PreemptionPlanner.Holder], _ ps: [PreemptionPlanner.Holding], now: Int64 = now, notice: Int64 = notice,
+        _ holders: [PreemptionPlanner.Holder], _ ps: [PreemptionPlanner.Holding], now: Int64 = now,
+        notice: Int64 = notice,
         capacity: InstanceSize = cap
     ) -> PreemptionPlanner.Plan {
         PreemptionPlanner.plan(capacity: capacity, holders: holders, preemptibles: ps, now: now, notice: notice)
@@ -57,7 +62,10 @@ import Testing
     @Test func wholeHostReservationPreemptsEveryPreemptiblePastItsGuarantee() {
         let p = Self.plan(
             [Self.whole("L", 2000, 3000)],
-            [Self.holding("a", guaranteed: 500), Self.holding("b", guaranteed: 1200), Self.holding("c", Self.size(1), guaranteed: 1000)])
+            [
+                Self.holding("a", guaranteed: 500), Self.holding("b", guaranteed: 1200),
+                Self.holding("c", Self.size(1), guaranteed: 1000),
+            ])
         #expect(p.overcommitted.isEmpty)
         #expect(Self.times(p) == ["a": 1900, "b": 1900, "c": 1900])
         for d in p.decisions {
@@ -69,11 +77,14 @@ import Testing
 
     @Test func neverBeforeTheGuaranteeNorInThePast() {
         // The guarantee ends inside the notice period: preempted exactly at its guarantee.
-        #expect(Self.times(Self.plan([Self.whole("L", 2000, 3000)], [Self.holding("a", guaranteed: 1950)])) == ["a": 1950])
+        #expect(
+            Self.times(Self.plan([Self.whole("L", 2000, 3000)], [Self.holding("a", guaranteed: 1950)])) == ["a": 1950])
         // The guarantee ends exactly when the reservation starts.
-        #expect(Self.times(Self.plan([Self.whole("L", 2000, 3000)], [Self.holding("a", guaranteed: 2000)])) == ["a": 2000])
+        #expect(
+            Self.times(Self.plan([Self.whole("L", 2000, 3000)], [Self.holding("a", guaranteed: 2000)])) == ["a": 2000])
         // start - notice is already past: now.
-        #expect(Self.times(Self.plan([Self.whole("L", 1050, 3000)], [Self.holding("a", guaranteed: 500)])) == ["a": 1000])
+        #expect(
+            Self.times(Self.plan([Self.whole("L", 1050, 3000)], [Self.holding("a", guaranteed: 500)])) == ["a": 1000])
         // The reservation already holds the host (started before now): now.
         let started = Self.plan([Self.whole("L", 800, 3000)], [Self.holding("a", guaranteed: 500)])
         #expect(Self.times(started) == ["a": 1000])
@@ -91,7 +102,8 @@ import Testing
     }
 
     @Test func aReservationOverAGuaranteedPreemptibleIsOvercommitted() {
-        let p = Self.plan([Self.whole("L", 2000, 3000)], [Self.holding("a", guaranteed: 500), Self.holding("b", guaranteed: 2001)])
+        let p = Self.plan(
+            [Self.whole("L", 2000, 3000)], [Self.holding("a", guaranteed: 500), Self.holding("b", guaranteed: 2001)])
         #expect(p.overcommitted == [2000])
         #expect(!p.decisions.contains { $0.preemptibleID == "b" }, "a guaranteed preemptible is never chosen")
     }
@@ -120,7 +132,10 @@ import Testing
         #expect(p.overcommitted.isEmpty)
         // [2, 4) touches s3 only; [0, 8) touches all of GPU 0.
         #expect(Set(Self.times(Self.plan([Self.slices("L", 2000, 3000, gpu: 0, slot: 2, size: 2)], ps)).keys) == ["s3"])
-        #expect(Set(Self.times(Self.plan([Self.slices("L", 2000, 3000, gpu: 0, slot: 0, size: 8)], ps)).keys) == ["s0", "s3", "s4"])
+        #expect(
+            Set(Self.times(Self.plan([Self.slices("L", 2000, 3000, gpu: 0, slot: 0, size: 8)], ps)).keys) == [
+                "s0", "s3", "s4",
+            ])
     }
 
     @Test func mediaExtensionsConflictAcrossDisjointSlices() {
@@ -157,8 +172,10 @@ import Testing
         // even though it has run longest.
         let p = Self.plan(
             [Self.instances("L", 2000, 3000, Self.size(8))],
-            [Self.holding("a", Self.size(4), created: 900), Self.holding("b", Self.size(4), created: 900),
-             Self.holding("c", Self.size(8), created: 0)])
+            [
+                Self.holding("a", Self.size(4), created: 900), Self.holding("b", Self.size(4), created: 900),
+                Self.holding("c", Self.size(8), created: 0),
+            ])
         #expect(Self.times(p) == ["c": 1900])
         #expect(p.decisions.first?.neededBy == "L")
         #expect(p.decisions.first?.neededAt == 2000)
@@ -170,7 +187,10 @@ import Testing
         // 1 × (1900 - 0) = 1900 vcpu·s lost, against 8 × (1900 - 900) = 8000 for b.
         let p = Self.plan(
             [Self.instances("L", 2000, 3000, Self.size(1, 8000))],
-            [Self.holding("a", Self.size(1, 8000), created: 0), Self.holding("b", Self.size(8, 8000), created: 900, guaranteed: 950)])
+            [
+                Self.holding("a", Self.size(1, 8000), created: 0),
+                Self.holding("b", Self.size(8, 8000), created: 900, guaranteed: 950),
+            ])
         #expect(Self.times(p) == ["a": 1900])
     }
 
@@ -178,7 +198,10 @@ import Testing
         // Same work lost (2 × 900 = 1 × 1800): the newest goes.
         let p = Self.plan(
             [Self.instances("L", 2000, 3000, Self.size(1, 8000))],
-            [Self.holding("old", Self.size(1, 8000), created: 100), Self.holding("new", Self.size(2, 8000), created: 1000, guaranteed: 1000)])
+            [
+                Self.holding("old", Self.size(1, 8000), created: 100),
+                Self.holding("new", Self.size(2, 8000), created: 1000, guaranteed: 1000),
+            ])
         #expect(Self.times(p) == ["new": 1900])
     }
 
@@ -187,32 +210,42 @@ import Testing
         // (earlier) preempts nobody new.
         let p = Self.plan(
             [Self.instances("L", 2000, 3000, Self.size(1, 8000))],
-            [Self.holding("a", Self.size(1, 8000), created: 900, guaranteed: 950),
-             Self.holding("b", Self.size(8, 8000), created: 0, preemptAt: 5000)])
+            [
+                Self.holding("a", Self.size(1, 8000), created: 900, guaranteed: 950),
+                Self.holding("b", Self.size(8, 8000), created: 0, preemptAt: 5000),
+            ])
         #expect(Self.times(p) == ["b": 1900])
     }
 
     @Test func aPreferredPreemptibleGoesInsteadOfOthers() {
         // n was just created in the way of L: it goes, though it would lose more work than a.
-        let ps = [Self.holding("a", Self.size(1, 8000), created: 0), Self.holding("n", Self.size(8, 8000), created: 1000, guaranteed: 1000)]
+        let ps = [
+            Self.holding("a", Self.size(1, 8000), created: 0),
+            Self.holding("n", Self.size(8, 8000), created: 1000, guaranteed: 1000),
+        ]
         let holders = [Self.instances("L", 2000, 3000, Self.size(1, 8000))]
         #expect(Self.times(Self.plan(holders, ps)) == ["a": 1900])
-        let p = PreemptionPlanner.plan(capacity: Self.cap, holders: holders, preemptibles: ps, now: Self.now, notice: Self.notice, preferred: ["n"])
+        let p = PreemptionPlanner.plan(
+            capacity: Self.cap, holders: holders, preemptibles: ps, now: Self.now, notice: Self.notice, preferred: ["n"]
+        )
         #expect(Self.times(p) == ["n": 1900])
         // Still the fewest: when n alone does not cover the shortage, a goes with it.
         let big = [Self.instances("L", 2000, 3000, Self.size(1, 12_000))]
-        let both = PreemptionPlanner.plan(capacity: Self.cap, holders: big, preemptibles: ps, now: Self.now, notice: Self.notice, preferred: ["n"])
+        let both = PreemptionPlanner.plan(
+            capacity: Self.cap, holders: big, preemptibles: ps, now: Self.now, notice: Self.notice, preferred: ["n"])
         #expect(Set(Self.times(both).keys) == ["a", "n"])
     }
 
     @Test func preemptsOnlyWhenCapacityIsShort() {
         // 8 reserved + 4 + 4 running = 16: fits exactly.
         let fits = Self.plan(
-            [Self.instances("L", 2000, 3000, Self.size(8))], [Self.holding("a", Self.size(4)), Self.holding("b", Self.size(4))])
+            [Self.instances("L", 2000, 3000, Self.size(8))],
+            [Self.holding("a", Self.size(4)), Self.holding("b", Self.size(4))])
         #expect(Self.isEmpty(fits))
         // One more vcpu reserved: exactly one goes.
         let short = Self.plan(
-            [Self.instances("L", 2000, 3000, Self.size(9))], [Self.holding("a", Self.size(4)), Self.holding("b", Self.size(4))])
+            [Self.instances("L", 2000, 3000, Self.size(9))],
+            [Self.holding("a", Self.size(4)), Self.holding("b", Self.size(4))])
         #expect(short.decisions.count == 1)
         // Two reservations one after the other never add up.
         let sequential = Self.plan(
@@ -271,8 +304,12 @@ import Testing
         // is short of vcpus: only a can cover it, and goes at 2300 - 600 = 1700, before L1 starts.
         // With a gone, b fits at 2000 and at 2300 alike: b is preempted for nothing.
         let p = Self.plan(
-            [Self.instances("L1", 2000, 4000, Self.size(2, 10_000)), Self.instances("L2", 2300, 4000, Self.size(11, 100))],
-            [Self.holding("a", Self.size(4, 4000), created: 0), Self.holding("b", Self.size(1, 4000), created: 0)], notice: 600)
+            [
+                Self.instances("L1", 2000, 4000, Self.size(2, 10_000)),
+                Self.instances("L2", 2300, 4000, Self.size(11, 100)),
+            ],
+            [Self.holding("a", Self.size(4, 4000), created: 0), Self.holding("b", Self.size(1, 4000), created: 0)],
+            notice: 600)
         #expect(p.overcommitted.isEmpty)
         #expect(Self.times(p)["a"] != nil)
         #expect(Self.times(p) == ["a": 1400])
@@ -282,8 +319,10 @@ import Testing
         // Disk is short; only c has disk to give.
         let p = Self.plan(
             [Self.instances("L", 2000, 3000, InstanceSize(vcpus: 1, memoryMB: 100, diskGB: 80))],
-            [Self.holding("a", InstanceSize(vcpus: 8, memoryMB: 8000, diskGB: 1)),
-             Self.holding("c", InstanceSize(vcpus: 1, memoryMB: 100, diskGB: 30))])
+            [
+                Self.holding("a", InstanceSize(vcpus: 8, memoryMB: 8000, diskGB: 1)),
+                Self.holding("c", InstanceSize(vcpus: 1, memoryMB: 100, diskGB: 30)),
+            ])
         #expect(Self.times(p) == ["c": 1900])
     }
 
@@ -327,10 +366,12 @@ import Testing
     }
 
     static func backfill(
-        _ s: InstanceSize = size(4), profile: String? = nil, window: Interval = Interval(start: 1000, end: 2000), hosts: [Host],
+        _ s: InstanceSize = size(4), profile: String? = nil, window: Interval = Interval(start: 1000, end: 2000),
+        hosts: [Host],
         _ cal: LeaseCalendar = LeaseCalendar()
     ) -> Result<PreemptionPlanner.Placement, PreemptionPlanner.BackfillFailure> {
-        PreemptionPlanner.backfill(size: s, gpuProfile: profile, window: window, hosts: hosts, calendar: cal, models: .builtIn)
+        PreemptionPlanner.backfill(
+            size: s, gpuProfile: profile, window: window, hosts: hosts, calendar: cal, models: .builtIn)
     }
 
     static func placedHost(_ r: Result<PreemptionPlanner.Placement, PreemptionPlanner.BackfillFailure>) -> String? {
@@ -349,7 +390,9 @@ import Testing
             return
         }
         // A shorter minimum lifetime fits before it.
-        #expect(Self.placedHost(Self.backfill(window: Interval(start: 1000, end: 1500), hosts: [Self.host("a")], cal)) == "a")
+        #expect(
+            Self.placedHost(Self.backfill(window: Interval(start: 1000, end: 1500), hosts: [Self.host("a")], cal))
+                == "a")
     }
 
     @Test func backfillPrefersTheHostWhoseNextReservationIsLatest() {
@@ -371,7 +414,10 @@ import Testing
         var cal = LeaseCalendar()
         // An instance reservation inside the window leaves 8 vcpus on a; b has a 14-vcpu preemptible.
         cal.add(Self.lease("i", "a", 1200, 3000, instance: Self.size(8)))
-        cal.add(Preemptible(id: "other", projectID: "p", size: Self.size(14), minLifetime: 100, host: "b", createdAt: Timestamp(seconds: 0)))
+        cal.add(
+            Preemptible(
+                id: "other", projectID: "p", size: Self.size(14), minLifetime: 100, host: "b",
+                createdAt: Timestamp(seconds: 0)))
         let hosts = [Self.host("a"), Self.host("b")]
         #expect(Self.placedHost(Self.backfill(Self.size(8), hosts: hosts, cal)) == "a")
         guard case .failure(.busy) = Self.backfill(Self.size(9), hosts: hosts, cal) else {
@@ -390,7 +436,9 @@ import Testing
             Issue.record("no host has a MIG GPU offering 1g.5gb")
             return
         }
-        guard case .failure(.neverFits) = Self.backfill(profile: "no-such-profile", hosts: hosts + [Self.host("g", gpus: ["A100-40GB"])])
+        guard
+            case .failure(.neverFits) = Self.backfill(
+                profile: "no-such-profile", hosts: hosts + [Self.host("g", gpus: ["A100-40GB"])])
         else {
             Issue.record("an unknown profile never fits")
             return
@@ -445,7 +493,8 @@ import Testing
     @Test func calendarViewsCountAPreemptibleDifferently() {
         var cal = LeaseCalendar()
         let p = Preemptible(
-            id: "p", projectID: "x", size: Self.size(8), gpuProfile: "1g.5gb", gpu: 0, slot: 3, sliceSize: 1, minLifetime: 1000,
+            id: "p", projectID: "x", size: Self.size(8), gpuProfile: "1g.5gb", gpu: 0, slot: 3, sliceSize: 1,
+            minLifetime: 1000,
             host: "h", createdAt: Timestamp(seconds: 0))
         cal.add(p)
         #expect(cal.preemptibleEntries["h"] == 2)
@@ -466,7 +515,8 @@ import Testing
         #expect(!guaranteed.isFree(host: "h", during: before))
         #expect(guaranteed.isFree(host: "h", during: after), "past its guarantee it does not bind")
         #expect(guaranteed.instanceLoad(host: "h", during: after)?.isEmpty == true)
-        #expect(guaranteed.instanceLoad(host: "h", during: before)?.map { $0.interval } == [Interval(start: 0, end: 1000)])
+        #expect(
+            guaranteed.instanceLoad(host: "h", during: before)?.map { $0.interval } == [Interval(start: 0, end: 1000)])
         #expect(guaranteed.gpuOccupancy(host: "h", gpu: 0, during: after)?.usedMask == 0)
         #expect(guaranteed.gpuOccupancy(host: "h", gpu: 0, during: before)?.usedMask == 1 << 3)
         var ends: [Int64] = []

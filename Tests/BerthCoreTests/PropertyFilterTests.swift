@@ -31,12 +31,15 @@ import Testing
 
     @Test func malformedExpressionsNameThePath() {
         #expect {
-            try PropertyFilter(json: try JSONParser.parse(#"["and", ["~=", "$a", 1]]"#), path: "reservations[0].properties")
+            try PropertyFilter(
+                json: try JSONParser.parse(#"["and", ["~=", "$a", 1]]"#), path: "reservations[0].properties")
         } throws: { error in
             guard let e = error as? BerthError else { return false }
             return e.code == .invalidParams && e.fieldErrors.first?.path == "reservations[0].properties[1][0]"
         }
-        #expect(throws: BerthError.self) { try PropertyFilter(json: try JSONParser.parse(#"["==", "rack", "r1"]"#), path: "p") }
+        #expect(throws: BerthError.self) {
+            try PropertyFilter(json: try JSONParser.parse(#"["==", "rack", "r1"]"#), path: "p")
+        }
         #expect(throws: BerthError.self) { try PropertyFilter(json: try JSONParser.parse(#"{"a":[1]}"#), path: "p") }
         #expect(throws: BerthError.self) { try PropertyFilter(json: .int(3), path: "p") }
     }

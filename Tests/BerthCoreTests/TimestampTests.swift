@@ -1,6 +1,7 @@
-@testable import BerthCore
 import BerthTestSupport
 import Testing
+
+@testable import BerthCore
 
 @Suite struct TimestampTests {
     @Test func formatsAndParsesUTC() throws {
@@ -14,7 +15,9 @@ import Testing
         #expect(t.rfc3339 == "2030-01-01T10:00:00Z")
     }
 
-    @Test(arguments: ["2030-02-30T00:00:00Z", "2030-01-01 10:00:00Z", "2030-01-01T10:00:00", "2030-13-01T00:00:00Z", "now", ""])
+    @Test(arguments: [
+        "2030-02-30T00:00:00Z", "2030-01-01 10:00:00Z", "2030-01-01T10:00:00", "2030-13-01T00:00:00Z", "now", "",
+    ])
     func rejectsMalformed(_ s: String) {
         #expect(Timestamp(rfc3339: s) == nil)
     }
@@ -32,4 +35,3 @@ import Testing
         #expect(Timestamp(rfc3339: "2100-02-29T00:00:00Z") == nil)
     }
 }
-

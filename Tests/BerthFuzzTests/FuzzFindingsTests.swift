@@ -30,11 +30,13 @@ import Testing
     /// and result schemas forbid (minimum 1), so `preemptible.list` then returned an invalid item.
     @Test func preemptibleWithoutMemoryIsInvalidParams() async throws {
         let r = try await Self.reply(
-            #"{"jsonrpc":"2.0","method":"preemptible.create","params":{"project_id":"p1","vcpus":1,"memory_mb":0,"disk_gb":0},"id":1}"#)
+            #"{"jsonrpc":"2.0","method":"preemptible.create","params":{"project_id":"p1","vcpus":1,"memory_mb":0,"disk_gb":0},"id":1}"#
+        )
         #expect(r["error"]?["code"] == -32602)
         #expect(r["error"]?["data"]?["errors"]?.arrayValue?.first?["path"] == "memory_mb")
         let ok = try await Self.reply(
-            #"{"jsonrpc":"2.0","method":"preemptible.create","params":{"project_id":"p1","vcpus":1,"memory_mb":1,"disk_gb":0},"id":1}"#)
+            #"{"jsonrpc":"2.0","method":"preemptible.create","params":{"project_id":"p1","vcpus":1,"memory_mb":1,"disk_gb":0},"id":1}"#
+        )
         #expect(ok["result"]?["id"] != nil)
     }
 
@@ -61,7 +63,8 @@ import Testing
     /// `preemptible.create` overflow (`left × 10⁶`), a crash.
     @Test func hugeHostCapacitiesDoNotOverflowTheFitScore() async throws {
         let r = try await Self.replies([
-            Self.call("host.update", #"{"name":"compute-1","memory_mb":9223372036854775807,"disk_gb":9223372036854775807}"#),
+            Self.call(
+                "host.update", #"{"name":"compute-1","memory_mb":9223372036854775807,"disk_gb":9223372036854775807}"#),
             Self.call("host.update", #"{"name":"compute-2","state":"down"}"#),
             Self.call("host.update", #"{"name":"compute-3","state":"down"}"#),
             Self.call("preemptible.create", #"{"project_id":"p1","vcpus":1,"memory_mb":1,"disk_gb":0}"#),
@@ -82,10 +85,14 @@ import Testing
         let r = try await Self.replies([
             Self.call("clock.set", #"{"now":"9999-12-31T23:00:00Z"}"#),
             Self.call("preemptible.create", #"{"project_id":"p1","vcpus":1,"memory_mb":1,"disk_gb":0}"#),
-            Self.call("preemptible.create", #"{"project_id":"p1","vcpus":1,"memory_mb":1,"disk_gb":0,"min_lifetime_s":3599}"#),
-            Self.call("availability.find", #"{"reservations":[{"kind":"host","count":1}],"duration_s":1800,"limit":100}"#),
+            Self.call(
+                "preemptible.create", #"{"project_id":"p1","vcpus":1,"memory_mb":1,"disk_gb":0,"min_lifetime_s":3599}"#),
+            Self.call(
+                "availability.find", #"{"reservations":[{"kind":"host","count":1}],"duration_s":1800,"limit":100}"#),
             Self.call("availability.find", #"{"reservations":[{"kind":"host","count":1}],"duration_s":7200}"#),
-            Self.call("availability.find", #"{"reservations":[{"kind":"host","count":1}],"duration_s":1800,"earliest":"9999-12-31T23:59:00Z"}"#),
+            Self.call(
+                "availability.find",
+                #"{"reservations":[{"kind":"host","count":1}],"duration_s":1800,"earliest":"9999-12-31T23:59:00Z"}"#),
         ])
         #expect(r[1]["error"]?["data"]?["errors"]?.arrayValue?.first?["path"] == "min_lifetime_s", "\(r[1])")
         #expect(r[2]["result"]?["guaranteed_until"] == "9999-12-31T23:59:59Z", "\(r[2])")

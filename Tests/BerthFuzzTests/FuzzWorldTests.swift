@@ -40,7 +40,9 @@ import Testing
             Array(String(repeating: "[", count: 256).utf8) + Array(String(repeating: "]", count: 256).utf8),
             Array(String(repeating: "[", count: 257).utf8) + Array(String(repeating: "]", count: 257).utf8),
             Array(#"{"jsonrpc":"2.0","method":"clock.advance","params":{"seconds":1e400},"id":1}"#.utf8),
-            Array(#"{"jsonrpc":"2.0","method":"clock.advance","params":{"seconds":1606938044258990275541962092341162602522202993782792835301376},"id":2}"#.utf8),
+            Array(
+                #"{"jsonrpc":"2.0","method":"clock.advance","params":{"seconds":1606938044258990275541962092341162602522202993782792835301376},"id":2}"#
+                    .utf8),
             Array(#"{"jsonrpc":"2.0","method":"lease.list","params":{"limit":-0},"id":-0}"#.utf8),
             Array(#"{"jsonrpc":"2.0","method":"lease.list","params":{"limit":1e-400},"id":1e-400}"#.utf8),
         ]
@@ -56,10 +58,12 @@ import Testing
         let world = try await FuzzWorld()
         defer { world.remove() }
         for (method, token) in [("lease.get", "@lease"), ("preemptible.get", "@preemptible")] {
-            let line = world.substitutingIDs(Array(#"{"jsonrpc":"2.0","method":"\#(method)","params":{"id":"\#(token)"},"id":1}"#.utf8))
+            let line = world.substitutingIDs(
+                Array(#"{"jsonrpc":"2.0","method":"\#(method)","params":{"id":"\#(token)"},"id":1}"#.utf8))
             let reply = try #require(await world.process(line, connection: 1))
             let json = try JSONParser.parse(reply)
-            #expect(json["result"]?["id"]?.stringValue?.count == 36, "\(method): \(String(decoding: reply, as: UTF8.self))")
+            #expect(
+                json["result"]?["id"]?.stringValue?.count == 36, "\(method): \(String(decoding: reply, as: UTF8.self))")
         }
     }
 }

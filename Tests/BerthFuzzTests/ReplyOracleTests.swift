@@ -16,13 +16,19 @@ import Testing
     @Test func acceptsValidReplies() {
         #expect(Self.problem(Self.call, #"{"jsonrpc":"2.0","result":{"now":"x"},"id":7}"#) == nil)
         #expect(Self.problem(Self.note, nil) == nil)
-        #expect(Self.problem("{", #"{"jsonrpc":"2.0","error":{"code":-32700,"message":"m","data":{"reason":"parse_error"}},"id":null}"#) == nil)
+        #expect(
+            Self.problem(
+                "{",
+                #"{"jsonrpc":"2.0","error":{"code":-32700,"message":"m","data":{"reason":"parse_error"}},"id":null}"#)
+                == nil)
         #expect(
             Self.problem(
                 #"{"jsonrpc":"2.0","method":"x","id":"s"}"#,
                 #"{"jsonrpc":"2.0","error":{"code":-32602,"message":"m","data":{"reason":"invalid_params","errors":[{"path":"a","message":"b"}]}},"id":"s"}"#
             ) == nil)
-        #expect(Self.problem(#"{"jsonrpc":"2.0","method":"x","id":1.5}"#, #"{"jsonrpc":"2.0","result":{},"id":1.5}"#) == nil)
+        #expect(
+            Self.problem(#"{"jsonrpc":"2.0","method":"x","id":1.5}"#, #"{"jsonrpc":"2.0","result":{},"id":1.5}"#) == nil
+        )
         #expect(Self.problem("[\(Self.note),\(Self.note)]", nil) == nil)
         #expect(
             Self.problem(
@@ -54,24 +60,32 @@ import Testing
         #expect(Self.problem(Self.call, err(#"{"code":-32001,"message":"m","data":{"reason":"conflict"}}"#)) != nil)
         #expect(Self.problem(Self.call, err(#"{"code":-32001,"message":"","data":{"reason":"not_found"}}"#)) != nil)
         #expect(Self.problem(Self.call, err(#"{"code":-32001,"data":{"reason":"not_found"}}"#)) != nil)
-        #expect(Self.problem(Self.call, err(#"{"code":-32602,"message":"m","data":{"reason":"invalid_params"}}"#)) != nil)
+        #expect(
+            Self.problem(Self.call, err(#"{"code":-32602,"message":"m","data":{"reason":"invalid_params"}}"#)) != nil)
         // A bug inside the server is a finding, unless faults are injected on purpose.
         let internalError = err(#"{"code":-32603,"message":"m","data":{"reason":"internal_error"}}"#)
         #expect(Self.problem(Self.call, internalError) != nil)
-        #expect(ReplyOracle.problem(request: Array(Self.call.utf8), reply: Array(internalError.utf8), allowInternalErrors: true) == nil)
+        #expect(
+            ReplyOracle.problem(
+                request: Array(Self.call.utf8), reply: Array(internalError.utf8), allowInternalErrors: true) == nil)
     }
 
     @Test func catchesWrongCodesForBrokenRequests() {
         let ok = #"{"jsonrpc":"2.0","result":1,"id":null}"#
         #expect(Self.problem("{", ok) != nil)  // not JSON needs -32700
-        #expect(Self.problem("{", #"{"jsonrpc":"2.0","error":{"code":-32600,"message":"m","data":{"reason":"invalid_request"}},"id":null}"#) != nil)
+        #expect(
+            Self.problem(
+                "{",
+                #"{"jsonrpc":"2.0","error":{"code":-32600,"message":"m","data":{"reason":"invalid_request"}},"id":null}"#
+            ) != nil)
         #expect(Self.problem("42", ok) != nil)  // not an object needs -32600
         #expect(Self.problem(#"{"jsonrpc":"2.0","method":"x","id":true}"#, ok) != nil)
         // An id of the wrong type cannot be echoed: -32600 with a null id.
         #expect(
             Self.problem(
                 #"{"jsonrpc":"2.0","method":"x","id":[1]}"#,
-                #"{"jsonrpc":"2.0","error":{"code":-32600,"message":"m","data":{"reason":"invalid_request"}},"id":null}"#) == nil)
+                #"{"jsonrpc":"2.0","error":{"code":-32600,"message":"m","data":{"reason":"invalid_request"}},"id":null}"#
+            ) == nil)
         // An invalid request without an id is not a notification: it is answered with a null id.
         #expect(Self.problem(#"{"jsonrpc":"1.0","method":"x"}"#, nil) != nil)
         #expect(Self.problem(#"{"method":"x","params":3}"#, nil) != nil)
@@ -84,7 +98,8 @@ import Testing
         #expect(Self.problem("[\(Self.note)]", "[\(one)]") != nil)  // only notifications: no reply
         #expect(Self.problem("[\(Self.call),\(Self.note)]", nil) != nil)
         // Empty and oversized batches are one -32600 error object, not an array.
-        let invalid = #"{"jsonrpc":"2.0","error":{"code":-32600,"message":"m","data":{"reason":"invalid_request"}},"id":null}"#
+        let invalid =
+            #"{"jsonrpc":"2.0","error":{"code":-32600,"message":"m","data":{"reason":"invalid_request"}},"id":null}"#
         #expect(Self.problem("[]", invalid) == nil)
         #expect(Self.problem("[]", "[\(invalid)]") != nil)
         let big = "[" + Array(repeating: Self.note, count: 1001).joined(separator: ",") + "]"

@@ -77,7 +77,8 @@ import Testing
                 return out + "\""
             case .array(let a): return "[" + a.map(plain).joined(separator: ",") + "]"
             case .object(let o):
-                return "{" + o.keys.sorted().map { plain(.string($0)) + ":" + plain(o[$0]!) }.joined(separator: ",") + "}"
+                return "{" + o.keys.sorted().map { plain(.string($0)) + ":" + plain(o[$0]!) }.joined(separator: ",")
+                    + "}"
             }
         }
         let strings = ["", "plain", "a\"b", "back\\slash", "\u{01}\u{1f}x\n\r\t", "é😀\u{7f}", "\"\"", "end\\"]

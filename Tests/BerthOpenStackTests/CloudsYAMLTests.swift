@@ -115,9 +115,15 @@ func write(_ text: String, to path: String) {
                 ],
             ],
         ]
-        #expect(KeystoneSession.endpoint(type: "compute", interface: "public", region: "R2", catalog: catalog) == "http://nova-r2/v2.1")
-        #expect(KeystoneSession.endpoint(type: "compute", interface: "internal", region: nil, catalog: catalog) == "http://nova-r1-int/v2.1")
-        #expect(KeystoneSession.endpoint(type: "compute", interface: "public", region: "R1", catalog: catalog) == "http://nova-r1/v2.1")
+        #expect(
+            KeystoneSession.endpoint(type: "compute", interface: "public", region: "R2", catalog: catalog)
+                == "http://nova-r2/v2.1")
+        #expect(
+            KeystoneSession.endpoint(type: "compute", interface: "internal", region: nil, catalog: catalog)
+                == "http://nova-r1-int/v2.1")
+        #expect(
+            KeystoneSession.endpoint(type: "compute", interface: "public", region: "R1", catalog: catalog)
+                == "http://nova-r1/v2.1")
         #expect(KeystoneSession.endpoint(type: "compute", interface: "admin", region: nil, catalog: catalog) == nil)
     }
 
@@ -130,13 +136,15 @@ func write(_ text: String, to path: String) {
         var headers = HTTPHeaders()
         headers.add(name: "Retry-After", value: "17")
         let r = HTTPResult(
-            status: 503, headers: headers, body: ["serviceUnavailable": ["code": 503, "message": "try later"]], text: "")
+            status: 503, headers: headers, body: ["serviceUnavailable": ["code": 503, "message": "try later"]], text: ""
+        )
         let e = OpenStackHTTP.failure(r, method: .GET, url: "http://nova/v2.1/os-aggregates")
         #expect(e.retryAfterSeconds == 17)
         #expect(e.description.contains("HTTP 503: try later"))
         var dated = HTTPHeaders()
         dated.add(name: "Retry-After", value: "Fri, 01 Jan 2100 00:00:00 GMT")
-        let far = OpenStackHTTP.failure(HTTPResult(status: 429, headers: dated, body: nil, text: "slow down"), method: .POST, url: "u")
+        let far = OpenStackHTTP.failure(
+            HTTPResult(status: 429, headers: dated, body: nil, text: "slow down"), method: .POST, url: "u")
         #expect((far.retryAfterSeconds ?? 0) > 86_400)
     }
 
@@ -150,9 +158,12 @@ func write(_ text: String, to path: String) {
 
     @Test func reservationsFromAnActionPayload() {
         let payload: [String: JSON] = [
-            "reservations": [["id": "r1", "kind": "host"], ["id": "r2", "kind": "instance", "vcpus": 4, "gpu_profile": "1g.5gb"]],
+            "reservations": [
+                ["id": "r1", "kind": "host"], ["id": "r2", "kind": "instance", "vcpus": 4, "gpu_profile": "1g.5gb"],
+            ],
             "allocations": [
-                ["reservation_id": "r1", "kind": "host", "host": "h1"], ["reservation_id": "r1", "kind": "host", "host": "h2"],
+                ["reservation_id": "r1", "kind": "host", "host": "h1"],
+                ["reservation_id": "r1", "kind": "host", "host": "h2"],
                 ["reservation_id": "r2", "kind": "instance", "host": "h3", "slots": 2],
                 ["reservation_id": "r2", "kind": "instance", "host": "h3", "gpu": 0, "slot": 1],
             ],

@@ -111,7 +111,9 @@ struct ConnectionTimersTests {
 
     @Test func shortestTimeoutBoundsTheWatchdogSleep() {
         #expect(RPCConnectionLimits().shortestTimeout == .seconds(30))
-        #expect(RPCConnectionLimits(idleTimeout: .seconds(2), requestTimeout: nil, writeTimeout: nil).shortestTimeout == .seconds(2))
+        #expect(
+            RPCConnectionLimits(idleTimeout: .seconds(2), requestTimeout: nil, writeTimeout: nil).shortestTimeout
+                == .seconds(2))
         #expect(RPCConnectionLimits.unlimited.shortestTimeout == nil)
     }
 }

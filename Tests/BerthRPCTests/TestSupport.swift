@@ -7,7 +7,7 @@ import Synchronization
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 // MARK: - Blocking POSIX client
@@ -167,7 +167,6 @@ final class SinkRegistry: Sendable {
         sinks.withLock { body(&$0) }
     }
 }
-
 
 struct TestHandler: RPCHandler {
     var gate = Gate()

@@ -16,7 +16,8 @@ import Testing
     static func leaseParams(hour: Int64, hosts: Int64 = 1, name: String = "l", key: String? = nil) -> JSON {
         var p: [String: JSON] = [
             "name": .string(name), "project_id": "p", "start": .string((epoch + 3600 * hour).rfc3339),
-            "end": .string((epoch + 3600 * (hour + 1)).rfc3339), "reservations": [["kind": "host", "count": .int(hosts)]],
+            "end": .string((epoch + 3600 * (hour + 1)).rfc3339),
+            "reservations": [["kind": "host", "count": .int(hosts)]],
         ]
         if let key { p["idempotency_key"] = .string(key) }
         return .object(p)
@@ -60,7 +61,8 @@ import Testing
             }, patterns: [])
         let store = try BerthStore(directory: dir)
         let s = try Scheduler(
-            store: store, clock: BerthClock(mode: .manual, initial: epoch), broadcaster: broadcaster, logger: Logger(label: "t"))
+            store: store, clock: BerthClock(mode: .manual, initial: epoch), broadcaster: broadcaster,
+            logger: Logger(label: "t"))
         try await Self.addHosts(s, 4)
         let n = 64
         let results = await Self.concurrently(n, s) { Self.leaseParams(hour: Int64($0 / 4) + 1, name: "c\($0)") }
@@ -72,7 +74,9 @@ import Testing
         #expect(events.map(\.seq) == Array(1...Int64(4 + n)))
         #expect(published.withLock { $0 } == events.map(\.seq))
         // A new scheduler on the same state (a restart) holds every acknowledged lease.
-        let restarted = try Scheduler(store: BerthStore(directory: dir), clock: BerthClock(mode: .manual, initial: epoch), logger: Logger(label: "t"))
+        let restarted = try Scheduler(
+            store: BerthStore(directory: dir), clock: BerthClock(mode: .manual, initial: epoch),
+            logger: Logger(label: "t"))
         for (id, r) in zip(ids, results) {
             #expect(try await restarted.call(.leaseGet, ["id": .string(id)]) == r.get())
         }
@@ -165,7 +169,8 @@ import Testing
         let events = try store.events(afterSeq: 0, limit: 100, types: [])
         #expect(events.map(\.seq) == Array(1...Int64(events.count)))
         #expect(events.filter { $0.type == "lease.created" }.count == 2)
-        let restarted = try Scheduler(store: store, clock: BerthClock(mode: .manual, initial: epoch), logger: Logger(label: "t"))
+        let restarted = try Scheduler(
+            store: store, clock: BerthClock(mode: .manual, initial: epoch), logger: Logger(label: "t"))
         #expect(await restarted.leaseCount == 2)
     }
 }

@@ -17,7 +17,8 @@ import Testing
 
     func createLease(_ s: Scheduler, start: Int64, end: Int64, beforeEnd: Int64? = nil) async throws -> String {
         var p: [String: JSON] = [
-            "name": "l", "project_id": "p", "start": .string((epoch + start).rfc3339), "end": .string((epoch + end).rfc3339),
+            "name": "l", "project_id": "p", "start": .string((epoch + start).rfc3339),
+            "end": .string((epoch + end).rfc3339),
             "reservations": [["kind": "host", "count": 1]],
         ]
         if let beforeEnd { p["before_end_s"] = .int(beforeEnd) }
@@ -37,7 +38,8 @@ import Testing
         let events = try eventTypes(try BerthStore(directory: dir))
         #expect(events.map(\.0) == ["lease.created", "lease.started", "lease.before_end", "lease.ended"])
         #expect(events.map(\.1) == [epoch, epoch + 3600, epoch + 6600, epoch + 7200])
-        let actions = try BerthStore(directory: dir).actions(status: nil, leaseID: id, afterSeq: 0, limit: 10).map(\.action.kind)
+        let actions = try BerthStore(directory: dir).actions(status: nil, leaseID: id, afterSeq: 0, limit: 10).map(
+            \.action.kind)
         #expect(actions == ["lease.start", "lease.end"])
     }
 
@@ -47,7 +49,8 @@ import Testing
         let b = try await createLease(s, start: 300, end: 400)
         // "Crash": a new scheduler on the same state, its clock well past both leases.
         let store = try BerthStore(directory: dir)
-        let restarted = try Scheduler(store: store, clock: BerthClock(mode: .manual, initial: epoch), logger: Logger(label: "t"))
+        let restarted = try Scheduler(
+            store: store, clock: BerthClock(mode: .manual, initial: epoch), logger: Logger(label: "t"))
         restarted.clock.set(epoch + 1000)
         await restarted.processDue()
         #expect(try await restarted.call(.leaseGet, ["id": .string(a)])["status"] == "ended")
@@ -60,7 +63,8 @@ import Testing
     @Test func idempotencyKeyActsOnce() async throws {
         let (s, _) = try await setUp()
         let p: JSON = [
-            "name": "l", "project_id": "p", "start": .string((epoch + 10).rfc3339), "end": .string((epoch + 20).rfc3339),
+            "name": "l", "project_id": "p", "start": .string((epoch + 10).rfc3339),
+            "end": .string((epoch + 20).rfc3339),
             "reservations": [["kind": "host", "count": 1]], "idempotency_key": "k1",
         ]
         let first = try await s.call(.leaseCreate, p)

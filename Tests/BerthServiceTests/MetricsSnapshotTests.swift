@@ -26,8 +26,10 @@ import Testing
     }
 
     func hours(_ snap: SchedulerMetricsSnapshot) -> (Double?, Double?) {
-        (snap.reservedHours.first { $0.project == "p" && $0.kind == "host" }?.hours,
-         snap.usedHours.first { $0.project == "p" && $0.kind == "host" }?.hours)
+        (
+            snap.reservedHours.first { $0.project == "p" && $0.kind == "host" }?.hours,
+            snap.usedHours.first { $0.project == "p" && $0.kind == "host" }?.hours
+        )
     }
 
     @Test func oneLongAdvanceCountsExactlyTheActiveTime() async throws {

@@ -43,13 +43,16 @@ import Testing
     func mixedSequencesNeverOverbook(seed: UInt64) async throws {
         let s = try makeScheduler(temporaryDirectory())
         for i in 0..<3 {
-            _ = try await s.call(.hostCreate, ["name": .string("c\(i)"), "vcpus": 32, "memory_mb": 65536, "disk_gb": 100])
+            _ = try await s.call(
+                .hostCreate, ["name": .string("c\(i)"), "vcpus": 32, "memory_mb": 65536, "disk_gb": 100])
         }
         for i in 0..<2 {
             _ = try await s.call(
                 .hostCreate,
-                ["name": .string("g\(i)"), "vcpus": 64, "memory_mb": 131_072, "disk_gb": 200,
-                 "gpus": [["model": "A100-40GB"], ["model": "A100-40GB"]]])
+                [
+                    "name": .string("g\(i)"), "vcpus": 64, "memory_mb": 131_072, "disk_gb": 200,
+                    "gpus": [["model": "A100-40GB"], ["model": "A100-40GB"]],
+                ])
         }
         var rng = SplitMix64(seed: seed)
         var now = epoch
@@ -62,11 +65,15 @@ import Testing
                 let reservations = (0..<Int.random(in: 1...2, using: &rng)).map { _ in randomRequest(&rng) }
                 let r = try? await s.call(
                     .leaseCreate,
-                    ["name": "m", "project_id": "p", "start": .string(start.rfc3339), "end": .string(end.rfc3339),
-                     "reservations": .array(reservations)])
+                    [
+                        "name": "m", "project_id": "p", "start": .string(start.rfc3339), "end": .string(end.rfc3339),
+                        "reservations": .array(reservations),
+                    ])
                 if r != nil { accepted += 1 }
             } else if op < 8 {
-                let live = await s.leases.values.filter { $0.status == .pending || $0.status == .active }.sorted { $0.id < $1.id }
+                let live = await s.leases.values.filter { $0.status == .pending || $0.status == .active }.sorted {
+                    $0.id < $1.id
+                }
                 if let l = live.isEmpty ? nil : live[Int.random(in: 0..<live.count, using: &rng)] {
                     if Bool.random(using: &rng) {
                         _ = try? await s.call(.leaseDelete, ["id": .string(l.id)])
@@ -117,10 +124,12 @@ import Testing
                             let profileName = try #require(a.profile)
                             let profile = try #require(model.profile(named: profileName))
                             let slot = try #require(a.slot)
-                            #expect(profile.starts.contains(slot), "\(context): \(profile.name) at disallowed slot \(slot)")
+                            #expect(
+                                profile.starts.contains(slot), "\(context): \(profile.name) at disallowed slot \(slot)")
                             let mask = profile.mask(at: slot)
                             let key = "\(a.host)/\(gpu)"
-                            #expect(slices[key, default: 0] & mask == 0, "\(context): overlapping slices on \(key) at \(t)")
+                            #expect(
+                                slices[key, default: 0] & mask == 0, "\(context): overlapping slices on \(key) at \(t)")
                             slices[key, default: 0] |= mask
                             if profile.mediaExtensions { meCount[key, default: 0] += 1 }
                         case .instance:
@@ -128,7 +137,8 @@ import Testing
                             let n = Int64(a.slots ?? 0)
                             let u = used[a.host] ?? (0, 0, 0)
                             used[a.host] = (
-                                u.0 + n * (r.request.vcpus ?? 0), u.1 + n * (r.request.memoryMB ?? 0), u.2 + n * (r.request.diskGB ?? 0)
+                                u.0 + n * (r.request.vcpus ?? 0), u.1 + n * (r.request.memoryMB ?? 0),
+                                u.2 + n * (r.request.diskGB ?? 0)
                             )
                         }
                     }
@@ -141,7 +151,9 @@ import Testing
             for (key, n) in meCount { #expect(n <= 1, "\(context): \(n) +me instances on \(key)") }
             for (h, u) in used {
                 let host = try #require(hosts[h])
-                #expect(u.0 <= host.vcpus && u.1 <= host.memoryMB && u.2 <= host.diskGB, "\(context): \(h) over capacity at \(t): \(u)")
+                #expect(
+                    u.0 <= host.vcpus && u.1 <= host.memoryMB && u.2 <= host.diskGB,
+                    "\(context): \(h) over capacity at \(t): \(u)")
             }
         }
     }

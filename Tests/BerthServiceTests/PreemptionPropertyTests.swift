@@ -36,7 +36,8 @@ import Testing
 /// then fire. `preemption.*` events and `preemptible.list` must agree throughout.
 @Suite struct PreemptionPropertyTests {
     static let notice: Int64 = 600
-    static let policy = SchedulerPolicy(preemption: PreemptionPolicy(defaultMinLifetime: 3600, maxMinLifetime: 86_400, notice: notice))
+    static let policy = SchedulerPolicy(
+        preemption: PreemptionPolicy(defaultMinLifetime: 3600, maxMinLifetime: 86_400, notice: notice))
     static let model = GPUModelTable.builtIn.model(named: "A100-40GB")!
     static let cpuHost = InstanceSize(vcpus: 16, memoryMB: 32_768, diskGB: 200)
     static let gpuHost = InstanceSize(vcpus: 32, memoryMB: 65_536, diskGB: 400)
@@ -48,19 +49,28 @@ import Testing
 
     static func makeScheduler(_ dir: String) throws -> (Scheduler, BerthStore) {
         let store = try BerthStore(directory: dir)
-        let s = try Scheduler(store: store, clock: BerthClock(mode: .manual, initial: epoch), policy: policy, logger: Logger(label: "test"))
+        let s = try Scheduler(
+            store: store, clock: BerthClock(mode: .manual, initial: epoch), policy: policy,
+            logger: Logger(label: "test"))
         return (s, store)
     }
 
     static func addInventory(_ s: Scheduler) async throws {
         for i in 0..<4 {
             _ = try await s.call(
-                .hostCreate, ["name": .string("c\(i)"), "vcpus": .int(cpuHost.vcpus), "memory_mb": .int(cpuHost.memoryMB), "disk_gb": .int(cpuHost.diskGB)])
+                .hostCreate,
+                [
+                    "name": .string("c\(i)"), "vcpus": .int(cpuHost.vcpus), "memory_mb": .int(cpuHost.memoryMB),
+                    "disk_gb": .int(cpuHost.diskGB),
+                ])
         }
         _ = try await s.call(
             .hostCreate,
-            ["name": "g0", "vcpus": .int(gpuHost.vcpus), "memory_mb": .int(gpuHost.memoryMB), "disk_gb": .int(gpuHost.diskGB),
-             "gpus": [["model": "A100-40GB"], ["model": "A100-40GB"]]])
+            [
+                "name": "g0", "vcpus": .int(gpuHost.vcpus), "memory_mb": .int(gpuHost.memoryMB),
+                "disk_gb": .int(gpuHost.diskGB),
+                "gpus": [["model": "A100-40GB"], ["model": "A100-40GB"]],
+            ])
     }
 
     // MARK: - Oracle
@@ -122,11 +132,17 @@ import Testing
                     let name = a.profile ?? r.request.gpuProfile ?? r.request.profile ?? ""
                     let profile = model.profile(named: name)
                     out[a.host, default: []].append(
-                        .slice(Slice(gpu: gpu, slot: a.slot ?? 0, size: profile?.size ?? 8, me: profile?.mediaExtensions ?? false)))
+                        .slice(
+                            Slice(
+                                gpu: gpu, slot: a.slot ?? 0, size: profile?.size ?? 8,
+                                me: profile?.mediaExtensions ?? false)))
                 } else {
                     let n = Int64(a.slots ?? 1)
                     out[a.host, default: []].append(
-                        .instances(InstanceSize(vcpus: (r.request.vcpus ?? 0) * n, memoryMB: (r.request.memoryMB ?? 0) * n, diskGB: (r.request.diskGB ?? 0) * n)))
+                        .instances(
+                            InstanceSize(
+                                vcpus: (r.request.vcpus ?? 0) * n, memoryMB: (r.request.memoryMB ?? 0) * n,
+                                diskGB: (r.request.diskGB ?? 0) * n)))
                 }
             }
         }
@@ -147,7 +163,8 @@ import Testing
             let order = leases[l.id]?.order ?? nextOrder
             nextOrder += 1
             leases[l.id] = OLease(
-                id: l.id, start: l.start.seconds, end: l.end.seconds, holds: PreemptionPropertyTests.holds(l), order: order)
+                id: l.id, start: l.start.seconds, end: l.end.seconds, holds: PreemptionPropertyTests.holds(l),
+                order: order)
         }
 
         mutating func record(preemptible json: JSON) throws {
@@ -156,10 +173,13 @@ import Testing
             if let name = json["gpu_profile"]?.stringValue {
                 let profile = try #require(model.profile(named: name))
                 slice = Slice(
-                    gpu: Int(try #require(json["gpu"]?.intValue)), slot: Int(try #require(json["slot"]?.intValue)), size: profile.size,
+                    gpu: Int(try #require(json["gpu"]?.intValue)), slot: Int(try #require(json["slot"]?.intValue)),
+                    size: profile.size,
                     me: profile.mediaExtensions)
             }
-            func ts(_ k: String) throws -> Int64 { try #require(json[k]?.stringValue.flatMap(Timestamp.init(rfc3339:))).seconds }
+            func ts(_ k: String) throws -> Int64 {
+                try #require(json[k]?.stringValue.flatMap(Timestamp.init(rfc3339:))).seconds
+            }
             preemptibles[id] = OPreemptible(
                 id: id, host: try #require(json["host"]?.stringValue),
                 size: InstanceSize(
@@ -179,7 +199,9 @@ import Testing
             var meCount: [Int: Int] = [:]
             var used = InstanceSize.zero
             func slice(_ s: Slice, _ who: String) {
-                if masks[s.gpu, default: 0] & s.mask != 0 { out.append("\(who): slices \(s.slot)+\(s.size) of GPU \(s.gpu) taken") }
+                if masks[s.gpu, default: 0] & s.mask != 0 {
+                    out.append("\(who): slices \(s.slot)+\(s.size) of GPU \(s.gpu) taken")
+                }
                 masks[s.gpu, default: 0] |= s.mask
                 if s.me {
                     meCount[s.gpu, default: 0] += 1
@@ -205,7 +227,9 @@ import Testing
                 if let s = p.slice { slice(s, "preemptible \(p.id)") }
             }
             if wholeBy.count > 1 { out.append("host reserved whole by \(wholeBy)") }
-            if !wholeBy.isEmpty && !sharedBy.isEmpty { out.append("\(wholeBy[0]) holds the whole host but \(sharedBy.sorted()) share it") }
+            if !wholeBy.isEmpty && !sharedBy.isEmpty {
+                out.append("\(wholeBy[0]) holds the whole host but \(sharedBy.sorted()) share it")
+            }
             let cap = PreemptionPropertyTests.capacity[host]!
             if !used.fits(in: cap) { out.append("\(used) used of \(cap)") }
             return out
@@ -237,7 +261,9 @@ import Testing
                 lastSeq = e.seq
                 let at = e.at.seconds
                 func ts(_ k: String) throws -> Int64 {
-                    try #require(e.data[k]?.stringValue.flatMap(Timestamp.init(rfc3339:)), "\(ctx): \(e.type) without \(k)").seconds
+                    try #require(
+                        e.data[k]?.stringValue.flatMap(Timestamp.init(rfc3339:)), "\(ctx): \(e.type) without \(k)"
+                    ).seconds
                 }
                 switch e.type {
                 case "preemption.scheduled":
@@ -246,12 +272,19 @@ import Testing
                     var p = try #require(preemptibles[id], "\(ctx): scheduled an unknown preemptible \(id)")
                     let preemptAt = try ts("preempt_at"), neededAt = try ts("needed_at")
                     #expect(try ts("guaranteed_until") == p.guaranteedUntil, "\(ctx): \(id) guarantee changed")
-                    #expect(preemptAt >= p.guaranteedUntil, "\(ctx): \(id) scheduled at \(preemptAt) before its guarantee \(p.guaranteedUntil)")
-                    #expect(preemptAt <= neededAt, "\(ctx): \(id) preempted at \(preemptAt), after it is needed at \(neededAt)")
+                    #expect(
+                        preemptAt >= p.guaranteedUntil,
+                        "\(ctx): \(id) scheduled at \(preemptAt) before its guarantee \(p.guaranteedUntil)")
+                    #expect(
+                        preemptAt <= neededAt,
+                        "\(ctx): \(id) preempted at \(preemptAt), after it is needed at \(neededAt)")
                     #expect(
                         preemptAt == max(neededAt - PreemptionPropertyTests.notice, p.guaranteedUntil, at),
-                        "\(ctx): \(id) at \(preemptAt) breaks the notice rule (needed \(neededAt), guaranteed \(p.guaranteedUntil), now \(at))")
-                    if let old = p.preemptAt { #expect(preemptAt < old, "\(ctx): \(id) moved from \(old) to \(preemptAt): only earlier") }
+                        "\(ctx): \(id) at \(preemptAt) breaks the notice rule (needed \(neededAt), guaranteed \(p.guaranteedUntil), now \(at))"
+                    )
+                    if let old = p.preemptAt {
+                        #expect(preemptAt < old, "\(ctx): \(id) moved from \(old) to \(preemptAt): only earlier")
+                    }
                     #expect(p.endedAt == nil, "\(ctx): \(id) scheduled after it ended")
                     p.preemptAt = preemptAt
                     p.neededAt = neededAt
@@ -261,8 +294,12 @@ import Testing
                     executedEvents += 1
                     let id = try #require(e.preemptibleID)
                     var p = try #require(preemptibles[id])
-                    #expect(at >= p.guaranteedUntil, "\(ctx): \(id) preempted at \(at) before its guarantee \(p.guaranteedUntil)")
-                    #expect(p.preemptAt == at, "\(ctx): \(id) preempted at \(at), announced for \(String(describing: p.preemptAt))")
+                    #expect(
+                        at >= p.guaranteedUntil,
+                        "\(ctx): \(id) preempted at \(at) before its guarantee \(p.guaranteedUntil)")
+                    #expect(
+                        p.preemptAt == at,
+                        "\(ctx): \(id) preempted at \(at), announced for \(String(describing: p.preemptAt))")
                     #expect(p.endedAt == nil, "\(ctx): \(id) preempted after it ended")
                     p.endedAt = at
                     p.preempted = true
@@ -276,7 +313,8 @@ import Testing
                         p.deleted = true
                         preemptibles[id] = p
                     } else {
-                        #expect(p.preempted && p.endedAt == at, "\(ctx): \(id) ended (\(e.data)) without its preemption")
+                        #expect(
+                            p.preempted && p.endedAt == at, "\(ctx): \(id) ended (\(e.data)) without its preemption")
                     }
                 case "lease.started":
                     leaseStarts += 1
@@ -287,7 +325,8 @@ import Testing
                     let running = preemptibles.values.filter { $0.running(at: at) }
                     for host in l.holds.keys.sorted() {
                         let c = conflicts(host: host, at: at, preemptibles: running)
-                        #expect(c.isEmpty, "\(ctx): lease \(id) starts at \(at) on \(host) over running preemptibles: \(c)")
+                        #expect(
+                            c.isEmpty, "\(ctx): lease \(id) starts at \(at) on \(host) over running preemptibles: \(c)")
                     }
                 case "lease.deleted":
                     let id = try #require(e.leaseID)
@@ -314,7 +353,9 @@ import Testing
                 #expect(
                     l.map { $0.holds(at: t) && $0.holds[p.host] != nil } == true,
                     "\(ctx): \(id) needed at \(t) by lease \(leaseID), which holds nothing on \(p.host) then")
-                func neededAt(_ t: Int64) -> Bool { needs(p, at: t, others: preemptibles.values.filter { $0.id != id && $0.planned(at: t) }) }
+                func neededAt(_ t: Int64) -> Bool {
+                    needs(p, at: t, others: preemptibles.values.filter { $0.id != id && $0.planned(at: t) })
+                }
                 // Only when needed: from its needed_at on, at some instant a reservation begins to
                 // hold capacity, the host cannot hold it beside the rest.
                 var instants: Set<Int64> = [t]
@@ -338,14 +379,19 @@ import Testing
         func dump(host: String, _ scheduled: [LifecycleEvent]) -> String {
             var lines: [String] = []
             for l in leases.values.sorted(by: { $0.start < $1.start }) where l.holds[host] != nil {
-                lines.append("  lease \(l.id.prefix(8)) [\(l.start - epoch.seconds), \(l.end - epoch.seconds)) \(l.holds[host]!)")
+                lines.append(
+                    "  lease \(l.id.prefix(8)) [\(l.start - epoch.seconds), \(l.end - epoch.seconds)) \(l.holds[host]!)"
+                )
             }
             for p in preemptibles.values.sorted(by: { $0.createdAt < $1.createdAt }) where p.host == host {
                 lines.append(
-                    "  preemptible \(p.id.prefix(8)) \(p.size) \(p.slice.map { "\($0)" } ?? "") created \(p.createdAt - epoch.seconds) guaranteed \(p.guaranteedUntil - epoch.seconds) preempt_at \(p.preemptAt.map { "\($0 - epoch.seconds)" } ?? "-") needed \(p.neededAt.map { "\($0 - epoch.seconds)" } ?? "-") ended \(p.endedAt.map { "\($0 - epoch.seconds)" } ?? "-")")
+                    "  preemptible \(p.id.prefix(8)) \(p.size) \(p.slice.map { "\($0)" } ?? "") created \(p.createdAt - epoch.seconds) guaranteed \(p.guaranteedUntil - epoch.seconds) preempt_at \(p.preemptAt.map { "\($0 - epoch.seconds)" } ?? "-") needed \(p.neededAt.map { "\($0 - epoch.seconds)" } ?? "-") ended \(p.endedAt.map { "\($0 - epoch.seconds)" } ?? "-")"
+                )
             }
             for e in scheduled {
-                lines.append("  scheduled \(e.preemptibleID?.prefix(8) ?? "") at \(e.at.seconds - epoch.seconds): \(e.data.filter { ["preempt_at", "needed_at", "lease_id"].contains($0.key) })")
+                lines.append(
+                    "  scheduled \(e.preemptibleID?.prefix(8) ?? "") at \(e.at.seconds - epoch.seconds): \(e.data.filter { ["preempt_at", "needed_at", "lease_id"].contains($0.key) })"
+                )
             }
             return lines.joined(separator: "\n")
         }
@@ -355,7 +401,8 @@ import Testing
             PreemptionPropertyTests.capacity.keys.filter { host in
                 !leases.values.contains { $0.holds[host] != nil && $0.start < window.end && window.start < $0.end }
                     && !preemptibles.values.contains {
-                        $0.host == host && $0.createdAt < window.end && min($0.endedAt ?? .max, $0.preemptAt ?? .max) > window.start
+                        $0.host == host && $0.createdAt < window.end
+                            && min($0.endedAt ?? .max, $0.preemptAt ?? .max) > window.start
                     }
             }.count
         }
@@ -380,17 +427,25 @@ import Testing
                 let p = try #require(preemptibles[id], "\(ctx): unknown preemptible \(id) listed")
                 func ts(_ k: String) -> Int64? { item[k]?.stringValue.flatMap(Timestamp.init(rfc3339:))?.seconds }
                 let status = item["status"]?.stringValue
-                let expected = p.deleted ? "ended" : p.preempted ? "preempted" : p.preemptAt != nil ? "preempting" : "running"
+                let expected =
+                    p.deleted ? "ended" : p.preempted ? "preempted" : p.preemptAt != nil ? "preempting" : "running"
                 #expect(status == expected, "\(ctx): \(id) is \(status ?? "?"), events say \(expected)")
                 if !p.deleted {
-                    #expect(ts("preempt_at") == p.preemptAt, "\(ctx): \(id) preempt_at \(String(describing: ts("preempt_at"))) vs \(String(describing: p.preemptAt))")
+                    #expect(
+                        ts("preempt_at") == p.preemptAt,
+                        "\(ctx): \(id) preempt_at \(String(describing: ts("preempt_at"))) vs \(String(describing: p.preemptAt))"
+                    )
                     #expect(ts("needed_at") == p.neededAt, "\(ctx): \(id) needed_at")
                 }
                 if let at = ts("preempt_at"), let needed = ts("needed_at") {
                     #expect(at <= needed, "\(ctx): \(id) preempt_at \(at) after needed_at \(needed)")
-                    #expect(at >= p.guaranteedUntil, "\(ctx): \(id) preempt_at \(at) before guaranteed_until \(p.guaranteedUntil)")
+                    #expect(
+                        at >= p.guaranteedUntil,
+                        "\(ctx): \(id) preempt_at \(at) before guaranteed_until \(p.guaranteedUntil)")
                 }
-                if status == "preempting" { #expect(ts("preempt_at").map { $0 > now } == true, "\(ctx): \(id) overdue preemption") }
+                if status == "preempting" {
+                    #expect(ts("preempt_at").map { $0 > now } == true, "\(ctx): \(id) overdue preemption")
+                }
                 if status == "preempted" { #expect(ts("ended_at") == p.preemptAt, "\(ctx): \(id) ended_at") }
             }
         }
@@ -455,10 +510,13 @@ import Testing
         default:
             var o: [String: JSON] = [
                 "kind": "instance", "vcpus": .int(Int64.random(in: 2...12, using: &rng)),
-                "memory_mb": .int(1024 * Int64.random(in: 1...12, using: &rng)), "disk_gb": .int(10 * Int64.random(in: 1...5, using: &rng)),
+                "memory_mb": .int(1024 * Int64.random(in: 1...12, using: &rng)),
+                "disk_gb": .int(10 * Int64.random(in: 1...5, using: &rng)),
                 "count": .int(Int64.random(in: 1...3, using: &rng)),
             ]
-            if Int.random(in: 0..<6, using: &rng) == 0 { o["gpu_profile"] = .string(["1g.5gb", "2g.10gb"][Int.random(in: 0..<2, using: &rng)]) }
+            if Int.random(in: 0..<6, using: &rng) == 0 {
+                o["gpu_profile"] = .string(["1g.5gb", "2g.10gb"][Int.random(in: 0..<2, using: &rng)])
+            }
             return .object(o)
         }
     }
@@ -466,7 +524,8 @@ import Testing
     static func randomPreemptible(_ rng: inout SplitMix64) -> JSON {
         var o: [String: JSON] = [
             "project_id": "slurm", "vcpus": .int(Int64.random(in: 1...8, using: &rng)),
-            "memory_mb": .int(1024 * Int64.random(in: 1...8, using: &rng)), "disk_gb": .int(10 * Int64.random(in: 1...5, using: &rng)),
+            "memory_mb": .int(1024 * Int64.random(in: 1...8, using: &rng)),
+            "disk_gb": .int(10 * Int64.random(in: 1...5, using: &rng)),
         ]
         if Int.random(in: 0..<10, using: &rng) < 3 {
             o["gpu_profile"] = .string(preemptibleProfiles[Int.random(in: 0..<preemptibleProfiles.count, using: &rng)])
@@ -505,7 +564,8 @@ import Testing
             let ctx = "seed \(seed) step \(step)"
             // Restart once, past the middle, as soon as a preemption is pending.
             if !restarted && step >= Self.steps / 2
-                && (oracle.preemptibles.values.contains { $0.preemptAt != nil && $0.endedAt == nil } || step == Self.steps - 20)
+                && (oracle.preemptibles.values.contains { $0.preemptAt != nil && $0.endedAt == nil }
+                    || step == Self.steps - 20)
             {
                 restarted = true
                 // Restart on the same store: everything acknowledged is back, pending preemptions included.
@@ -545,7 +605,12 @@ import Testing
                 // (f) Whole hosts are taken from free ones before anybody is preempted.
                 var wholeHosts: Int? = 0
                 for r in reservations {
-                    if r["kind"] == "host", let c = r["count"]?.intValue { wholeHosts! += Int(c) } else { wholeHosts = nil; break }
+                    if r["kind"] == "host", let c = r["count"]?.intValue {
+                        wholeHosts! += Int(c)
+                    } else {
+                        wholeHosts = nil
+                        break
+                    }
                 }
                 let avoidable = wholeHosts.map { $0 <= oracle.freeHosts(Interval(start: start, end: end)) } ?? false
                 let seqBefore = oracle.lastSeq
@@ -555,8 +620,13 @@ import Testing
                     leasesCreated += 1
                     if avoidable {
                         avoidableChecked += 1
-                        let preempting = try Self.newEvents(store, after: seqBefore).filter { $0.type == "preemption.scheduled" }
-                        #expect(preempting.isEmpty, "\(ctx): \(wholeHosts!) whole hosts were free, yet \(preempting.count) preemptions were scheduled")
+                        let preempting = try Self.newEvents(store, after: seqBefore).filter {
+                            $0.type == "preemption.scheduled"
+                        }
+                        #expect(
+                            preempting.isEmpty,
+                            "\(ctx): \(wholeHosts!) whole hosts were free, yet \(preempting.count) preemptions were scheduled"
+                        )
                     }
                 case .failure(let error):
                     #expect(error.code == .noCapacity, "\(ctx): \(error)")
@@ -568,9 +638,11 @@ import Testing
                 if l.start > now && Bool.random(using: &rng) {
                     let start = now + 300 * Int64.random(in: 0..<30, using: &rng)
                     params["start"] = .string(Timestamp(seconds: start).rfc3339)
-                    params["end"] = .string(Timestamp(seconds: start + 1800 * Int64.random(in: 1...6, using: &rng)).rfc3339)
+                    params["end"] = .string(
+                        Timestamp(seconds: start + 1800 * Int64.random(in: 1...6, using: &rng)).rfc3339)
                 } else {
-                    params["end"] = .string(Timestamp(seconds: max(l.start, now) + 1800 * Int64.random(in: 1...6, using: &rng)).rfc3339)
+                    params["end"] = .string(
+                        Timestamp(seconds: max(l.start, now) + 1800 * Int64.random(in: 1...6, using: &rng)).rfc3339)
                 }
                 switch await Self.attempt(s, .leaseUpdate, .object(params)) {
                 case .success(let r):
@@ -579,7 +651,8 @@ import Testing
                     #expect(error.code == .noCapacity, "\(ctx): \(error)")
                 }
             } else if op < 78 && !leaseIDs.isEmpty {
-                _ = try await s.call(.leaseDelete, ["id": .string(leaseIDs[Int.random(in: 0..<leaseIDs.count, using: &rng)])])
+                _ = try await s.call(
+                    .leaseDelete, ["id": .string(leaseIDs[Int.random(in: 0..<leaseIDs.count, using: &rng)])])
             } else {
                 let by = 300 * Int64.random(in: 1...6, using: &rng)
                 let r = try await s.call(.clockAdvance, ["seconds": .int(by)])
@@ -636,19 +709,25 @@ import Testing
         let dir = temporaryDirectory()
         var (s, store) = try Self.makeScheduler(dir)
         _ = try await s.call(.hostCreate, ["name": "c0", "vcpus": 16, "memory_mb": 32768, "disk_gb": 200])
-        let p = try await s.call(.preemptibleCreate, ["project_id": "slurm", "vcpus": 4, "memory_mb": 4096, "disk_gb": 10, "min_lifetime_s": 600])
+        let p = try await s.call(
+            .preemptibleCreate,
+            ["project_id": "slurm", "vcpus": 4, "memory_mb": 4096, "disk_gb": 10, "min_lifetime_s": 600])
         let id = try #require(p["id"]?.stringValue)
         #expect(p["status"] == "running")
         #expect(p["guaranteed_until"]?.stringValue == (epoch + 600).rfc3339)
         let lease = try await s.call(
             .leaseCreate,
-            ["name": "l", "project_id": "p", "start": .string((epoch + 3600).rfc3339), "end": .string((epoch + 7200).rfc3339),
-             "reservations": [["kind": "host", "count": 1]]])
+            [
+                "name": "l", "project_id": "p", "start": .string((epoch + 3600).rfc3339),
+                "end": .string((epoch + 7200).rfc3339),
+                "reservations": [["kind": "host", "count": 1]],
+            ])
         let scheduled = try await s.call(.preemptibleGet, ["id": .string(id)])
         #expect(scheduled["status"] == "preempting")
         #expect(scheduled["preempt_at"]?.stringValue == (epoch + 3000).rfc3339)
         #expect(scheduled["needed_by_lease_id"] == lease["id"])
-        #expect(try await s.call(.preemptibleHorizon, ["host": "c0"])["preempt_at"]?.stringValue == (epoch + 3000).rfc3339)
+        #expect(
+            try await s.call(.preemptibleHorizon, ["host": "c0"])["preempt_at"]?.stringValue == (epoch + 3000).rfc3339)
         _ = try await s.call(.clockAdvance, ["seconds": 2999])
 
         (s, store) = try Self.makeScheduler(dir)
@@ -669,18 +748,31 @@ import Testing
     @Test func noPreemptibleIsPreemptedForNothing() async throws {
         let (s, store) = try Self.makeScheduler(temporaryDirectory())
         _ = try await s.call(.hostCreate, ["name": "c0", "vcpus": 16, "memory_mb": 16000, "disk_gb": 100])
-        let a = try await s.call(.preemptibleCreate, ["project_id": "slurm", "vcpus": 4, "memory_mb": 4000, "disk_gb": 10, "min_lifetime_s": 600])
-        let b = try await s.call(.preemptibleCreate, ["project_id": "slurm", "vcpus": 1, "memory_mb": 4000, "disk_gb": 10, "min_lifetime_s": 600])
+        let a = try await s.call(
+            .preemptibleCreate,
+            ["project_id": "slurm", "vcpus": 4, "memory_mb": 4000, "disk_gb": 10, "min_lifetime_s": 600])
+        let b = try await s.call(
+            .preemptibleCreate,
+            ["project_id": "slurm", "vcpus": 1, "memory_mb": 4000, "disk_gb": 10, "min_lifetime_s": 600])
         func lease(_ start: Int64, _ vcpus: Int64, _ memory: Int64) async throws -> JSON {
             try await s.call(
                 .leaseCreate,
-                ["name": "l", "project_id": "p", "start": .string((epoch + start).rfc3339), "end": .string((epoch + 4000).rfc3339),
-                 "reservations": [["kind": "instance", "vcpus": .int(vcpus), "memory_mb": .int(memory), "disk_gb": 10, "count": 1]]])
+                [
+                    "name": "l", "project_id": "p", "start": .string((epoch + start).rfc3339),
+                    "end": .string((epoch + 4000).rfc3339),
+                    "reservations": [
+                        [
+                            "kind": "instance", "vcpus": .int(vcpus), "memory_mb": .int(memory), "disk_gb": 10,
+                            "count": 1,
+                        ]
+                    ],
+                ])
         }
         _ = try await lease(2300, 11, 100)  // 11 + 4 + 1 = 16 vcpus: fits, nobody goes
         #expect(try store.events(afterSeq: 0, limit: 100, types: ["preemption.scheduled"]).isEmpty)
         _ = try await lease(2000, 2, 10_000)  // short of memory from 2000, of vcpus from 2300
-        let scheduled = Set(try store.events(afterSeq: 0, limit: 100, types: ["preemption.scheduled"]).compactMap(\.preemptibleID))
+        let scheduled = Set(
+            try store.events(afterSeq: 0, limit: 100, types: ["preemption.scheduled"]).compactMap(\.preemptibleID))
         #expect(scheduled.contains(a["id"]!.stringValue!), "a alone makes room at both instants")
         let bStatus = try await s.call(.preemptibleGet, ["id": b["id"]!])["status"]
         #expect(scheduled == [a["id"]!.stringValue!])
@@ -692,14 +784,19 @@ import Testing
     @Test func aGuaranteedPreemptibleTurnsAReservationAway() async throws {
         let (s, _) = try Self.makeScheduler(temporaryDirectory())
         _ = try await s.call(.hostCreate, ["name": "c0", "vcpus": 16, "memory_mb": 32768, "disk_gb": 200])
-        let p = try await s.call(.preemptibleCreate, ["project_id": "slurm", "vcpus": 4, "memory_mb": 4096, "disk_gb": 10, "min_lifetime_s": 7200])
+        let p = try await s.call(
+            .preemptibleCreate,
+            ["project_id": "slurm", "vcpus": 4, "memory_mb": 4096, "disk_gb": 10, "min_lifetime_s": 7200])
         func whole(_ start: Timestamp) async -> Result<JSON, BerthError> {
             do {
                 return .success(
                     try await s.call(
                         .leaseCreate,
-                        ["name": "l", "project_id": "p", "start": .string(start.rfc3339), "end": .string((start + 3600).rfc3339),
-                         "reservations": [["kind": "host", "count": 1]]]))
+                        [
+                            "name": "l", "project_id": "p", "start": .string(start.rfc3339),
+                            "end": .string((start + 3600).rfc3339),
+                            "reservations": [["kind": "host", "count": 1]],
+                        ]))
             } catch { return .failure(error) }
         }
         guard case .failure(let e) = await whole(epoch + 3600) else {
@@ -713,15 +810,22 @@ import Testing
             return
         }
         let after = try await s.call(.preemptibleGet, ["id": p["id"]!])
-        #expect(after["preempt_at"]?.stringValue == (epoch + 7200).rfc3339, "never before its guarantee, even within the notice")
+        #expect(
+            after["preempt_at"]?.stringValue == (epoch + 7200).rfc3339,
+            "never before its guarantee, even within the notice")
         // Instance capacity beside it is given without preempting anybody.
         let (s2, _) = try Self.makeScheduler(temporaryDirectory())
         _ = try await s2.call(.hostCreate, ["name": "c0", "vcpus": 16, "memory_mb": 32768, "disk_gb": 200])
-        let q = try await s2.call(.preemptibleCreate, ["project_id": "slurm", "vcpus": 4, "memory_mb": 4096, "disk_gb": 10, "min_lifetime_s": 600])
+        let q = try await s2.call(
+            .preemptibleCreate,
+            ["project_id": "slurm", "vcpus": 4, "memory_mb": 4096, "disk_gb": 10, "min_lifetime_s": 600])
         _ = try await s2.call(
             .leaseCreate,
-            ["name": "l", "project_id": "p", "start": .string((epoch + 3600).rfc3339), "end": .string((epoch + 7200).rfc3339),
-             "reservations": [["kind": "instance", "vcpus": 12, "memory_mb": 4096, "disk_gb": 10, "count": 1]]])
+            [
+                "name": "l", "project_id": "p", "start": .string((epoch + 3600).rfc3339),
+                "end": .string((epoch + 7200).rfc3339),
+                "reservations": [["kind": "instance", "vcpus": 12, "memory_mb": 4096, "disk_gb": 10, "count": 1]],
+            ])
         #expect(try await s2.call(.preemptibleGet, ["id": q["id"]!])["status"] == "running")
     }
 }

@@ -42,8 +42,10 @@ func makeScheduler(_ dir: String) throws -> Scheduler {
                 let expected = freeHosts(all.values, start: start, end: end, except: nil) >= count
                 let outcome = await attempt(
                     s, .leaseCreate,
-                    ["name": "l", "project_id": "p", "start": .string(start.rfc3339), "end": .string(end.rfc3339),
-                     "reservations": [["kind": "host", "count": .int(count)]]])
+                    [
+                        "name": "l", "project_id": "p", "start": .string(start.rfc3339), "end": .string(end.rfc3339),
+                        "reservations": [["kind": "host", "count": .int(count)]],
+                    ])
                 switch outcome {
                 case .success:
                     #expect(expected, "seed \(seed) step \(step): accepted a lease the oracle says cannot fit")
@@ -58,13 +60,18 @@ func makeScheduler(_ dir: String) throws -> Scheduler {
                 let expected = freeHosts(all.values, start: l.start, end: newEnd, except: l.id) >= count
                 let outcome = await attempt(
                     s, .leaseUpdate,
-                    ["id": .string(l.id), "end": .string(newEnd.rfc3339), "reservations": [["kind": "host", "count": .int(count)]]])
+                    [
+                        "id": .string(l.id), "end": .string(newEnd.rfc3339),
+                        "reservations": [["kind": "host", "count": .int(count)]],
+                    ])
                 switch outcome {
                 case .success:
                     #expect(expected, "seed \(seed) step \(step): update accepted beyond capacity")
                 case .failure(let e):
                     #expect(e.code == .noCapacity || e.code == .invalidParams, "seed \(seed) step \(step): \(e)")
-                    if e.code == .noCapacity { #expect(!expected, "seed \(seed) step \(step): update refused though it fits") }
+                    if e.code == .noCapacity {
+                        #expect(!expected, "seed \(seed) step \(step): update refused though it fits")
+                    }
                 }
             } else if op < 8 {
                 let l = live.sorted { $0.id < $1.id }[Int.random(in: 0..<live.count, using: &rng)]
@@ -115,10 +122,14 @@ func makeScheduler(_ dir: String) throws -> Scheduler {
         return out
     }
 
-    func freeHosts(_ leases: Dictionary<String, Lease>.Values, start: Timestamp, end: Timestamp, except: String?) -> Int64 {
+    func freeHosts(_ leases: Dictionary<String, Lease>.Values, start: Timestamp, end: Timestamp, except: String?)
+        -> Int64
+    {
         var busy: Set<String> = []
         for l in leases where l.id != except && (l.status == .pending || l.status == .active || l.status == .ended) {
-            if l.start < end && start < l.end { for r in l.reservations { for a in r.allocations { busy.insert(a.host) } } }
+            if l.start < end && start < l.end {
+                for r in l.reservations { for a in r.allocations { busy.insert(a.host) } }
+            }
         }
         return Int64(Self.hostCount - busy.count)
     }
@@ -126,12 +137,18 @@ func makeScheduler(_ dir: String) throws -> Scheduler {
     func checkNoOverlap(_ leases: Dictionary<String, Lease>.Values, context: String) throws {
         let holding = leases.filter { $0.status == .pending || $0.status == .active || $0.status == .ended }
         var byHost: [String: [(Timestamp, Timestamp, String)]] = [:]
-        for l in holding { for r in l.reservations { for a in r.allocations { byHost[a.host, default: []].append((l.start, l.end, l.id)) } } }
+        for l in holding {
+            for r in l.reservations {
+                for a in r.allocations { byHost[a.host, default: []].append((l.start, l.end, l.id)) }
+            }
+        }
         for (host, list) in byHost {
-            for i in list.indices { for j in list.indices where i < j {
-                let a = list[i], b = list[j]
-                #expect(!(a.0 < b.1 && b.0 < a.1), "\(context): \(host) double-booked by \(a.2) and \(b.2)")
-            } }
+            for i in list.indices {
+                for j in list.indices where i < j {
+                    let a = list[i], b = list[j]
+                    #expect(!(a.0 < b.1 && b.0 < a.1), "\(context): \(host) double-booked by \(a.2) and \(b.2)")
+                }
+            }
         }
     }
 }

@@ -15,11 +15,18 @@ import Testing
         let store = try BerthStore(directory: dir)
         let t = TestEpoch.roundSeconds
         var m = BerthStore.Mutation()
-        m.hosts = [Host(name: "h1", vcpus: 4, memoryMB: 100, diskGB: 1, properties: ["rack": "r1"], createdAt: t, updatedAt: t)]
+        m.hosts = [
+            Host(name: "h1", vcpus: 4, memoryMB: 100, diskGB: 1, properties: ["rack": "r1"], createdAt: t, updatedAt: t)
+        ]
         var lease = Lease(
-            id: UUIDString.random(), name: "x", projectID: "p", userID: "u", start: t, end: t + 60, beforeEndSeconds: 10,
+            id: UUIDString.random(), name: "x", projectID: "p", userID: "u", start: t, end: t + 60,
+            beforeEndSeconds: 10,
             status: .pending,
-            reservations: [Reservation(id: UUIDString.random(), request: ReservationRequest(hostsMin: 1, max: 2), status: .pending, allocations: [Allocation(host: "h1")])],
+            reservations: [
+                Reservation(
+                    id: UUIDString.random(), request: ReservationRequest(hostsMin: 1, max: 2), status: .pending,
+                    allocations: [Allocation(host: "h1")])
+            ],
             createdAt: t)
         lease.beforeEndFired = true
         m.leases = [lease]
@@ -47,7 +54,8 @@ import Testing
     @Test func refusesWhatIsNotABerthDatabaseAndLeavesItAlone() throws {
         let dir = temporaryDirectory(prefix: "berth-store")
         let path = dir + "/berth.sqlite"
-        let garbage = Array("this is not a database, just text that happens to be long enough...".utf8)
+        let garbage =
+            Array("this is not a database, just text that happens to be long enough...".utf8)
             + [UInt8](repeating: 7, count: 200)
         let fd = open(path, O_WRONLY | O_CREAT, 0o600)
         #expect(write(fd, garbage, garbage.count) == garbage.count)
@@ -94,12 +102,16 @@ import Testing
     @Test func actionsOnOneTargetAreDeliveredInOrder() throws {
         let store = try BerthStore(directory: temporaryDirectory(prefix: "berth-store"))
         let t = TestEpoch.roundSeconds
-        var start = OutboxAction(id: "a1", kind: "lease.start", target: "lease/L", leaseID: "L", createdAt: t, payload: [:])
+        var start = OutboxAction(
+            id: "a1", kind: "lease.start", target: "lease/L", leaseID: "L", createdAt: t, payload: [:])
         start.dueAt = t + 300  // backing off after a failure
         start.attempts = 1
-        let end = OutboxAction(id: "a2", kind: "lease.end", target: "lease/L", leaseID: "L", createdAt: t + 10, payload: [:])
-        let other = OutboxAction(id: "a3", kind: "lease.start", target: "lease/M", leaseID: "M", createdAt: t + 10, payload: [:])
-        let hook = OutboxAction(id: "a4", kind: "hook.preemption", target: "lease/L", leaseID: nil, createdAt: t + 10, payload: [:])
+        let end = OutboxAction(
+            id: "a2", kind: "lease.end", target: "lease/L", leaseID: "L", createdAt: t + 10, payload: [:])
+        let other = OutboxAction(
+            id: "a3", kind: "lease.start", target: "lease/M", leaseID: "M", createdAt: t + 10, payload: [:])
+        let hook = OutboxAction(
+            id: "a4", kind: "hook.preemption", target: "lease/L", leaseID: nil, createdAt: t + 10, payload: [:])
         var m = BerthStore.Mutation()
         m.actions = [start, end, other, hook]
         try store.commit(m)

@@ -19,7 +19,8 @@ import Testing
             let created = base + 60 * Int64.random(in: 0..<20, using: &rng)
             let start = base + 3600 * Int64(k % 50)
             var l = Lease(
-                id: UUIDString.random(), name: "lease \"\(k)\" é", projectID: "p\(k % 3)", userID: nil, start: start, end: start + 3600,
+                id: UUIDString.random(), name: "lease \"\(k)\" é", projectID: "p\(k % 3)", userID: nil, start: start,
+                end: start + 3600,
                 beforeEndSeconds: k % 2 == 0 ? 600 : nil, status: .pending,
                 reservations: [
                     Reservation(
@@ -74,7 +75,12 @@ import Testing
     @Test func sortByCreationMatchesASort() {
         var rng = SplitMix64(seed: 0x50_27)
         for n in [0, 1, 2, 3, 10, 200] {
-            let items = (0..<n).map { k in (Timestamp(seconds: Int64.random(in: 0..<4, using: &rng)), "i\(Int.random(in: 0..<50, using: &rng))-\(k)") }
+            let items = (0..<n).map { k in
+                (
+                    Timestamp(seconds: Int64.random(in: 0..<4, using: &rng)),
+                    "i\(Int.random(in: 0..<50, using: &rng))-\(k)"
+                )
+            }
             var sorted = items
             DocumentDecoder.sortByCreation(&sorted) { $0 }
             #expect(sorted.map(\.1) == items.sorted { $0 < $1 }.map(\.1))

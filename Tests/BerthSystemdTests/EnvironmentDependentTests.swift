@@ -3,9 +3,9 @@ import Testing
 @testable import BerthSystemd
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #endif
 
 /// Everything that reads or writes process environment variables (NOTIFY_SOCKET, WATCHDOG_*,

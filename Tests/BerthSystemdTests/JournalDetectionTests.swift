@@ -3,9 +3,9 @@ import Testing
 @testable import BerthSystemd
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #endif
 
 /// The dev:ino comparison on files of the test's own; the env-reading entry point is tested in

@@ -5,9 +5,9 @@ import Testing
 @testable import BerthSystemd
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #endif
 
 /// Collects the entries a handler would have sent to journald.
@@ -194,7 +194,8 @@ struct JournalLogHandlerTests {
         let name = try #require(JournalLogHandler.journalFieldName(forMetadataKey: String(repeating: "a.", count: 50)))
         #expect(name.count == 64)
         #expect(name == String(String(repeating: "A_", count: 32)))
-        let prefixed = try #require(JournalLogHandler.journalFieldName(forMetadataKey: String(repeating: "9", count: 70)))
+        let prefixed = try #require(
+            JournalLogHandler.journalFieldName(forMetadataKey: String(repeating: "9", count: 70)))
         #expect(prefixed == "META_" + String(repeating: "9", count: 59))
     }
 }

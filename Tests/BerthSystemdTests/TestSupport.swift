@@ -1,9 +1,9 @@
 import BerthTestSupport
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #endif
 
 /// Runs `body` with environment variables set (or unset, for nil) and restores the previous values.

@@ -43,12 +43,17 @@ public enum CalendarBulkLoad {
                         for r in leases[item.position].reservations {
                             for a in r.allocations {
                                 byHost[a.host, default: []].append(
-                                    (window, LeaseCalendar.entry(lease: leases[item.position], reservation: r, allocation: a)))
+                                    (
+                                        window,
+                                        LeaseCalendar.entry(lease: leases[item.position], reservation: r, allocation: a)
+                                    ))
                             }
                         }
                     } else {
                         let p = item.position - preemptiblesFrom
-                        for e in preemptibles[p].calendarEntries { byHost[preemptibles[p].host, default: []].append((window, e)) }
+                        for e in preemptibles[p].calendarEntries {
+                            byHost[preemptibles[p].host, default: []].append((window, e))
+                        }
                     }
                 }
             }

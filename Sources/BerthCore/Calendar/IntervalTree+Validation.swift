@@ -14,25 +14,47 @@ extension IntervalTree {
         /// Returns (height, maxEnd) of the subtree, or nil after recording an error.
         func check(_ i: Int32) -> (Int32, Int64)? {
             if i < 0 { return (0, Int64.min) }
-            guard Int(i) < nodes.count else { error = "node index \(i) out of range"; return nil }
-            guard !seen[Int(i)] else { error = "node \(i) reachable twice"; return nil }
+            guard Int(i) < nodes.count else {
+                error = "node index \(i) out of range"
+                return nil
+            }
+            guard !seen[Int(i)] else {
+                error = "node \(i) reachable twice"
+                return nil
+            }
             seen[Int(i)] = true
             visited += 1
             let n = nodes[Int(i)]
             guard let (lh, lm) = check(n.left) else { return nil }
-            if n.start >= n.end { error = "node \(i) has empty interval [\(n.start), \(n.end))"; return nil }
-            if let p = previous, !Self.less(p.0, p.1, p.2, n.start, n.end, n.seq) {
-                error = "order violated at node \(i): (\(p.0), \(p.1), #\(p.2)) before (\(n.start), \(n.end), #\(n.seq))"
+            if n.start >= n.end {
+                error = "node \(i) has empty interval [\(n.start), \(n.end))"
                 return nil
             }
-            if n.seq >= nextSeq { error = "node \(i) has sequence \(n.seq) >= next \(nextSeq)"; return nil }
+            if let p = previous, !Self.less(p.0, p.1, p.2, n.start, n.end, n.seq) {
+                error =
+                    "order violated at node \(i): (\(p.0), \(p.1), #\(p.2)) before (\(n.start), \(n.end), #\(n.seq))"
+                return nil
+            }
+            if n.seq >= nextSeq {
+                error = "node \(i) has sequence \(n.seq) >= next \(nextSeq)"
+                return nil
+            }
             previous = (n.start, n.end, n.seq)
             guard let (rh, rm) = check(n.right) else { return nil }
             let h = max(lh, rh) + 1
-            if n.height != h { error = "node \(i) height \(n.height), expected \(h)"; return nil }
-            if abs(lh - rh) > 1 { error = "node \(i) unbalanced: left \(lh), right \(rh)"; return nil }
+            if n.height != h {
+                error = "node \(i) height \(n.height), expected \(h)"
+                return nil
+            }
+            if abs(lh - rh) > 1 {
+                error = "node \(i) unbalanced: left \(lh), right \(rh)"
+                return nil
+            }
             let m = max(n.end, max(lm, rm))
-            if n.maxEnd != m { error = "node \(i) maxEnd \(n.maxEnd), expected \(m)"; return nil }
+            if n.maxEnd != m {
+                error = "node \(i) maxEnd \(n.maxEnd), expected \(m)"
+                return nil
+            }
             return (h, m)
         }
 

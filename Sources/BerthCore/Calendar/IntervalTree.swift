@@ -207,10 +207,16 @@ public struct IntervalTree<Payload: Hashable & Sendable>: Sendable {
                 while true {
                     let pn = nodes[Int(p)]
                     if Self.less(moved.start, moved.end, moved.seq, pn.start, pn.end, pn.seq) {
-                        if pn.left == last { nodes[Int(p)].left = hole; break }
+                        if pn.left == last {
+                            nodes[Int(p)].left = hole
+                            break
+                        }
                         p = pn.left
                     } else {
-                        if pn.right == last { nodes[Int(p)].right = hole; break }
+                        if pn.right == last {
+                            nodes[Int(p)].right = hole
+                            break
+                        }
                         p = pn.right
                     }
                     precondition(p >= 0, "IntervalTree corrupted: moved node not found")
@@ -423,7 +429,8 @@ extension IntervalTree {
 
     @inline(__always)
     private static func checkOrder(_ previous: Interval, _ next: Interval) {
-        precondition(!(next < previous), "IntervalTree(sorted:) needs entries in (start, end) order: \(next) after \(previous)")
+        precondition(
+            !(next < previous), "IntervalTree(sorted:) needs entries in (start, end) order: \(next) after \(previous)")
     }
 
     @inline(__always)

@@ -17,7 +17,9 @@ public struct CalendarEntry: Sendable, Hashable {
     public var reservationID: String
     public var usage: ResourceUsage
     public var guaranteedUntil: Int64?
-    public init(leaseID: String, reservationID: String, usage: ResourceUsage = .wholeHost, guaranteedUntil: Int64? = nil) {
+    public init(
+        leaseID: String, reservationID: String, usage: ResourceUsage = .wholeHost, guaranteedUntil: Int64? = nil
+    ) {
         self.leaseID = leaseID
         self.reservationID = reservationID
         self.usage = usage
@@ -220,7 +222,8 @@ public struct LeaseCalendar: Sendable {
                 gpu: a.gpu ?? 0, slot: a.slot ?? 0, size: a.size ?? 1,
                 mediaExtensions: (a.profile ?? r.request.profile ?? "").hasSuffix("+me"))
         case .gpu:
-            usage = .gpuSlices(gpu: 0, slot: 0, size: a.size ?? 1, mediaExtensions: false)  // not produced by the planner
+            // Not produced by the planner.
+            usage = .gpuSlices(gpu: 0, slot: 0, size: a.size ?? 1, mediaExtensions: false)
         case .instance:
             usage = .instances(
                 count: Int64(a.slots ?? 1), vcpus: r.request.vcpus ?? 0, memoryMB: r.request.memoryMB ?? 0,
@@ -234,7 +237,9 @@ public struct LeaseCalendar: Sendable {
         guard lease.status.occupiesCalendar, lease.start < lease.end else { return }
         for r in lease.reservations {
             for a in r.allocations {
-                insert(host: a.host, interval: lease.window, entry: LeaseCalendar.entry(lease: lease, reservation: r, allocation: a))
+                insert(
+                    host: a.host, interval: lease.window,
+                    entry: LeaseCalendar.entry(lease: lease, reservation: r, allocation: a))
             }
         }
     }
@@ -243,25 +248,33 @@ public struct LeaseCalendar: Sendable {
         guard lease.start < lease.end else { return }
         for r in lease.reservations {
             for a in r.allocations {
-                remove(host: a.host, interval: lease.window, entry: LeaseCalendar.entry(lease: lease, reservation: r, allocation: a))
+                remove(
+                    host: a.host, interval: lease.window,
+                    entry: LeaseCalendar.entry(lease: lease, reservation: r, allocation: a))
             }
         }
     }
 
     /// Slices of one GPU taken at any instant of the window (a slice must be free for all of it),
     /// whether a media-extension instance is among them; nil when the whole host is reserved.
-    public func gpuOccupancy(host: String, gpu: Int, during window: Interval) -> (usedMask: UInt16, hasMediaExtension: Bool)? {
+    public func gpuOccupancy(host: String, gpu: Int, during window: Interval) -> (
+        usedMask: UInt16, hasMediaExtension: Bool
+    )? {
         guard let n = hostNumbers[host] else { return (0, false) }
         return gpuOccupancy(n, gpu: gpu, during: window)
     }
 
-    public func gpuOccupancy(_ n: Int32, gpu: Int, during window: Interval) -> (usedMask: UInt16, hasMediaExtension: Bool)? {
+    public func gpuOccupancy(_ n: Int32, gpu: Int, during window: Interval) -> (
+        usedMask: UInt16, hasMediaExtension: Bool
+    )? {
         guard gpu >= 0 else { return gpuOccupancies(n, gpus: 0, during: window).map { _ in (0, false) } }
         return gpuOccupancies(n, gpus: gpu + 1, during: window)?[gpu]
     }
 
     /// `gpuOccupancy` of GPUs 0..<gpus from one visit of the host's tree; nil when the whole host is reserved.
-    public func gpuOccupancies(_ n: Int32, gpus: Int, during window: Interval) -> [(usedMask: UInt16, hasMediaExtension: Bool)]? {
+    public func gpuOccupancies(_ n: Int32, gpus: Int, during window: Interval) -> [(
+        usedMask: UInt16, hasMediaExtension: Bool
+    )]? {
         var out = [(usedMask: UInt16, hasMediaExtension: Bool)](repeating: (0, false), count: gpus)
         var wholeHost = false
         let exact = viewIsExact(n)
@@ -357,7 +370,8 @@ public struct LeaseCalendar: Sendable {
     public static let slackCap: Int64 = 366 * 86_400
 
     public func slack(_ n: Int32, around window: Interval, cap: Int64 = LeaseCalendar.slackCap) -> Int64 {
-        let before = trees[Int(n)].maxEnd(ofEntriesStartingBefore: window.start).map { Swift.min(window.start - $0, cap) } ?? cap
+        let before =
+            trees[Int(n)].maxEnd(ofEntriesStartingBefore: window.start).map { Swift.min(window.start - $0, cap) } ?? cap
         let after = trees[Int(n)].minStart(atOrAfter: window.end).map { Swift.min($0 - window.end, cap) } ?? cap
         return before + after
     }

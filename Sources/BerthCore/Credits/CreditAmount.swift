@@ -174,7 +174,8 @@ public struct CreditAmount: Sendable, Hashable, Comparable, CustomStringConverti
         if scale > CreditAmount.fractionDigits {
             return .failure(
                 ParseError(
-                    "\"\(text)\" has more than \(CreditAmount.fractionDigits) decimal places (credits are exact to 0.000001)"))
+                    "\"\(text)\" has more than \(CreditAmount.fractionDigits) decimal places (credits are exact to 0.000001)"
+                ))
         }
         let tooLarge = ParseError("\"\(text)\" is out of range (at most \(CreditAmount.max) credits)")
         let shift = CreditAmount.fractionDigits - scale  // >= 0

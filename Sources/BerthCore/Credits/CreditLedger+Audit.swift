@@ -29,19 +29,28 @@ extension CreditLedger {
             }
         }
         for (a, t) in totals {
-            if t.granted != granted[a] ?? .zero { problems.append("\(a): granted \(t.granted) != entries \(granted[a] ?? .zero)") }
-            if t.spent != spent[a] ?? .zero { problems.append("\(a): spent \(t.spent) != entries \(spent[a] ?? .zero)") }
+            if t.granted != granted[a] ?? .zero {
+                problems.append("\(a): granted \(t.granted) != entries \(granted[a] ?? .zero)")
+            }
+            if t.spent != spent[a] ?? .zero {
+                problems.append("\(a): spent \(t.spent) != entries \(spent[a] ?? .zero)")
+            }
             if t.unfunded != unfunded[a] ?? .zero { problems.append("\(a): unfunded \(t.unfunded) != entries") }
             if t.unfunded.isNegative { problems.append("\(a): negative unfunded \(t.unfunded)") }
             let rem = (grantIDsByAccount[a] ?? []).reduce(CreditAmount.zero) { $0 + grants[$1]!.remaining }
             if t.granted - t.spent != rem - t.unfunded {
-                problems.append("\(a): granted − spent \(t.granted - t.spent) != remaining − unfunded \(rem - t.unfunded)")
+                problems.append(
+                    "\(a): granted − spent \(t.granted - t.spent) != remaining − unfunded \(rem - t.unfunded)")
             }
         }
         for (g, s) in grants {
-            if s.remaining != remaining[g] ?? .zero { problems.append("grant \(g): remaining \(s.remaining) != entries \(remaining[g] ?? .zero)") }
+            if s.remaining != remaining[g] ?? .zero {
+                problems.append("grant \(g): remaining \(s.remaining) != entries \(remaining[g] ?? .zero)")
+            }
             if s.remaining.isNegative { problems.append("grant \(g): negative remaining \(s.remaining)") }
-            if s.remaining > s.amount { problems.append("grant \(g): remaining \(s.remaining) above its amount \(s.amount)") }
+            if s.remaining > s.amount {
+                problems.append("grant \(g): remaining \(s.remaining) above its amount \(s.amount)")
+            }
         }
         for (l, h) in holdings where h.held != (held[l] ?? [:]).filter({ !$0.value.isZero }) {
             problems.append("lease \(l): holds \(h.held) but entries say \(held[l] ?? [:])")

@@ -12,7 +12,9 @@ extension CreditLedger {
         if !amount.isPositive { errors.append(.init(path: "amount", message: "must be greater than 0, got \(amount)")) }
         if let validFrom, let validTo, validTo <= validFrom {
             errors.append(
-                .init(path: "valid_to", message: "must be after valid_from (\(validFrom.rfc3339)), got \(validTo.rfc3339)"))
+                .init(
+                    path: "valid_to", message: "must be after valid_from (\(validFrom.rfc3339)), got \(validTo.rfc3339)"
+                ))
         }
         if !errors.isEmpty { throw .invalidParams(errors) }
         return LedgerEntry(
@@ -243,7 +245,9 @@ extension CreditLedger {
 
     /// Refunds of everything lease `leaseID` holds after `now`: delete (a pending lease gets its whole
     /// charge back) and early end. Never fails.
-    public func planRelease(_ leaseID: String, now: Timestamp, note: String? = nil, newID: () -> String = { UUIDString.random() })
+    public func planRelease(
+        _ leaseID: String, now: Timestamp, note: String? = nil, newID: () -> String = { UUIDString.random() }
+    )
         -> [LedgerEntry]
     {
         guard let h = holdings[leaseID] else { return [] }

@@ -66,21 +66,26 @@ public struct CreditLedger: Sendable {
             let account = Account(project: project, resourceClass: c)
             // An account appears once it has a grant or a net charge (enforcement off): a lease
             // created and deleted without grants leaves no trace in the balance.
-            guard let t = totals[account], !(grantIDsByAccount[account] ?? []).isEmpty || !t.spent.isZero else { continue }
+            guard let t = totals[account], !(grantIDsByAccount[account] ?? []).isEmpty || !t.spent.isZero else {
+                continue
+            }
             var available = CreditAmount.zero
             var expired = CreditAmount.zero
             for g in grantIDsByAccount[account] ?? [] {
                 let s = grants[g]!
                 if s.entry.isExpired(at: now) { expired += s.remaining } else { available += s.remaining }
             }
-            out[c] = CreditBalance(granted: t.granted, spent: t.spent, available: available - t.unfunded, expired: expired)
+            out[c] = CreditBalance(
+                granted: t.granted, spent: t.spent, available: available - t.unfunded, expired: expired)
         }
         return out
     }
 
     /// `credits.balance`'s result: `{ resource_class: { granted, spent, available, expired } }`.
     public func balanceJSON(project: String, now: Timestamp) -> JSON {
-        .object(Dictionary(uniqueKeysWithValues: balance(project: project, now: now).map { ($0.key.rawValue, $0.value.json) }))
+        .object(
+            Dictionary(
+                uniqueKeysWithValues: balance(project: project, now: now).map { ($0.key.rawValue, $0.value.json) }))
     }
 
     /// A grant's entry, current amount (with adjustments) and remainder.
@@ -93,7 +98,8 @@ public struct CreditLedger: Sendable {
 
     /// One page of a project's entries in `seq` order, after `afterSeq`; `next` is the seq to pass as
     /// `afterSeq` for the following page, nil on the last page.
-    public func entries(project: String, afterSeq: Int64 = 0, limit: Int = 100) -> (items: [LedgerEntry], next: Int64?) {
+    public func entries(project: String, afterSeq: Int64 = 0, limit: Int = 100) -> (items: [LedgerEntry], next: Int64?)
+    {
         let idx = entryIndexesByProject[project] ?? []
         var lo = 0
         var hi = idx.count
@@ -162,7 +168,9 @@ public struct CreditLedger: Sendable {
         switch e.kind {
         case .grant:
             guard e.amount.isPositive else { throw Self.invalid(e, "a grant must be positive") }
-            if let f = e.validFrom, let t = e.validTo, t <= f { throw Self.invalid(e, "valid_to is not after valid_from") }
+            if let f = e.validFrom, let t = e.validTo, t <= f {
+                throw Self.invalid(e, "valid_to is not after valid_from")
+            }
             guard grants[e.id] == nil else { throw Self.invalid(e, "duplicate grant") }
             grants[e.id] = GrantState(entry: e, amount: e.amount, remaining: e.amount)
             grantIDsByAccount[account, default: []].append(e.id)
@@ -229,7 +237,9 @@ public struct CreditLedger: Sendable {
             }
             cursor = b
         }
-        guard cursor == to || e.pieces.isEmpty && total.isZero else { throw Self.invalid(e, "draws do not cover the span") }
+        guard cursor == to || e.pieces.isEmpty && total.isZero else {
+            throw Self.invalid(e, "draws do not cover the span")
+        }
         var holding = holdings[lease] ?? LeaseHolding(projectID: e.projectID, segments: [:])
         var segs = holding.segments[e.resourceClass] ?? []
         if var last = segs.last, last.origin == origin, last.units == units, last.end == from {
@@ -237,7 +247,9 @@ public struct CreditLedger: Sendable {
             last.end = to
             segs[segs.count - 1] = last
         } else {
-            guard origin == from else { throw Self.invalid(e, "an extension does not continue the lease's last segment") }
+            guard origin == from else {
+                throw Self.invalid(e, "an extension does not continue the lease's last segment")
+            }
             if let last = segs.last, last.end > from { throw Self.invalid(e, "a new segment overlaps the held time") }
             segs.append(HeldSegment(origin: origin, end: to, units: units, pieces: e.pieces))
         }

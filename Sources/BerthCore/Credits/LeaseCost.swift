@@ -145,7 +145,8 @@ public enum LeaseCost {
             return [.gpuSliceHours: units]
         case .instance:
             let slotAllocs = allocations.filter { $0.gpu == nil && $0.slots != nil }
-            let count = slotAllocs.isEmpty ? r.min : slotAllocs.reduce(Int64(0)) { saturatingAdd($0, Int64($1.slots ?? 0)) }
+            let count =
+                slotAllocs.isEmpty ? r.min : slotAllocs.reduce(Int64(0)) { saturatingAdd($0, Int64($1.slots ?? 0)) }
             var out: [ResourceClass: Int64] = [.vcpuHours: saturatingMultiply(r.vcpus ?? 0, count)]
             if let profile = r.gpuProfile {
                 out[.gpuSliceHours] =
@@ -185,7 +186,9 @@ public enum LeaseCost {
         profile: String, gpuModel: String?, allocation: Allocation?, models: GPUModelTable,
         gpuModelAt: (_ host: String, _ gpu: Int) -> String?
     ) -> Int {
-        if let a = allocation, let g = a.gpu, let name = gpuModelAt(a.host, g), let e = models.eighths(profile: profile, model: name) {
+        if let a = allocation, let g = a.gpu, let name = gpuModelAt(a.host, g),
+            let e = models.eighths(profile: profile, model: name)
+        {
             return e
         }
         if let gpuModel, let e = models.eighths(profile: profile, model: gpuModel) { return e }

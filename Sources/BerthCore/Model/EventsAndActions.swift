@@ -100,7 +100,9 @@ extension ParamReader {
             fail(key, "must name at least one event type pattern; leave it out (or use [\"*\"]) for every event")
         }
         for (i, p) in list.enumerated() where !ParamReader.isEventTypePattern(p) {
-            fail(path: "\(fieldPath(key))[\(i)]", "expected an event type (lease.created), a family (lease.*) or *, got '\(p)'")
+            fail(
+                path: "\(fieldPath(key))[\(i)]",
+                "expected an event type (lease.created), a family (lease.*) or *, got '\(p)'")
         }
         return list
     }
@@ -110,7 +112,8 @@ extension ParamReader {
         if p == "*" { return true }
         let parts = p.utf8.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
         func word(_ w: Substring.UTF8View.SubSequence) -> Bool {
-            !w.isEmpty && w.allSatisfy { ($0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "z")) || $0 == UInt8(ascii: "_") }
+            !w.isEmpty
+                && w.allSatisfy { ($0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "z")) || $0 == UInt8(ascii: "_") }
         }
         guard parts.count == 2, word(parts[0]) else { return false }
         return parts[1].elementsEqual("*".utf8) || word(parts[1])

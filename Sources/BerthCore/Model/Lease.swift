@@ -157,7 +157,9 @@ extension BerthError {
     /// The field errors of an invalid-params error (or the message as one error at the root).
     public var fieldErrors: [FieldError] {
         if code == .invalidParams, let list = data["errors"]?.arrayValue {
-            return list.map { FieldError(path: $0["path"]?.stringValue ?? "", message: $0["message"]?.stringValue ?? "") }
+            return list.map {
+                FieldError(path: $0["path"]?.stringValue ?? "", message: $0["message"]?.stringValue ?? "")
+            }
         }
         return [FieldError(path: "", message: message)]
     }
@@ -174,7 +176,9 @@ public struct Allocation: Sendable, Hashable {
     /// Memory slices a GPU allocation spans (kept so the calendar needs no model table).
     public var size: Int?
 
-    public init(host: String, gpu: Int? = nil, profile: String? = nil, slot: Int? = nil, slots: Int? = nil, size: Int? = nil) {
+    public init(
+        host: String, gpu: Int? = nil, profile: String? = nil, slot: Int? = nil, slots: Int? = nil, size: Int? = nil
+    ) {
         self.host = host
         self.gpu = gpu
         self.profile = profile
@@ -338,10 +342,13 @@ public struct Lease: Sendable, Hashable {
             // The request is the rest of the object (`flavor_id` is derived, public shape only);
             // skipping those fields rather than removing them spares a copy of the dictionary.
             var errors: [BerthError.FieldError] = []
-            guard let req = ReservationRequest.parse(r, path: "", errors: &errors, ignoring: Lease.storedReservationFields)
+            guard
+                let req = ReservationRequest.parse(
+                    r, path: "", errors: &errors, ignoring: Lease.storedReservationFields)
             else { return nil }
             reservations.append(
-                Reservation(id: rid, request: req, status: rstatus, allocations: allocs.compactMap(Allocation.init(json:))))
+                Reservation(
+                    id: rid, request: req, status: rstatus, allocations: allocs.compactMap(Allocation.init(json:))))
         }
         self.init(
             id: id, name: name, projectID: project, userID: json["user_id"]?.stringValue, start: start, end: end,

@@ -15,7 +15,11 @@ public struct ActionsListParams: Sendable {
         let limit = Int(r.int("limit", min: 1, max: 1000) ?? 100)
         var after: Int64 = 0
         if let c = r.string("cursor") {
-            if let v = Int64(c), v >= 0 { after = v } else { r.fail("cursor", "is not a cursor returned by actions.list") }
+            if let v = Int64(c), v >= 0 {
+                after = v
+            } else {
+                r.fail("cursor", "is not a cursor returned by actions.list")
+            }
         }
         try r.finish()
         return ActionsListParams(status: status, leaseID: lease, afterSeq: after, limit: limit)

@@ -38,6 +38,7 @@ public struct CreditGrantParams: Sendable, Hashable {
         }
         try r.finish()
         return CreditGrantParams(
-            projectID: project!, resourceClass: rc!, amount: amount!, validFrom: validFrom, validTo: validTo, note: note)
+            projectID: project!, resourceClass: rc!, amount: amount!, validFrom: validFrom, validTo: validTo, note: note
+        )
     }
 }

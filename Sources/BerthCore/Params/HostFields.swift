@@ -23,7 +23,10 @@ public struct HostFields: Sendable {
                 var gr = ParamReader(g, path: "\(r.fieldPath("gpus"))[\(i)]")
                 if let model = gr.string("model", required: true) {
                     if models.model(named: model) == nil {
-                        gr.fail("model", "unknown GPU model \"\(model)\"; known models: \(models.modelNames.joined(separator: ", ")) (operators add models in the GPU model file)")
+                        gr.fail(
+                            "model",
+                            "unknown GPU model \"\(model)\"; known models: \(models.modelNames.joined(separator: ", ")) (operators add models in the GPU model file)"
+                        )
                     } else {
                         out.append(GPUSpec(model: model))
                     }

@@ -12,7 +12,8 @@ public struct LeaseCreateParams: Sendable {
     public var reservations: [(id: String?, request: ReservationRequest)]
     public var dryRun: Bool
 
-    public static func parse(_ params: JSON?, now: Timestamp, startGrace: Int64, models: GPUModelTable) throws(BerthError)
+    public static func parse(_ params: JSON?, now: Timestamp, startGrace: Int64, models: GPUModelTable)
+        throws(BerthError)
         -> LeaseCreateParams
     {
         var r = ParamReader(params)
@@ -32,7 +33,9 @@ public struct LeaseCreateParams: Sendable {
             r.fail("end", "must be after start (start \(start), end \(end))")
         }
         try r.finish()
-        guard let name, let project, let start, let end, let requests else { throw .invalidParam("params", "incomplete lease") }
+        guard let name, let project, let start, let end, let requests else {
+            throw .invalidParam("params", "incomplete lease")
+        }
         return LeaseCreateParams(
             name: name, projectID: project, userID: user, start: start, end: end, beforeEndSeconds: beforeEnd,
             reservations: requests, dryRun: dryRun)

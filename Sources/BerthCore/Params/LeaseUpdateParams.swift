@@ -13,7 +13,9 @@ public struct LeaseUpdateParams: Sendable {
     public var reservations: [(id: String?, request: ReservationRequest)]?
     public var dryRun: Bool
 
-    public static func parse(_ params: JSON?, now: Timestamp, models: GPUModelTable) throws(BerthError) -> LeaseUpdateParams {
+    public static func parse(_ params: JSON?, now: Timestamp, models: GPUModelTable) throws(BerthError)
+        -> LeaseUpdateParams
+    {
         var r = ParamReader(params)
         let id = r.string("id", required: true)
         let name = r.string("name")

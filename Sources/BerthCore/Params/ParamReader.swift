@@ -20,7 +20,8 @@ public struct ParamReader {
             object = o
         case .some(let other):
             object = [:]
-            errors.append(.init(path: path.isEmpty ? "params" : path, message: "expected an object, got \(other.typeName)"))
+            errors.append(
+                .init(path: path.isEmpty ? "params" : path, message: "expected an object, got \(other.typeName)"))
         }
     }
 
@@ -102,7 +103,10 @@ public struct ParamReader {
         guard let s = string(key, required: required) else { return nil }
         if let now, s == "now" { return now }
         guard let t = Timestamp(rfc3339: s) else {
-            fail(key, "expected an RFC 3339 timestamp such as 2030-01-01T10:00:00Z\(now != nil ? " or \"now\"" : ""), got \"\(s)\"")
+            fail(
+                key,
+                "expected an RFC 3339 timestamp such as 2030-01-01T10:00:00Z\(now != nil ? " or \"now\"" : ""), got \"\(s)\""
+            )
             return nil
         }
         return t
@@ -133,7 +137,9 @@ public struct ParamReader {
         return out
     }
 
-    public mutating func enumValue<E: RawRepresentable & CaseIterable>(_ key: String, _ type: E.Type, required: Bool = false)
+    public mutating func enumValue<E: RawRepresentable & CaseIterable>(
+        _ key: String, _ type: E.Type, required: Bool = false
+    )
         -> E? where E.RawValue == String
     {
         guard let s = string(key, required: required) else { return nil }

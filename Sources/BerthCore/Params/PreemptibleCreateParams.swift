@@ -21,7 +21,11 @@ public struct PreemptibleCreateParams: Sendable {
         let lifetime = r.int("min_lifetime_s", min: 1, max: 100 * 366 * 86_400)
         var server: JSON? = nil
         if let s = r.raw("server") {
-            if case .object = s { server = s } else { r.fail("server", "expected an object of Nova boot fields, got \(s.typeName)") }
+            if case .object = s {
+                server = s
+            } else {
+                r.fail("server", "expected an object of Nova boot fields, got \(s.typeName)")
+            }
         }
         let node = r.string("slurm_node", maxLength: 64)
         _ = r.raw("idempotency_key")
@@ -36,7 +40,9 @@ public struct PreemptibleCreateParams: Sendable {
             }
         }
         try r.finish()
-        guard let project, let vcpus, let memory, let disk else { throw .invalidParam("params", "incomplete preemptible") }
+        guard let project, let vcpus, let memory, let disk else {
+            throw .invalidParam("params", "incomplete preemptible")
+        }
         return PreemptibleCreateParams(
             projectID: project, size: InstanceSize(vcpus: vcpus, memoryMB: memory, diskGB: disk), gpuProfile: profile,
             minLifetime: lifetime, server: server, slurmNode: node)
@@ -44,8 +50,10 @@ public struct PreemptibleCreateParams: Sendable {
 
     /// One node name, not a hostlist expression (`n[1-3]`) or anything a shell would split.
     public static func isSlurmNodeName(_ s: String) -> Bool {
-        !s.isEmpty && s.utf8.allSatisfy { c in
-            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x2E || c == 0x5F || c == 0x2D
-        }
+        !s.isEmpty
+            && s.utf8.allSatisfy { c in
+                (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x2E
+                    || c == 0x5F || c == 0x2D
+            }
     }
 }

@@ -36,15 +36,22 @@ extension ParamReader {
                         _ = try models.resolve(profile: profile, gpuModel: req.gpuModel, path: path)
                     } catch {
                         // resolve() names `profile`; for instances the field is `gpu_profile`.
-                        errors.append(contentsOf: error.fieldErrors.map {
-                            .init(path: $0.path.replacingSuffix(".profile", with: ".gpu_profile"), message: $0.message)
-                        })
+                        errors.append(
+                            contentsOf: error.fieldErrors.map {
+                                .init(
+                                    path: $0.path.replacingSuffix(".profile", with: ".gpu_profile"), message: $0.message
+                                )
+                            })
                         continue
                     }
                 }
                 var id: String? = nil
                 if let v = item["id"], !v.isNull {
-                    if let s = v.stringValue { id = s } else { errors.append(.init(path: "\(path).id", message: "expected a string")) }
+                    if let s = v.stringValue {
+                        id = s
+                    } else {
+                        errors.append(.init(path: "\(path).id", message: "expected a string"))
+                    }
                 }
                 out.append((id, req))
             }

@@ -55,7 +55,9 @@ public struct GPUPool: Sendable {
     /// Candidates listed twice (same host and index) keep their first entry.
     public init(_ candidates: [GPUCandidate]) {
         // Planners list candidates in order already: sort (and de-duplicate) only when needed.
-        let ordered = zip(candidates, candidates.dropFirst()).allSatisfy { ($0.host, $0.gpuIndex) < ($1.host, $1.gpuIndex) }
+        let ordered = zip(candidates, candidates.dropFirst()).allSatisfy {
+            ($0.host, $0.gpuIndex) < ($1.host, $1.gpuIndex)
+        }
         if ordered {
             gpus = candidates
         } else {

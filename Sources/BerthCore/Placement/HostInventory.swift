@@ -40,7 +40,8 @@ public struct HostInventory: Sendable {
 
     /// Gives every host a number in `calendar` (registering the new ones).
     public init(hosts: [Host], calendar: inout LeaseCalendar) {
-        let sorted = zip(hosts, hosts.dropFirst()).allSatisfy { $0.name < $1.name } ? hosts : hosts.sorted { $0.name < $1.name }
+        let sorted =
+            zip(hosts, hosts.dropFirst()).allSatisfy { $0.name < $1.name } ? hosts : hosts.sorted { $0.name < $1.name }
         self.hosts = sorted
         numbers = sorted.map { calendar.number(for: $0.name) }
         var positions = [Int32](repeating: -1, count: calendar.hostNames.count)
@@ -62,7 +63,9 @@ public struct HostInventory: Sendable {
                 classIndex[key] = Int32(classes.count)
                 classOf[i] = Int32(classes.count)
                 classes.append(
-                    HostClass(vcpus: h.vcpus, memoryMB: h.memoryMB, diskGB: h.diskGB, gpuModels: h.gpus.map(\.model), representative: i, members: 1))
+                    HostClass(
+                        vcpus: h.vcpus, memoryMB: h.memoryMB, diskGB: h.diskGB, gpuModels: h.gpus.map(\.model),
+                        representative: i, members: 1))
             }
         }
         self.classes = classes

@@ -17,7 +17,9 @@ extension LeasePlanner {
     func rankEveryFree(window: Interval, count: Int, among positions: [Int], rank: (Int) -> Int?) -> [Int] {
         var ranked: [(rank: Int, slack: Int64, position: Int)] = []
         for pos in positions {
-            guard let slack = calendar.slackIfFree(inventory.numbers[pos], around: window), let rk = rank(pos) else { continue }
+            guard let slack = calendar.slackIfFree(inventory.numbers[pos], around: window), let rk = rank(pos) else {
+                continue
+            }
             ranked.append((rk, slack, pos))
         }
         ranked.sort { ($0.rank, $0.slack, $0.position) < ($1.rank, $1.slack, $1.position) }
@@ -30,7 +32,9 @@ extension LeasePlanner {
             var rank: Int
             var slack: Int64
             var position: Int  // name order
-            static func < (a: Candidate, b: Candidate) -> Bool { (a.rank, a.slack, a.position) < (b.rank, b.slack, b.position) }
+            static func < (a: Candidate, b: Candidate) -> Bool {
+                (a.rank, a.slack, a.position) < (b.rank, b.slack, b.position)
+            }
         }
         let cap = LeaseCalendar.slackCap
         var best: [Candidate] = []  // ascending, at most `count`
@@ -41,7 +45,8 @@ extension LeasePlanner {
         }
         /// Ranks a host exactly from its own tree (the only per-host memory the search touches).
         func rankExactly(_ n: Int32) {
-            guard let slack = calendar.slackIfFree(n, around: window), let pos = inventory.position(ofNumber: n), let rk = rank(pos)
+            guard let slack = calendar.slackIfFree(n, around: window), let pos = inventory.position(ofNumber: n),
+                let rk = rank(pos)
             else { return }
             let c = Candidate(rank: rk, slack: slack, position: pos)
             if best.count == count {

@@ -25,7 +25,9 @@ extension LeasePlanner {
     /// identical hosts the `count` free ones that fit the window most tightly (free hosts of one
     /// class differ only in slack and name, which is how both orders break ties). Anything else is
     /// an equal but later choice, never taken while these remain.
-    func narrowedPositions(_ requests: [ReservationRequest], window: Interval, keep: [[Allocation]], takenWhole: Set<String>) -> [Int] {
+    func narrowedPositions(
+        _ requests: [ReservationRequest], window: Interval, keep: [[Allocation]], takenWhole: Set<String>
+    ) -> [Int] {
         var numbers: [Int32] = []
         calendar.gpuUse.forEachOverlapping(window) { _, n in
             numbers.append(n)
@@ -42,9 +44,11 @@ extension LeasePlanner {
         for n in numbers { if let p = inventory.position(ofNumber: n), inventory.schedulable[p] { out.insert(p) } }
         let others = requests.filter { $0.kind != .host }
         let k = others.reduce(0) { $0 + Int($1.max) }
-        for (c, cls) in inventory.classes.enumerated() where others.contains(where: { classServes(hosts[cls.representative], $0) }) {
+        for (c, cls) in inventory.classes.enumerated()
+        where others.contains(where: { classServes(hosts[cls.representative], $0) }) {
             let found = tightestFree(window: window, count: k, minRank: 0) { pos in
-                inventory.classOf[pos] == Int32(c) && (takenWhole.isEmpty || !takenWhole.contains(hosts[pos].name)) ? 0 : nil
+                inventory.classOf[pos] == Int32(c) && (takenWhole.isEmpty || !takenWhole.contains(hosts[pos].name))
+                    ? 0 : nil
             }
             out.formUnion(found)
         }

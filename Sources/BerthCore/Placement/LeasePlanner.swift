@@ -26,7 +26,9 @@ public struct LeasePlanner: Sendable {
 
     /// Numbers the hosts in (a copy of) `calendar`: O(hosts). Callers that plan often keep a
     /// `HostInventory` and use `init(inventory:calendar:)`.
-    public init(hosts: [Host], calendar: LeaseCalendar, models: GPUModelTable = .builtIn, policy: PlacementPolicy = .packing) {
+    public init(
+        hosts: [Host], calendar: LeaseCalendar, models: GPUModelTable = .builtIn, policy: PlacementPolicy = .packing
+    ) {
         var calendar = calendar
         inventory = HostInventory(hosts: hosts, calendar: &calendar)
         self.calendar = calendar
@@ -35,7 +37,10 @@ public struct LeasePlanner: Sendable {
     }
 
     /// O(1): `inventory` must have been built on `calendar` or an ancestor of it.
-    public init(inventory: HostInventory, calendar: LeaseCalendar, models: GPUModelTable = .builtIn, policy: PlacementPolicy = .packing) {
+    public init(
+        inventory: HostInventory, calendar: LeaseCalendar, models: GPUModelTable = .builtIn,
+        policy: PlacementPolicy = .packing
+    ) {
         precondition(inventory.matches(calendar), "HostInventory built on another calendar")
         self.inventory = inventory
         self.calendar = calendar
@@ -69,7 +74,8 @@ public struct LeasePlanner: Sendable {
             case .host: return true
             case .gpu: return gpuIndices(h, request).isEmpty == false
             case .instance:
-                return h.vcpus >= (request.vcpus ?? 0) && h.memoryMB >= (request.memoryMB ?? 0) && h.diskGB >= (request.diskGB ?? 0)
+                return h.vcpus >= (request.vcpus ?? 0) && h.memoryMB >= (request.memoryMB ?? 0)
+                    && h.diskGB >= (request.diskGB ?? 0)
                     && (request.gpuProfile == nil || !gpuIndices(h, request).isEmpty)
             }
         }
@@ -99,7 +105,9 @@ public struct LeasePlanner: Sendable {
         guard narrowsCandidates else { return place(requests, window: window, keep: keep, narrow: false) }
         let first = place(requests, window: window, keep: keep, narrow: true)
         // A narrowed attempt that fails proves nothing: decide on every host.
-        if case .failure(.busy) = first, narrowingApplies(requests) { return place(requests, window: window, keep: keep, narrow: false) }
+        if case .failure(.busy) = first, narrowingApplies(requests) {
+            return place(requests, window: window, keep: keep, narrow: false)
+        }
         return first
     }
 
@@ -122,7 +130,10 @@ public struct LeasePlanner: Sendable {
                 let count = matching?.count ?? inventory.schedulableCount
                 eligiblePositions[i] = matching
                 if Int64(count) < r.min {
-                    return .failure(.neverFits("reservations[\(i)] needs \(LeasePlanner.plural(r.min, "host")) but only \(count) schedulable host\(count == 1 ? " exists" : "s exist")\(what)"))
+                    return .failure(
+                        .neverFits(
+                            "reservations[\(i)] needs \(LeasePlanner.plural(r.min, "host")) but only \(count) schedulable host\(count == 1 ? " exists" : "s exist")\(what)"
+                        ))
                 }
                 eligibleByRequest.append([])
                 eligibleCount.append(count)
@@ -145,25 +156,36 @@ public struct LeasePlanner: Sendable {
                 case .gpu:
                     for c in serving {
                         let h = hosts[c.representative]
-                        let per = GPUPool(gpuIndices(h, r).map { GPUCandidate(host: h.name, gpuIndex: $0.0, model: $0.1) })
-                            .capacity(profile: r.profile ?? "", gpuModel: r.gpuModel, ignoringOccupancy: true)
+                        let per = GPUPool(
+                            gpuIndices(h, r).map { GPUCandidate(host: h.name, gpuIndex: $0.0, model: $0.1) }
+                        )
+                        .capacity(profile: r.profile ?? "", gpuModel: r.gpuModel, ignoringOccupancy: true)
                         cap &+= per &* c.members
                     }
                     if Int64(cap) < r.min {
-                        return .failure(.neverFits("reservations[\(i)] asks for \(r.min) × \(r.profile ?? "?") but the schedulable GPUs\(what) could hold at most \(cap) even when empty"))
+                        return .failure(
+                            .neverFits(
+                                "reservations[\(i)] asks for \(r.min) × \(r.profile ?? "?") but the schedulable GPUs\(what) could hold at most \(cap) even when empty"
+                            ))
                     }
                 case .instance:
                     let size = LeasePlanner.size(r)
                     if count == 0 {
-                        return .failure(.neverFits("reservations[\(i)] asks for instances of \(size) but no schedulable host\(what) is that large"))
+                        return .failure(
+                            .neverFits(
+                                "reservations[\(i)] asks for instances of \(size) but no schedulable host\(what) is that large"
+                            ))
                     }
                     for c in serving {
                         let h = hosts[c.representative]
                         let per = InstanceHostLoad(
-                            host: h.name, capacity: InstanceSize(vcpus: h.vcpus, memoryMB: h.memoryMB, diskGB: h.diskGB),
+                            host: h.name,
+                            capacity: InstanceSize(vcpus: h.vcpus, memoryMB: h.memoryMB, diskGB: h.diskGB),
                             limit: r.gpuProfile.map { p in
-                                GPUPool(gpuIndices(h, r).map { GPUCandidate(host: h.name, gpuIndex: $0.0, model: $0.1) })
-                                    .capacity(profile: p, ignoringOccupancy: true)
+                                GPUPool(
+                                    gpuIndices(h, r).map { GPUCandidate(host: h.name, gpuIndex: $0.0, model: $0.1) }
+                                )
+                                .capacity(profile: p, ignoringOccupancy: true)
                             }
                         ).maxAdditional(size)
                         switch r.affinity.flatMap(InstanceAffinity.init(rawValue:)) {
@@ -174,7 +196,10 @@ public struct LeasePlanner: Sendable {
                     }
                     if Int64(cap) < r.min {
                         let rule = r.affinity.map { " with affinity \($0)" } ?? ""
-                        return .failure(.neverFits("reservations[\(i)] asks for \(r.min) instances of \(size)\(rule) but the schedulable hosts\(what) could hold at most \(cap) even when empty"))
+                        return .failure(
+                            .neverFits(
+                                "reservations[\(i)] asks for \(r.min) instances of \(size)\(rule) but the schedulable hosts\(what) could hold at most \(cap) even when empty"
+                            ))
                     }
                 }
                 // The list itself only when a request is planned on every host.
@@ -187,15 +212,22 @@ public struct LeasePlanner: Sendable {
             case .host:
                 break
             case .gpu:
-                let pool = GPUPool(e.flatMap { h in gpuIndices(h, r).map { GPUCandidate(host: h.name, gpuIndex: $0.0, model: $0.1) } })
+                let pool = GPUPool(
+                    e.flatMap { h in gpuIndices(h, r).map { GPUCandidate(host: h.name, gpuIndex: $0.0, model: $0.1) } })
                 let cap = pool.capacity(profile: r.profile ?? "", gpuModel: r.gpuModel, ignoringOccupancy: true)
                 if Int64(cap) < r.min {
-                    return .failure(.neverFits("reservations[\(i)] asks for \(r.min) × \(r.profile ?? "?") but the schedulable GPUs\(what) could hold at most \(cap) even when empty"))
+                    return .failure(
+                        .neverFits(
+                            "reservations[\(i)] asks for \(r.min) × \(r.profile ?? "?") but the schedulable GPUs\(what) could hold at most \(cap) even when empty"
+                        ))
                 }
             case .instance:
                 let size = LeasePlanner.size(r)
                 if e.isEmpty {
-                    return .failure(.neverFits("reservations[\(i)] asks for instances of \(size) but no schedulable host\(what) is that large"))
+                    return .failure(
+                        .neverFits(
+                            "reservations[\(i)] asks for instances of \(size) but no schedulable host\(what) is that large"
+                        ))
                 }
                 let loads = e.map { h in
                     InstanceHostLoad(
@@ -205,10 +237,14 @@ public struct LeasePlanner: Sendable {
                                 .capacity(profile: p, ignoringOccupancy: true)
                         })
                 }
-                let cap = InstanceFit.maxPlaceable(size: size, affinity: r.affinity.flatMap(InstanceAffinity.init(rawValue:)), hosts: loads)
+                let cap = InstanceFit.maxPlaceable(
+                    size: size, affinity: r.affinity.flatMap(InstanceAffinity.init(rawValue:)), hosts: loads)
                 if Int64(cap) < r.min {
                     let rule = r.affinity.map { " with affinity \($0)" } ?? ""
-                    return .failure(.neverFits("reservations[\(i)] asks for \(r.min) instances of \(size)\(rule) but the schedulable hosts\(what) could hold at most \(cap) even when empty"))
+                    return .failure(
+                        .neverFits(
+                            "reservations[\(i)] asks for \(r.min) instances of \(size)\(rule) but the schedulable hosts\(what) could hold at most \(cap) even when empty"
+                        ))
                 }
             }
             eligibleByRequest.append(e)
@@ -226,25 +262,30 @@ public struct LeasePlanner: Sendable {
         var narrowed: [Int]? = nil
         /// Computed once host requests are placed (they come first), so `takenWhole` is final.
         func narrowedHosts() -> [Host] {
-            if narrowed == nil { narrowed = narrowedPositions(requests, window: window, keep: keep, takenWhole: takenWhole) }
+            if narrowed == nil {
+                narrowed = narrowedPositions(requests, window: window, keep: keep, takenWhole: takenWhole)
+            }
             return narrowed!.map { hosts[$0] }
         }
         /// Every MIG GPU of every schedulable host not taken whole, with what the calendar holds on it.
         func makePool() {
             guard gpuPool == nil else { return }
             var candidates: [GPUCandidate] = []
-            for h in narrowing ? narrowedHosts() : hosts where h.isSchedulable && !h.gpus.isEmpty && !takenWhole.contains(h.name) {
+            for h in narrowing ? narrowedHosts() : hosts
+            where h.isSchedulable && !h.gpus.isEmpty && !takenWhole.contains(h.name) {
                 let n = calendar.number(of: h.name)
                 // One visit of the host's tree for all its GPUs; nil when it is reserved whole.
-                guard let occupancies = n.map({ calendar.gpuOccupancies($0, gpus: h.gpus.count, during: window) })
-                    ?? Array(repeating: (0, false), count: h.gpus.count)
+                guard
+                    let occupancies = n.map({ calendar.gpuOccupancies($0, gpus: h.gpus.count, during: window) })
+                        ?? Array(repeating: (0, false), count: h.gpus.count)
                 else { continue }
                 let slack = n.map { calendar.slack($0, around: window) } ?? 2 * LeaseCalendar.slackCap
                 for (idx, g) in h.gpus.enumerated() {
                     guard let m = models.model(named: g.model), m.mig else { continue }
                     candidates.append(
                         GPUCandidate(
-                            host: h.name, gpuIndex: idx, model: m, occupancy: GPUOccupancy(calendar: occupancies[idx], model: m),
+                            host: h.name, gpuIndex: idx, model: m,
+                            occupancy: GPUOccupancy(calendar: occupancies[idx], model: m),
                             slack: slack))
                 }
             }
@@ -261,7 +302,8 @@ public struct LeasePlanner: Sendable {
                 }
                 var chosen: [String] = []
                 for a in kept where !chosen.contains(a.host) && Int64(chosen.count) < r.max {
-                    guard let n = calendar.number(of: a.host), let pos = inventory.position(ofNumber: n), wanted(hosts[pos]),
+                    guard let n = calendar.number(of: a.host), let pos = inventory.position(ofNumber: n),
+                        wanted(hosts[pos]),
                         calendar.isFree(n, during: window)
                     else { continue }
                     chosen.append(a.host)
@@ -284,22 +326,31 @@ public struct LeasePlanner: Sendable {
                         }
                         // Few hosts to choose among (a property filter, a small inventory on a big
                         // calendar): ranking them all beats walking the whole calendar's indexes.
-                        let few = inventory.hosts.count <= exhaustiveRankingLimit
+                        let few =
+                            inventory.hosts.count <= exhaustiveRankingLimit
                             || eligibleCount[i] * 16 < calendar.hostNames.count
-                        let ranked = few
-                            ? rankEveryFree(window: window, count: need, among: eligiblePositions[i] ?? Array(hosts.indices), rank: rank)
+                        let ranked =
+                            few
+                            ? rankEveryFree(
+                                window: window, count: need, among: eligiblePositions[i] ?? Array(hosts.indices),
+                                rank: rank)
                             : tightestFree(window: window, count: need, minRank: inventory.fewestGPUs, rank: rank)
                         chosen += ranked.map { hosts[$0].name }
                     case .firstFit:
                         for (pos, h) in hosts.enumerated() where chosen.count < Int(r.max) {
-                            if wanted(h), !chosenSet.contains(h.name), calendar.isFree(inventory.numbers[pos], during: window) {
+                            if wanted(h), !chosenSet.contains(h.name),
+                                calendar.isFree(inventory.numbers[pos], during: window)
+                            {
                                 chosen.append(h.name)
                             }
                         }
                     }
                 }
                 if Int64(chosen.count) < r.min {
-                    return .failure(.busy("reservations[\(i)] needs \(LeasePlanner.plural(r.min, "host")) but only \(chosen.count) matching host\(chosen.count == 1 ? " is" : "s are") free \(windowText)"))
+                    return .failure(
+                        .busy(
+                            "reservations[\(i)] needs \(LeasePlanner.plural(r.min, "host")) but only \(chosen.count) matching host\(chosen.count == 1 ? " is" : "s are") free \(windowText)"
+                        ))
                 }
                 takenWhole.formUnion(chosen)
                 result[i] = chosen.map { Allocation(host: $0) }
@@ -307,14 +358,20 @@ public struct LeasePlanner: Sendable {
                 makePool()
                 // Narrowed: the pool holds only schedulable hosts not taken whole, and without a
                 // property filter every GPU of the profile's model qualifies.
-                let hostsAllowed: Set<String>? = narrowing ? nil : Set(eligibleByRequest[i].map(\.name)).subtracting(takenWhole)
+                let hostsAllowed: Set<String>? =
+                    narrowing ? nil : Set(eligibleByRequest[i].map(\.name)).subtracting(takenWhole)
                 let keepSlices = kept.compactMap(GPUSliceAssignment.init)
-                guard let placed = gpuPool!.place(
-                    profile: r.profile ?? "", count: Int(r.min), gpuModel: r.gpuModel, hosts: hostsAllowed, policy: policy,
-                    keep: keepSlices)
+                guard
+                    let placed = gpuPool!.place(
+                        profile: r.profile ?? "", count: Int(r.min), gpuModel: r.gpuModel, hosts: hostsAllowed,
+                        policy: policy,
+                        keep: keepSlices)
                 else {
                     let free = gpuPool!.capacity(profile: r.profile ?? "", gpuModel: r.gpuModel, hosts: hostsAllowed)
-                    return .failure(.busy("reservations[\(i)] needs \(r.min) × \(r.profile ?? "?") but only \(free) fit on the GPUs free \(windowText)"))
+                    return .failure(
+                        .busy(
+                            "reservations[\(i)] needs \(r.min) × \(r.profile ?? "?") but only \(free) fit on the GPUs free \(windowText)"
+                        ))
                 }
                 for p in placed { usedPartly.insert(p.host) }
                 result[i] = placed.map(\.allocation)
@@ -325,30 +382,44 @@ public struct LeasePlanner: Sendable {
                 let candidates = narrowing ? narrowedHosts().filter { classServes($0, r) } : eligibleByRequest[i]
                 for h in candidates where !takenWhole.contains(h.name) {
                     guard var load = calendar.instanceLoad(host: h.name, during: window) else { continue }
-                    for extra in instanceAdds[h.name] ?? [] { load.append((window, extra.vcpus, extra.memoryMB, extra.diskGB)) }
+                    for extra in instanceAdds[h.name] ?? [] {
+                        load.append((window, extra.vcpus, extra.memoryMB, extra.diskGB))
+                    }
                     // With a gpu_profile, each instance also needs one free slice of it on the same host.
-                    let limit = r.gpuProfile.map { gpuPool!.capacity(profile: $0, gpuModel: r.gpuModel, hosts: [h.name]) }
+                    let limit = r.gpuProfile.map {
+                        gpuPool!.capacity(profile: $0, gpuModel: r.gpuModel, hosts: [h.name])
+                    }
                     loads.append(
                         InstanceHostLoad(
-                            host: h.name, capacity: InstanceSize(vcpus: h.vcpus, memoryMB: h.memoryMB, diskGB: h.diskGB), load: load,
+                            host: h.name,
+                            capacity: InstanceSize(vcpus: h.vcpus, memoryMB: h.memoryMB, diskGB: h.diskGB), load: load,
                             window: window, limit: limit, slack: calendar.slack(host: h.name, around: window)))
                 }
                 let affinity = r.affinity.flatMap(InstanceAffinity.init(rawValue:))
                 let keptSlots = kept.compactMap(InstanceSlotAssignment.init)
                 // Packing keeps GPU hosts for GPU work: try hosts without GPUs first (current
                 // placements are always candidates), then every host.
-                let gpuHosts = Set(candidates.filter { !$0.gpus.isEmpty }.map(\.name)).subtracting(keptSlots.map(\.host))
+                let gpuHosts = Set(candidates.filter { !$0.gpus.isEmpty }.map(\.name)).subtracting(
+                    keptSlots.map(\.host))
                 let firstTry: [InstanceSlotAssignment]? =
                     policy == .packing && !gpuHosts.isEmpty
                     ? InstanceFit.choose(
-                        count: Int(r.min), size: size, affinity: affinity, hosts: loads.filter { !gpuHosts.contains($0.host) },
+                        count: Int(r.min), size: size, affinity: affinity,
+                        hosts: loads.filter { !gpuHosts.contains($0.host) },
                         policy: policy, keep: keptSlots)
                     : nil
-                guard let placed = firstTry ?? InstanceFit.choose(
-                    count: Int(r.min), size: size, affinity: affinity, hosts: loads, policy: policy, keep: keptSlots)
+                guard
+                    let placed = firstTry
+                        ?? InstanceFit.choose(
+                            count: Int(r.min), size: size, affinity: affinity, hosts: loads, policy: policy,
+                            keep: keptSlots)
                 else {
-                    let free = InstanceFit.maxPlaceable(size: size, affinity: r.affinity.flatMap(InstanceAffinity.init(rawValue:)), hosts: loads)
-                    return .failure(.busy("reservations[\(i)] needs \(r.min) instances of \(size) but only \(free) fit on the hosts free \(windowText)"))
+                    let free = InstanceFit.maxPlaceable(
+                        size: size, affinity: r.affinity.flatMap(InstanceAffinity.init(rawValue:)), hosts: loads)
+                    return .failure(
+                        .busy(
+                            "reservations[\(i)] needs \(r.min) instances of \(size) but only \(free) fit on the hosts free \(windowText)"
+                        ))
                 }
                 var allocations: [Allocation] = []
                 for p in placed {
@@ -357,10 +428,15 @@ public struct LeasePlanner: Sendable {
                     allocations.append(p.allocation)
                     if let profile = r.gpuProfile {
                         let keepSlices = kept.filter { $0.host == p.host }.compactMap(GPUSliceAssignment.init)
-                        guard let slices = gpuPool!.place(
-                            profile: profile, count: p.slots, gpuModel: r.gpuModel, hosts: [p.host], policy: policy, keep: keepSlices)
+                        guard
+                            let slices = gpuPool!.place(
+                                profile: profile, count: p.slots, gpuModel: r.gpuModel, hosts: [p.host], policy: policy,
+                                keep: keepSlices)
                         else {
-                            return .failure(.busy("reservations[\(i)] needs \(p.slots) × \(profile) on \(p.host) but they no longer fit \(windowText)"))
+                            return .failure(
+                                .busy(
+                                    "reservations[\(i)] needs \(p.slots) × \(profile) on \(p.host) but they no longer fit \(windowText)"
+                                ))
                         }
                         allocations.append(contentsOf: slices.map(\.allocation))
                     }

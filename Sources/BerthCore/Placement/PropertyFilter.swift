@@ -54,7 +54,9 @@ public indirect enum PropertyFilter: Sendable, Hashable {
         case "in":
             guard a.count == 3 else { throw .invalidParam(path, "'in' takes a field and an array of values") }
             let field = try fieldName(a[1], path: "\(path)[1]")
-            guard let values = a[2].arrayValue else { throw .invalidParam("\(path)[2]", "'in' needs an array of values") }
+            guard let values = a[2].arrayValue else {
+                throw .invalidParam("\(path)[2]", "'in' needs an array of values")
+            }
             for (k, v) in values.enumerated() where !isScalar(v) {
                 throw .invalidParam("\(path)[2][\(k)]", "values must be strings, numbers or booleans")
             }

@@ -83,7 +83,8 @@ public struct Preemptible: Sendable, Hashable {
                 CalendarEntry(
                     leaseID: "", reservationID: id,
                     usage: .gpuSlices(
-                        gpu: gpu, slot: slot, size: sliceSize ?? 1, mediaExtensions: (gpuProfile ?? "").hasSuffix("+me")),
+                        gpu: gpu, slot: slot, size: sliceSize ?? 1, mediaExtensions: (gpuProfile ?? "").hasSuffix("+me")
+                    ),
                     guaranteedUntil: guaranteedUntil.seconds))
         }
         return out
@@ -101,7 +102,8 @@ public struct Preemptible: Sendable, Hashable {
             "id": .string(id), "host": .string(host), "guaranteed_until": .string(guaranteedUntil.rfc3339),
             "status": .string(status.rawValue), "project_id": .string(projectID), "vcpus": .int(size.vcpus),
             "memory_mb": .int(size.memoryMB), "disk_gb": .int(size.diskGB), "gpu_profile": JSON(gpuProfile),
-            "min_lifetime_s": .int(minLifetime), "slurm_node": JSON(slurmNode), "created_at": .string(createdAt.rfc3339),
+            "min_lifetime_s": .int(minLifetime), "slurm_node": JSON(slurmNode),
+            "created_at": .string(createdAt.rfc3339),
             "preempt_at": preemptAt.map { .string($0.rfc3339) } ?? .null,
             "needed_at": neededAt.map { .string($0.rfc3339) } ?? .null,
             "needed_by_lease_id": JSON(neededBy),
@@ -130,7 +132,8 @@ public struct Preemptible: Sendable, Hashable {
             id: id, projectID: project, size: InstanceSize(vcpus: vcpus, memoryMB: mem, diskGB: disk),
             gpuProfile: json["gpu_profile"]?.stringValue, gpu: json["gpu"]?.intValue.map(Int.init),
             slot: json["slot"]?.intValue.map(Int.init), sliceSize: json["slice_size"]?.intValue.map(Int.init),
-            minLifetime: minLifetime, server: json["server"].flatMap { $0.isNull ? nil : $0 }, slurmNode: json["slurm_node"]?.stringValue, host: host,
+            minLifetime: minLifetime, server: json["server"].flatMap { $0.isNull ? nil : $0 },
+            slurmNode: json["slurm_node"]?.stringValue, host: host,
             status: status, createdAt: created)
         guaranteedUntil = guaranteed
         preemptAt = ts("preempt_at")

@@ -246,7 +246,8 @@ public enum PreemptionPlanner {
         typealias Cost = (new: Int, count: Int, work: Int64, age: Int64)
         func cost(_ set: [Holding]) -> Cost {
             (
-                set.filter { !scheduled.contains($0.id) }.count, set.count, set.reduce(0) { $0 + workLost($1, at: when($1)) },
+                set.filter { !scheduled.contains($0.id) }.count, set.count,
+                set.reduce(0) { $0 + workLost($1, at: when($1)) },
                 -set.reduce(0) { $0 + $1.createdAt }
             )
         }
@@ -273,8 +274,11 @@ public enum PreemptionPlanner {
         // Greedy: already-scheduled ones first (no new victim), then the largest share of what is
         // short, then least work lost; then drop any that turn out unnecessary.
         func share(_ p: Holding) -> Double {
-            func part(_ have: Int64, _ short: Int64) -> Double { short > 0 ? Double(Swift.min(have, short)) / Double(short) : 0 }
-            return part(p.size.vcpus, deficit.vcpus) + part(p.size.memoryMB, deficit.memoryMB) + part(p.size.diskGB, deficit.diskGB)
+            func part(_ have: Int64, _ short: Int64) -> Double {
+                short > 0 ? Double(Swift.min(have, short)) / Double(short) : 0
+            }
+            return part(p.size.vcpus, deficit.vcpus) + part(p.size.memoryMB, deficit.memoryMB)
+                + part(p.size.diskGB, deficit.diskGB)
         }
         let ordered = candidates.sorted { a, b in
             let ka = (scheduled.contains(a.id) ? 0 : 1), kb = (scheduled.contains(b.id) ? 0 : 1)
@@ -353,7 +357,8 @@ public enum PreemptionPlanner {
                     gpus(h).map { i, m in
                         GPUCandidate(
                             host: h.name, gpuIndex: i, model: m,
-                            occupancy: GPUOccupancy(calendar: cal.gpuOccupancy(host: h.name, gpu: i, during: window), model: m))
+                            occupancy: GPUOccupancy(
+                                calendar: cal.gpuOccupancy(host: h.name, gpu: i, during: window), model: m))
                     })
                 guard let slice = pool.place(profile: profile, count: 1)?.first else { continue }
                 placement.gpu = slice.gpu
