@@ -10,6 +10,7 @@ import Logging
 import Prometheus
 import ServiceLifecycle
 import Synchronization
+import UnixSignals
 
 #if canImport(Glibc)
     import Glibc
@@ -282,8 +283,9 @@ struct Daemon {
         let configPath = self.configPath
         let logLevel = self.logLevel
         let logger = self.logger
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
         services.append(
-            ReloadService {
+            ReloadService(signals: hangups) {
                 notifier.reloading()
                 defer { notifier.ready(status: "serving (config reloaded)") }
                 guard let configPath else { return }

@@ -77,11 +77,15 @@ struct WatchdogService: Service {
 }
 
 /// SIGHUP re-reads the config file: roles and log level take effect without a restart.
+///
+/// `signals` is made before the service group starts, so SIGHUP is trapped (and buffered) before
+/// READY=1 goes out: a reload asked for right after start-up is not lost in the moment before this
+/// service runs.
 struct ReloadService: Service {
+    let signals: UnixSignalsSequence
     let reload: @Sendable () async -> Void
 
     func run() async throws {
-        let signals = await UnixSignalsSequence(trapping: .sighup)
         await cancelWhenGracefulShutdown {
             for await _ in signals {
                 await reload()
