@@ -46,7 +46,7 @@ public struct RPCError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 
     /// An error with the contract's code and its `data.reason`, plus `data`'s other members.
-    init(_ code: RPCErrorCode, message: String, data: [String: JSON] = [:]) {
+    public init(_ code: RPCErrorCode, message: String, data: [String: JSON] = [:]) {
         var d = data
         d["reason"] = .string(code.reason)
         self.init(code: code.rawValue, message: message, data: .object(d))

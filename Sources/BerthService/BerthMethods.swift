@@ -49,10 +49,9 @@ public final class BerthMethods: RPCHandler {
     public func admit(_ peer: PeerCredentials) -> RPCError? {
         if roles.withLock({ $0.role(for: peer) }) == nil {
             return RPCError(
-                code: BerthError.Code.forbidden.rawValue,
+                .forbidden,
                 message:
-                    "uid \(peer.uid) (gid \(peer.gid)) has no Berth role; ask an operator to map its user or group",
-                data: ["reason": "forbidden"])
+                    "uid \(peer.uid) (gid \(peer.gid)) has no Berth role; ask an operator to map its user or group")
         }
         return nil
     }
