@@ -25,6 +25,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", exact: "2.4.1"),
+        // HTTP server for the Blazar-compatible REST API, the metrics and the calendar page. Its
+        // default traits pull in swift-configuration, which Berth does not use.
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
     ],
     targets: [
         // The contract's tables (methods, roles, error codes, the OpenRPC document), generated from
@@ -81,6 +84,18 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The Blazar v1 REST API over the same scheduler: Blazar's routes, formats, errors and
+        // Keystone token validation, translated onto the contract's methods.
+        .target(
+            name: "BerthBlazar",
+            dependencies: [
+                "BerthContract", "BerthCore", "BerthJSON", "BerthService",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
         // sd_notify, watchdog, socket activation, journald.
         .target(
@@ -93,7 +108,9 @@ let package = Package(
             name: "BerthDaemon",
             dependencies: [
                 "BerthContract", "BerthCore", "BerthJSON", "BerthStore", "BerthService", "BerthRPC", "BerthSystemd",
-                "BerthOpenStack",
+                "BerthOpenStack", "BerthBlazar",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),

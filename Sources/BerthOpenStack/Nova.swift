@@ -46,6 +46,13 @@ struct NovaClient: Sendable {
         }
     }
 
+    /// One path segment, percent-encoded: ids that come from users never change the path.
+    static func pathSegment(_ s: String) -> String {
+        var allowed = CharacterSet.alphanumerics
+        allowed.insert(charactersIn: "-._~")
+        return s.addingPercentEncoding(withAllowedCharacters: allowed) ?? s
+    }
+
     static func query(_ items: [(String, String)]) -> String {
         var allowed = CharacterSet.alphanumerics
         allowed.insert(charactersIn: "-._~")
@@ -82,8 +89,19 @@ struct NovaClient: Sendable {
     // MARK: Flavors
 
     func flavor(_ id: String) async throws(OpenStackError) -> JSON? {
-        let r = try await call(.GET, "/flavors/\(id)", accept: [404])
+        let r = try await call(.GET, "/flavors/\(NovaClient.pathSegment(id))", accept: [404])
         return r.status == 404 ? nil : r.body?["flavor"]
+    }
+
+    // MARK: Hypervisors
+
+    /// Compute nodes whose hostname contains `pattern` (2.53+), with their sizes (still in the
+    /// body at 2.79; gone from 2.88).
+    func hypervisors(matching pattern: String) async throws(OpenStackError) -> [JSON] {
+        let r = try await call(
+            .GET, "/os-hypervisors/detail?" + NovaClient.query([("hypervisor_hostname_pattern", pattern)]),
+            accept: [404])
+        return r.status == 404 ? [] : r.body?["hypervisors"]?.arrayValue ?? []
     }
 
     // MARK: Servers

@@ -24,9 +24,7 @@ public struct OpenStackSettings: Sendable, Equatable {
     public init() {}
 
     public func resourceClass(for profile: String) -> String {
-        if let c = resourceClasses[profile] { return c }
-        let upper = profile.uppercased().map { $0.isLetter || $0.isNumber ? String($0) : "_" }.joined()
-        return "CUSTOM_MIG_" + upper
+        resourceClasses[profile] ?? MIGResourceClass.defaultName(for: profile)
     }
 }
 

@@ -21,14 +21,17 @@ public final class BerthMethods: RPCHandler {
     let draining = Atomic<Bool>(false)
     /// Request counts and latency (metrics listener); nil when metrics are off.
     let rpcMetrics: RPCMetrics?
+    /// Reads the flavors that instance reservations name (`flavor_id`).
+    let flavors: FlavorResolution
 
     public init(
         scheduler: Scheduler, store: BerthStore, broadcaster: EventBroadcaster, roles: RoleMap, version: String,
         adapterHealthy: @escaping @Sendable () -> Bool = { true },
         adapterDetail: @escaping @Sendable () -> [String: JSON] = { [:] },
-        rpcMetrics: RPCMetrics? = nil
+        rpcMetrics: RPCMetrics? = nil, catalog: any CloudCatalog = SimulatedCloud()
     ) {
         self.rpcMetrics = rpcMetrics
+        self.flavors = FlavorResolution(catalog: catalog, models: scheduler.models)
         self.adapterDetail = adapterDetail
         self.scheduler = scheduler
         self.queries = StoreQueries(store: store)
@@ -76,6 +79,16 @@ public final class BerthMethods: RPCHandler {
         guard let role = roles.withLock({ $0.role(for: context.peer) }) else {
             throw BerthMethods.rpcError(BerthError(.forbidden, "caller has no Berth role"))
         }
+        return try await call(method, params: params, role: role, context: context)
+    }
+
+    /// One contract call by a caller whose role is already known: the socket's callers by their
+    /// uid and gid, the REST API's by their Keystone token (it applies Blazar's policy first).
+    public func call(_ method: RPCMethod, params: JSON?, role: Role, context: RPCContext? = nil)
+        async throws(RPCError) -> JSON
+    {
+        let name = method.rawValue
+        guard !(method.isManualClockOnly && clockMode != .manual) else { throw RPCError.methodNotFound(name) }
         guard method.allows(role) else {
             throw BerthMethods.rpcError(BerthError(.forbidden, "role '\(role.rawValue)' may not call \(name)"))
         }
@@ -93,6 +106,7 @@ public final class BerthMethods: RPCHandler {
             case .eventsList: return try queries.eventsList(params)
             case .actionsList: return try queries.actionsList(params)
             case .eventsSubscribe:
+                guard let context else { throw BerthError(.invalidParams, "events.subscribe needs a connection") }
                 var r = ParamReader(params)
                 let types = r.eventTypePatterns("types") ?? []
                 try r.finish()
@@ -100,7 +114,8 @@ public final class BerthMethods: RPCHandler {
                     connection: context.connection, sink: context.notifications, patterns: types)
                 return ["subscription": .string(id)]
             default:
-                return try await scheduler.call(method, params)
+                let resolved = FlavorResolution.applies(to: method) ? try await flavors.resolve(params) : params
+                return try await scheduler.call(method, resolved)
             }
         } catch {
             throw BerthMethods.rpcError(error)

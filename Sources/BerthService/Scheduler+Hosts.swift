@@ -8,16 +8,19 @@ extension Scheduler {
         let name = p.name
         if state.hosts[name] != nil { throw .conflict("a host named '\(name)' already exists") }
         let now = clock.now()
+        let id = state.hostIDSeq + 1
         let host = Host(
             name: name, vcpus: p.vcpus, memoryMB: p.memoryMB, diskGB: p.diskGB, gpus: p.gpus ?? [],
             properties: p.properties ?? [:],
-            state: p.state ?? .up, reservable: p.reservable ?? true, createdAt: now, updatedAt: now)
+            state: p.state ?? .up, reservable: p.reservable ?? true, createdAt: now, updatedAt: now, id: id)
         var c = Change()
         c.mutation.hosts = [host]
+        c.mutation.meta["host_id_seq"] = String(id)
         event("host.created", at: now, host: name, into: &c)
         let result = host.json
         idempotency?.record(result: result, at: now, into: &c)
         try apply(c)
+        state.hostIDSeq = id
         state.setHost(host)
         return result
     }

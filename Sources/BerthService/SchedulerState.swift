@@ -24,6 +24,8 @@ struct SchedulerState: Sendable {
     var calendar = LeaseCalendar()
     var timers = Heap<LeaseTimer>()
     var lastEventSeq: Int64 = 0
+    /// The highest host id ever given (`host_id_seq` in the store's meta table): ids are never reused.
+    var hostIDSeq: Int64 = 0
     /// Credit grants, charges and refunds (pure; rebuilt from the store's entries).
     var ledger: CreditLedger
     private(set) var preemptibles: [String: Preemptible] = [:]
@@ -67,6 +69,7 @@ struct SchedulerState: Sendable {
         }
         var s = SchedulerState(ledger: ledger)
         s.lastEventSeq = snap.lastEventSeq
+        s.hostIDSeq = max(snap.meta["host_id_seq"].flatMap(Int64.init) ?? 0, snap.hosts.map(\.id).max() ?? 0)
         s.hosts.reserveCapacity(snap.hosts.count)
         for h in snap.hosts { s.hosts[h.name] = h }
         s.sortedHosts = snap.hosts.sorted { $0.name < $1.name }

@@ -27,8 +27,16 @@ public final class SimulatedCloud: CloudAdapter {
     /// JSON file `{ "<reservation id>": units in use, ... }` standing in for the servers a real
     /// cloud would report (the simulator runs no servers); re-read at every usage tick.
     let usageFile: String?
+    /// The flavors and compute nodes the simulated cloud has (config `simulator.flavors` and
+    /// `simulator.hypervisors`; the demo seeds a few).
+    let flavors: [String: CloudFlavor]
+    let hypervisors: [String: Hypervisor]
 
-    public init(usageFile: String? = nil) { self.usageFile = usageFile }
+    public init(usageFile: String? = nil, flavors: [CloudFlavor] = [], hypervisors: [Hypervisor] = []) {
+        self.usageFile = usageFile
+        self.flavors = Dictionary(flavors.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        self.hypervisors = Dictionary(hypervisors.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+    }
 
     public var name: String { "simulator" }
     public var isHealthy: Bool { true }
@@ -68,4 +76,9 @@ extension SimulatedCloud: UsageReporting {
         guard let json = try? JSONParser.parse(bytes), case .object(let m) = json else { return [:] }
         return m.compactMapValues { $0.intValue }
     }
+}
+
+extension SimulatedCloud: CloudCatalog {
+    public func flavor(id: String) async throws(BerthError) -> CloudFlavor? { flavors[id] }
+    public func hypervisor(named name: String) async throws(BerthError) -> Hypervisor? { hypervisors[name] }
 }

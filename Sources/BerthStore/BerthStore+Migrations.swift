@@ -46,6 +46,17 @@ extension BerthStore {
         m.registerMigration("v4-action-target") { db in
             try db.execute(sql: "CREATE INDEX action_target ON action(target, seq)")
         }
+        // Hosts gain a stable integer id (Blazar's clients address hosts by it): existing hosts
+        // take their row number, and `host_id_seq` remembers the highest id ever given, so an id
+        // is never handed out twice, even after its host is deleted.
+        m.registerMigration("v5-host-ids") { db in
+            try db.execute(
+                sql: """
+                    UPDATE host SET body = json_set(body, '$.id', rowid) WHERE json_extract(body, '$.id') IS NULL;
+                    INSERT INTO meta (key, value) SELECT 'host_id_seq', CAST(COALESCE(MAX(rowid), 0) AS TEXT) FROM host
+                        WHERE true ON CONFLICT(key) DO NOTHING;
+                    """)
+        }
         return m
     }
 }

@@ -13,6 +13,9 @@ public struct GPUSpec: Sendable, Hashable {
 
 /// A physical host that can be reserved whole or carved into slots.
 public struct Host: Sendable, Hashable {
+    /// A small integer fixed at creation and never reused: Blazar's clients address hosts by it.
+    /// Berth's own methods address hosts by `name`.
+    public var id: Int64
     public var name: String
     public var vcpus: Int64
     public var memoryMB: Int64
@@ -28,8 +31,9 @@ public struct Host: Sendable, Hashable {
     public init(
         name: String, vcpus: Int64, memoryMB: Int64, diskGB: Int64, gpus: [GPUSpec] = [],
         properties: [String: JSON] = [:], state: HostState = .up, reservable: Bool = true,
-        createdAt: Timestamp, updatedAt: Timestamp
+        createdAt: Timestamp, updatedAt: Timestamp, id: Int64 = 0
     ) {
+        self.id = id
         self.name = name
         self.vcpus = vcpus
         self.memoryMB = memoryMB
@@ -60,6 +64,7 @@ public struct Host: Sendable, Hashable {
 
     public var json: JSON {
         .object([
+            "id": .int(id),
             "name": .string(name),
             "vcpus": .int(vcpus),
             "memory_mb": .int(memoryMB),
@@ -85,6 +90,7 @@ public struct Host: Sendable, Hashable {
             name: name, vcpus: vcpus, memoryMB: mem, diskGB: disk,
             gpus: (json["gpus"]?.arrayValue ?? []).compactMap { $0["model"]?.stringValue.map(GPUSpec.init(model:)) },
             properties: json["properties"]?.objectValue ?? [:], state: state,
-            reservable: json["reservable"]?.boolValue ?? true, createdAt: created, updatedAt: updated)
+            reservable: json["reservable"]?.boolValue ?? true, createdAt: created, updatedAt: updated,
+            id: json["id"]?.intValue ?? 0)
     }
 }

@@ -29,6 +29,9 @@ public struct ReservationRequest: Sendable, Hashable {
     public var diskGB: Int64?
     public var gpuProfile: String?
     public var affinity: String?
+    /// The cloud flavor an instance reservation copied its size (and MIG slice) from, as the
+    /// cloud showed it when the reservation was made; nil when the size was given directly.
+    public var sourceFlavor: JSON?
 
     public init(hosts count: Int64, properties: PropertyFilter = .all) {
         kind = .host
@@ -118,6 +121,9 @@ public struct ReservationRequest: Sendable, Hashable {
                     r.fail("affinity", "must be \"same_host\", \"different_host\" or null")
                 }
             }
+            if let f = r.raw("source_flavor") {
+                if case .object = f { req.sourceFlavor = f } else { r.fail("source_flavor", "must be an object") }
+            }
         case nil:
             break
         }
@@ -147,6 +153,7 @@ public struct ReservationRequest: Sendable, Hashable {
             o["disk_gb"] = .int(diskGB ?? 0)
             if let gpuProfile { o["gpu_profile"] = .string(gpuProfile) }
             o["affinity"] = JSON(affinity)
+            if let sourceFlavor { o["source_flavor"] = sourceFlavor }
         }
         if properties != .all { o["properties"] = properties.json }
         return .object(o)
