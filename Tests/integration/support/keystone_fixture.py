@@ -18,6 +18,23 @@ answers, and then creates through the REST API, as the bootstrap admin:
 - project `science`, for tenants;
 - an application credential `berth-test` of `berth-svc` (scoped to `berth`, roles of that token).
 
+The users of the Blazar-compatible REST API's tests are made on first use of `keystone.users()`
+(once per Keystone, about 0.3 s): project `physics` (a second tenant), `rest-admin` (admin on
+project admin), `alice` and `dave` (member on science), `bob` (member on physics), `carol` (reader
+only, on science), and an application credential `berth-rest-test` of alice. Each is a
+`KeystoneUser` (name, password, user_id, project, project_id, roles, token_roles, appcred_id,
+appcred_secret). Keystone's bootstrap makes roles imply each other (admin > manager > member >
+reader): a member's token carries `member` and `reader`.
+
+Catalog: `register_compute(url)` (service `nova`, type compute) and `register_reservation(url)`
+(service `blazar`, type reservation, e.g. http://127.0.0.1:PORT/v1) make public, internal and admin
+endpoints in RegionOne, or update them in place; `unregister_compute()` / `unregister_reservation()`
+remove them.
+
+Clients: `clouds_yaml(path, auth=..., user=...)` writes an openstacksdk clouds.yaml;
+`cli_env(user, auth="password"|"appcred")` is an environment for the `openstack` CLI with no
+inherited OS_* variable (support/openstack_cli.py runs the real CLI with it).
+
 Token lifetime: `[token] expiration` is the `expiration` option (seconds, default 3600). Tokens are
 fernet tokens; their `issued_at`/`expires_at` have whole-second precision. An expired, revoked or
 unknown token validates as 404 (`validate` -> None). For re-authentication tests use a second
@@ -57,10 +74,15 @@ Example:
         ...                                                  # berthd with OS_CLIENT_CONFIG_FILE=clouds
         assert keystone.validate(token_seen_by_nova)["user"]["name"] == "berth-svc"
 
+    def test_member_lists_leases(keystone, openstack_cli):   # support/openstack_cli.py
+        keystone.register_reservation(f"http://127.0.0.1:{port}/v1")
+        leases = openstack_cli.json(keystone.cli_env("alice"), "reservation", "lease", "list")
+
 Run it by hand (for developing the Swift adapter) with the test venv's Python:
 
     .venv/bin/python Tests/integration/support/keystone_fixture.py [--expiration 60] \
-        [--compute-url http://127.0.0.1:8774/v2.1] [--clouds-yaml /tmp/clouds.yaml]
+        [--compute-url http://127.0.0.1:8774/v2.1] [--reservation-url http://127.0.0.1:1234/v1] \
+        [--rest-users] [--clouds-yaml /tmp/clouds.yaml]
 """
 
 from __future__ import annotations
@@ -68,6 +90,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import copy
+import dataclasses
 import grp
 import http.client
 import json
@@ -107,6 +130,22 @@ TENANT_PROJECT = "science"
 APPCRED_NAME = "berth-test"
 ADMIN_USER = "admin"
 ADMIN_PROJECT = "admin"
+SECOND_TENANT_PROJECT = "physics"
+#: The users of the REST API tests (`Keystone.users()`): name -> (project, assigned roles).
+#: Keystone's bootstrap makes admin imply manager, manager imply member and member imply reader,
+#: so a token's roles are the assigned one and those below it.
+REST_USERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "rest-admin": (ADMIN_PROJECT, ("admin",)),
+    "alice": (TENANT_PROJECT, ("member",)),
+    "dave": (TENANT_PROJECT, ("member",)),
+    "bob": (SECOND_TENANT_PROJECT, ("member",)),
+    "carol": (TENANT_PROJECT, ("reader",)),
+}
+#: The one REST user with an application credential (scoped to its project, its roles).
+REST_APPCRED_USER = "alice"
+REST_APPCRED_NAME = "berth-rest-test"
+IMPLIED_ROLES = {"admin": ("admin", "manager", "member", "reader"), "manager": ("manager", "member", "reader"),
+                 "member": ("member", "reader"), "reader": ("reader",)}
 
 
 class KeystoneUnavailable(RuntimeError):
@@ -120,6 +159,31 @@ class KeystoneError(RuntimeError):
         super().__init__(message)
         self.status = status
         self.body = body
+
+
+@dataclass(frozen=True)
+class KeystoneUser:
+    """A user of the REST API tests, as `Keystone.users()` made it: password, the one project it
+    has roles on, the roles assigned there (`roles`) and those its tokens carry (`token_roles`,
+    with the implied ones), and its application credential if it has one."""
+
+    name: str
+    password: str
+    user_id: str
+    project: str
+    project_id: str
+    roles: tuple[str, ...]
+    domain: str = DOMAIN_NAME
+    appcred_id: str | None = None
+    appcred_secret: str | None = None
+
+    @property
+    def token_roles(self) -> frozenset[str]:
+        return frozenset(r for role in self.roles for r in IMPLIED_ROLES.get(role, (role,)))
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.roles
 
 
 @dataclass
@@ -269,6 +333,8 @@ class Keystone:
     `region`, `expiration`, `admin_password`, `domain_id` ("default"), `project_id` (berth),
     `tenant_project_id` (science), `user_id` (berth-svc), `password` (berth-svc's current one),
     `initial_password`, `appcred_id`, `appcred_secret`, `admin_role_id`, `workdir`, `timings`.
+    After `register_compute` / `register_reservation`: `compute_service_id`, `reservation_service_id`.
+    After `users()`: `second_tenant_project_id` (physics).
     """
 
     expiration: int = DEFAULT_EXPIRATION
@@ -293,7 +359,10 @@ class Keystone:
     admin_role_id: str = ""
     appcred_id: str = ""
     appcred_secret: str = ""
+    second_tenant_project: str = SECOND_TENANT_PROJECT
+    second_tenant_project_id: str = ""
     compute_service_id: str | None = None
+    reservation_service_id: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
     def __repr__(self) -> str:
@@ -307,6 +376,8 @@ class Keystone:
         self._lock = threading.Lock()
         self._admin: tuple[str, float] | None = None  # token, monotonic deadline to renew at
         self._own_workdir = self.workdir is None
+        self._users: dict[str, KeystoneUser] | None = None
+        self._users_lock = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -664,13 +735,14 @@ expiration_time = 600
 
     # -- catalog ---------------------------------------------------------------------------------
 
-    def register_compute(self, url: str, *, name: str = "nova", region: str | None = None,
+    def register_service(self, service_type: str, url: str, *, name: str, description: str = "",
+                         region: str | None = None,
                          interfaces: tuple[str, ...] = ("public", "internal", "admin")) -> dict:
-        """Creates, or updates, the `compute` service (named `name`) with one endpoint per interface
-        in `region` (default RegionOne), all at `url` (e.g. http://127.0.0.1:NPORT/v2.1). Endpoints
-        of other interfaces of that region are deleted. Returns {"service_id", "endpoints": {iface: id}}."""
+        """Creates, or updates, the service of type `service_type` (named `name`) with one endpoint
+        per interface in `region` (default RegionOne), all at `url`. Endpoints of other interfaces of
+        that region are deleted. Returns {"service_id", "endpoints": {iface: id}}."""
         region = region or self.region
-        services = self.request("GET", "/services?type=compute", expect=200).body["services"]
+        services = self.request("GET", f"/services?type={service_type}", expect=200).body["services"]
         if services:
             sid = services[0]["id"]
             if services[0].get("name") != name or not services[0].get("enabled", True):
@@ -678,7 +750,7 @@ expiration_time = 600
                              json={"service": {"name": name, "enabled": True}})
         else:
             sid = self.request("POST", "/services", expect=201, json={"service": {
-                "type": "compute", "name": name, "description": "Nova (Berth's test emulator)",
+                "type": service_type, "name": name, "description": description,
                 "enabled": True}}).body["service"]["id"]
         existing = self.request("GET", f"/endpoints?service_id={sid}", expect=200).body["endpoints"]
         ids: dict[str, str] = {}
@@ -697,29 +769,127 @@ expiration_time = 600
                 ids[iface] = self.request("POST", "/endpoints", expect=201, json={"endpoint": {
                     "service_id": sid, "interface": iface, "url": url, "region_id": region,
                     "enabled": True}}).body["endpoint"]["id"]
-        self.compute_service_id = sid
         return {"service_id": sid, "endpoints": ids}
+
+    def unregister_service(self, service_type: str) -> None:
+        """Deletes every service of that type and (with it) its endpoints."""
+        for s in self.request("GET", f"/services?type={service_type}", expect=200).body["services"]:
+            self.request("DELETE", f"/services/{s['id']}", expect=(204, 404))
+
+    def register_compute(self, url: str, *, name: str = "nova", region: str | None = None,
+                         interfaces: tuple[str, ...] = ("public", "internal", "admin")) -> dict:
+        """Creates, or updates, the `compute` service (named `name`) with one endpoint per interface
+        in `region` (default RegionOne), all at `url` (e.g. http://127.0.0.1:NPORT/v2.1). Endpoints
+        of other interfaces of that region are deleted. Returns {"service_id", "endpoints": {iface: id}}."""
+        out = self.register_service("compute", url, name=name, description="Nova (Berth's test emulator)",
+                                    region=region, interfaces=interfaces)
+        self.compute_service_id = out["service_id"]
+        return out
 
     def unregister_compute(self) -> None:
         """Deletes the compute service and its endpoints (the catalog then has no compute)."""
-        for s in self.request("GET", "/services?type=compute", expect=200).body["services"]:
-            self.request("DELETE", f"/services/{s['id']}", expect=(204, 404))
+        self.unregister_service("compute")
         self.compute_service_id = None
+
+    def register_reservation(self, url: str, *, name: str = "blazar", region: str | None = None,
+                             interfaces: tuple[str, ...] = ("public", "internal", "admin")) -> dict:
+        """Creates, or updates, the `reservation` service (named `name`, as Blazar registers itself)
+        with one endpoint per interface in `region`, all at `url`: berthd's Blazar-compatible API
+        with its version, e.g. http://127.0.0.1:PORT/v1 (python-blazarclient appends /leases,
+        /os-hosts... to the endpoint as it is). Same semantics and result as `register_compute`."""
+        out = self.register_service("reservation", url, name=name,
+                                    description="Blazar-compatible reservation API (berthd)",
+                                    region=region, interfaces=interfaces)
+        self.reservation_service_id = out["service_id"]
+        return out
+
+    def unregister_reservation(self) -> None:
+        """Deletes the reservation service and its endpoints."""
+        self.unregister_service("reservation")
+        self.reservation_service_id = None
+
+    # -- the REST API tests' users -----------------------------------------------------------------
+
+    def users(self) -> dict[str, KeystoneUser]:
+        """The users of the REST API tests, created on first call (once per Keystone; thread-safe).
+
+        Project `physics` (a second tenant, besides `science`), and in domain Default, each with a
+        random password and one role assignment (REST_USERS):
+
+        | name | project | role |
+        |---|---|---|
+        | rest-admin | admin | admin |
+        | alice, dave | science | member |
+        | bob | physics | member |
+        | carol | science | reader |
+
+        alice also has an application credential `berth-rest-test` (scoped to science, role member,
+        with the implied reader). Returns {name: KeystoneUser}; the dict is shared, do not change it."""
+        with self._users_lock:
+            if self._users is None:
+                self._users = self._make_users()
+            return self._users
+
+    def rest_user(self, name: str) -> KeystoneUser:
+        """One of `users()`, by name."""
+        return self.users()[name]
+
+    def _make_users(self) -> dict[str, KeystoneUser]:
+        found = self.request("GET", f"/projects?name={self.second_tenant_project}", expect=200).body["projects"]
+        if found:
+            self.second_tenant_project_id = found[0]["id"]
+        else:
+            self.second_tenant_project_id = self.request("POST", "/projects", expect=201, json={"project": {
+                "name": self.second_tenant_project, "domain_id": self.domain_id,
+                "description": "a second tenant project"}}).body["project"]["id"]
+        project_ids = {ADMIN_PROJECT: self.request("GET", f"/projects?name={ADMIN_PROJECT}",
+                                                   expect=200).body["projects"][0]["id"],
+                       self.tenant_project: self.tenant_project_id,
+                       self.second_tenant_project: self.second_tenant_project_id}
+        role_ids = {r["name"]: r["id"] for r in self.request("GET", "/roles", expect=200).body["roles"]}
+        out: dict[str, KeystoneUser] = {}
+        for name, (project, roles) in REST_USERS.items():
+            project = {TENANT_PROJECT: self.tenant_project,
+                       SECOND_TENANT_PROJECT: self.second_tenant_project}.get(project, project)
+            password = f"{name}-" + secrets.token_urlsafe(12)
+            uid = self.request("POST", "/users", expect=201, json={"user": {
+                "name": name, "domain_id": self.domain_id, "password": password,
+                "default_project_id": project_ids[project],
+                "description": "a user of the REST API tests"}}).body["user"]["id"]
+            for role in roles:
+                self.request("PUT", f"/projects/{project_ids[project]}/users/{uid}/roles/{role_ids[role]}",
+                             expect=204)
+            out[name] = KeystoneUser(name=name, password=password, user_id=uid, project=project,
+                                     project_id=project_ids[project], roles=tuple(roles), domain=self.domain)
+        owner = out[REST_APPCRED_USER]
+        token = self.issue_token(username=owner.name, password=owner.password, project_id=owner.project_id)
+        cred = self.request("POST", f"/users/{owner.user_id}/application_credentials", token=token, expect=201,
+                            json={"application_credential": {"name": REST_APPCRED_NAME,
+                                                             "description": "Berth REST API tests"}}
+                            ).body["application_credential"]
+        out[REST_APPCRED_USER] = dataclasses.replace(owner, appcred_id=cred["id"], appcred_secret=cred["secret"])
+        return out
 
     # -- client configuration --------------------------------------------------------------------
 
     def cloud_config(self, *, auth: str = "password", region: str | None = None, interface: str = "public",
-                     extra: dict | None = None) -> dict:
-        """One cloud's entry of clouds.yaml (see `clouds_yaml`)."""
+                     extra: dict | None = None, user: KeystoneUser | str | None = None) -> dict:
+        """One cloud's entry of clouds.yaml (see `clouds_yaml`). `user`: one of `users()` (or its
+        name) instead of berth-svc: its password on its project, or its application credential."""
+        if isinstance(user, str):
+            user = self.rest_user(user)
         if auth == "password":
             cfg: dict[str, Any] = {"auth_type": "password", "auth": {
-                "auth_url": self.auth_url, "username": self.user, "password": self.password,
-                "project_name": self.project, "user_domain_name": self.domain,
+                "auth_url": self.auth_url, "username": user.name if user else self.user,
+                "password": user.password if user else self.password,
+                "project_name": user.project if user else self.project, "user_domain_name": self.domain,
                 "project_domain_name": self.domain}}
         elif auth == "appcred":
+            if user is not None and not user.appcred_id:
+                raise ValueError(f"{user.name} has no application credential (only {REST_APPCRED_USER} has one)")
             cfg = {"auth_type": "v3applicationcredential", "auth": {
-                "auth_url": self.auth_url, "application_credential_id": self.appcred_id,
-                "application_credential_secret": self.appcred_secret}}
+                "auth_url": self.auth_url, "application_credential_id": user.appcred_id if user else self.appcred_id,
+                "application_credential_secret": user.appcred_secret if user else self.appcred_secret}}
         else:
             raise ValueError(f"auth must be 'password' or 'appcred', not {auth!r}")
         cfg.update({"region_name": region or self.region, "interface": interface, "identity_api_version": 3})
@@ -727,15 +897,16 @@ expiration_time = 600
 
     def clouds_yaml(self, path: str | os.PathLike, *, auth: str = "password", cloud: str = "berth-test",
                     region: str | None = None, interface: str = "public", extra: dict | None = None,
-                    secure: str | os.PathLike | None = None) -> Path:
+                    secure: str | os.PathLike | None = None, user: KeystoneUser | str | None = None) -> Path:
         """Writes a clouds.yaml (openstacksdk format) with one cloud `cloud` and returns its path.
 
         auth="password": auth_type password, berth-svc's current password, project berth,
         user/project domain Default. auth="appcred": auth_type v3applicationcredential with the
         application credential's id and secret. `extra` is deep-merged into the cloud's entry; a None
         value deletes a key (e.g. extra={"auth": {"password": "wrong"}}, or {"auth": {"auth_url": None}}).
-        `secure`: also write that secure.yaml and move the password / secret there (the overlay)."""
-        cfg = self.cloud_config(auth=auth, region=region, interface=interface, extra=extra)
+        `secure`: also write that secure.yaml and move the password / secret there (the overlay).
+        `user`: one of `users()` (or its name) instead of berth-svc."""
+        cfg = self.cloud_config(auth=auth, region=region, interface=interface, extra=extra, user=user)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         if secure is not None:
@@ -745,6 +916,43 @@ expiration_time = 600
                                     + to_yaml({"clouds": {cloud: {"auth": secrets_part}}}) + "\n")
         path.write_text("# written by keystone_fixture.py\n" + to_yaml({"clouds": {cloud: cfg}}) + "\n")
         return path
+
+    def cli_env(self, user: KeystoneUser | str | None = None, *, auth: str = "password",
+                region: str | None = None, interface: str = "public", extra: dict[str, str] | None = None,
+                base: dict[str, str] | None = None) -> dict[str, str]:
+        """The environment for the `openstack` CLI (or any OS_*-reading client) as `user` (one of
+        `users()`, or its name; None: berth-svc): `base` (default this process's environment)
+        without any OS_* variable, plus OS_AUTH_URL, OS_IDENTITY_API_VERSION=3, OS_INTERFACE,
+        OS_REGION_NAME and either (auth="password") OS_AUTH_TYPE=password, OS_USERNAME,
+        OS_PASSWORD, OS_PROJECT_NAME, OS_PROJECT_ID, OS_USER_DOMAIN_NAME, OS_PROJECT_DOMAIN_NAME or
+        (auth="appcred") OS_AUTH_TYPE=v3applicationcredential, OS_APPLICATION_CREDENTIAL_ID,
+        OS_APPLICATION_CREDENTIAL_SECRET (no project: the credential is scoped). `extra` is added
+        last; a value of None there removes that variable."""
+        if isinstance(user, str):
+            user = self.rest_user(user)
+        env = {k: v for k, v in (os.environ if base is None else base).items() if not k.startswith("OS_")}
+        env.update(OS_AUTH_URL=self.auth_url, OS_IDENTITY_API_VERSION="3", OS_INTERFACE=interface,
+                   OS_REGION_NAME=region or self.region)
+        if auth == "password":
+            env.update(OS_AUTH_TYPE="password", OS_USERNAME=user.name if user else self.user,
+                       OS_PASSWORD=user.password if user else self.password,
+                       OS_PROJECT_NAME=user.project if user else self.project,
+                       OS_PROJECT_ID=user.project_id if user else self.project_id,
+                       OS_USER_DOMAIN_NAME=self.domain, OS_PROJECT_DOMAIN_NAME=self.domain)
+        elif auth == "appcred":
+            if user is not None and not user.appcred_id:
+                raise ValueError(f"{user.name} has no application credential (only {REST_APPCRED_USER} has one)")
+            env.update(OS_AUTH_TYPE="v3applicationcredential",
+                       OS_APPLICATION_CREDENTIAL_ID=user.appcred_id if user else self.appcred_id,
+                       OS_APPLICATION_CREDENTIAL_SECRET=user.appcred_secret if user else self.appcred_secret)
+        else:
+            raise ValueError(f"auth must be 'password' or 'appcred', not {auth!r}")
+        for k, v in (extra or {}).items():
+            if v is None:
+                env.pop(k, None)
+            else:
+                env[k] = v
+        return env
 
     def admin_credentials(self) -> dict:
         """What a separate process needs to validate tokens as the bootstrap admin."""
@@ -759,6 +967,7 @@ expiration_time = 600
                 "user": self.user, "user_id": self.user_id, "password": self.password,
                 "appcred_id": self.appcred_id, "appcred_secret": self.appcred_secret,
                 "admin": self.admin_credentials(), "workdir": str(self.workdir),
+                "rest_users": {n: dataclasses.asdict(u) for n, u in (self._users or {}).items()},
                 "timings": {k: round(v, 2) for k, v in self.timings.items()}}
 
 
@@ -879,6 +1088,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--expiration", type=int, default=DEFAULT_EXPIRATION, help="token lifetime, seconds")
     ap.add_argument("--no-cache", action="store_true", help="disable Keystone's in-process cache")
     ap.add_argument("--compute-url", help="register a compute (nova) service with this endpoint URL")
+    ap.add_argument("--reservation-url", help="register a reservation (blazar) service with this endpoint URL")
+    ap.add_argument("--rest-users", action="store_true",
+                    help="create the REST API tests' users (alice, bob, ...; with --clouds-yaml: a cloud each)")
     ap.add_argument("--clouds-yaml", help="write a clouds.yaml here (clouds berth-test and berth-test-appcred)")
     args = ap.parse_args(argv)
     ks = Keystone(expiration=args.expiration, cache=not args.no_cache)
@@ -886,10 +1098,18 @@ def main(argv: list[str] | None = None) -> int:
         ks.start()
         if args.compute_url:
             ks.register_compute(args.compute_url)
+        if args.reservation_url:
+            ks.register_reservation(args.reservation_url)
+        if args.rest_users:
+            ks.users()
         if args.clouds_yaml:
-            a = ks.cloud_config(auth="password")
-            b = ks.cloud_config(auth="appcred")
-            Path(args.clouds_yaml).write_text(to_yaml({"clouds": {"berth-test": a, "berth-test-appcred": b}}) + "\n")
+            clouds = {"berth-test": ks.cloud_config(auth="password"),
+                      "berth-test-appcred": ks.cloud_config(auth="appcred")}
+            for name, u in (ks._users or {}).items():
+                clouds[name] = ks.cloud_config(auth="password", user=u)
+                if u.appcred_id:
+                    clouds[f"{name}-appcred"] = ks.cloud_config(auth="appcred", user=u)
+            Path(args.clouds_yaml).write_text(to_yaml({"clouds": clouds}) + "\n")
         print(json.dumps(ks.describe(), indent=2), flush=True)
         print(f"Keystone at {ks.auth_url}; Ctrl-C stops it.", file=sys.stderr, flush=True)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
