@@ -1,7 +1,9 @@
 """The real Keystone of the integration tests (support/keystone_fixture.py): what the OpenStack
 adapter's tests rely on. Password and application-credential authentication, the catalog with the
 compute endpoint registered by the tests, token validation and revocation as the Nova emulator does
-them, password changes, the clouds.yaml files, a short token lifetime, concurrent requests.
+them, password changes, the clouds.yaml files, a short token lifetime, concurrent requests; and for
+the Blazar-compatible REST API's tests: their users and roles, the reservation endpoint, the real
+`openstack` CLI (support/openstack_cli.py) authenticating with them and reaching that endpoint.
 
 Skipped with a loud warning when Keystone cannot be installed, unless BERTH_REQUIRE_KEYSTONE=1."""
 
@@ -9,15 +11,20 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import subprocess
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from berthtest import wait_until
-from support.keystone_fixture import (VENV, KeystoneError, http_request, keystone,  # noqa: F401
+from support.keystone_fixture import (REST_USERS, VENV, KeystoneError, http_request, keystone,  # noqa: F401
                                       keystone_factory)
+from support.openstack_cli import SETUP_SCRIPT as CLI_SETUP_SCRIPT
+from support.openstack_cli import (BlazarClientCallError, CLIError, base_env, noauth_env,  # noqa: F401
+                                   openstack_cli, run_blazarclient_py)
 
 NOVA_URL = "http://127.0.0.1:9/v2.1"  # never contacted: only stored in the catalog
 
@@ -227,3 +234,195 @@ def test_short_token_lifetime(keystone_factory):
     assert ks.validate(token, allow_expired=True)["expires_at"] == body["expires_at"]
     assert ks.validate(ks.issue_token()) is not None  # re-authentication gives a fresh token
     assert ks.admin_token() and ks.request("GET", "/projects", expect=200)  # admin token renewal
+
+
+# ------------------------------------------------------------------------------------------------
+# The REST API tests' users, the reservation endpoint, and the real OpenStack CLI with them
+# ------------------------------------------------------------------------------------------------
+
+RESERVATION_URL = "http://127.0.0.1:9/v1"  # port 9 (discard): nothing listens, connections are refused
+
+
+def test_rest_users_authenticate_with_their_roles(keystone):
+    users = keystone.users()
+    assert keystone.users() is users  # made once per Keystone
+    assert set(users) == set(REST_USERS)
+    projects = {p["name"]: p["id"] for p in keystone.request("GET", "/projects", expect=200).body["projects"]}
+    assert projects["physics"] == keystone.second_tenant_project_id
+    assert users["alice"].project_id == users["carol"].project_id == keystone.tenant_project_id
+    assert users["bob"].project_id == projects["physics"] and users["rest-admin"].project_id == projects["admin"]
+    for name, u in users.items():
+        token, body = keystone.authenticate(username=u.name, password=u.password, project_id=u.project_id)
+        assert body["user"]["id"] == u.user_id and body["project"]["name"] == u.project, name
+        assert {r["name"] for r in body["roles"]} == u.token_roles, name
+        assigned = keystone.request("GET", f"/role_assignments?user.id={u.user_id}&include_names",
+                                    expect=200).body["role_assignments"]
+        assert [(a["role"]["name"], a["scope"]["project"]["id"]) for a in assigned] == \
+            [(r, u.project_id) for r in u.roles], name
+        assert (u.appcred_id is not None) == (name == "alice")
+        # A user has no role on the other tenant project.
+        other = keystone.second_tenant_project_id if u.project != "physics" else keystone.tenant_project_id
+        with pytest.raises(KeystoneError) as e:
+            keystone.authenticate(username=u.name, password=u.password, project_id=other)
+        assert e.value.status == 401, name
+    assert users["carol"].token_roles == {"reader"} and users["alice"].token_roles == {"member", "reader"}
+    assert users["rest-admin"].is_admin and not users["alice"].is_admin
+    alice = users["alice"]
+    _, body = keystone.authenticate(auth="appcred", appcred_id=alice.appcred_id, appcred_secret=alice.appcred_secret)
+    assert body["user"]["id"] == alice.user_id and body["project"]["id"] == alice.project_id
+    assert {r["name"] for r in body["roles"]} == {"member", "reader"}
+
+
+def test_register_reservation_in_the_catalog(keystone):
+    first = keystone.register_reservation("http://127.0.0.1:1/v1")
+    second = keystone.register_reservation(RESERVATION_URL)
+    assert first == second and keystone.reservation_service_id == first["service_id"]
+    alice = keystone.rest_user("alice")
+    _, body = keystone.authenticate(username=alice.name, password=alice.password, project_id=alice.project_id)
+    assert endpoints(body["catalog"], "reservation") == {(i, "RegionOne"): RESERVATION_URL
+                                                          for i in ("public", "internal", "admin")}
+    assert [s["name"] for s in body["catalog"] if s["type"] == "reservation"] == ["blazar"]
+    keystone.register_compute(NOVA_URL)  # the two services live side by side
+    keystone.unregister_reservation()
+    _, body = keystone.authenticate()
+    assert endpoints(body["catalog"], "reservation") == {} and len(endpoints(body["catalog"], "compute")) == 3
+    keystone.register_reservation(RESERVATION_URL)
+    _, body = keystone.authenticate(auth="appcred")
+    assert endpoints(body["catalog"], "reservation")[("public", "RegionOne")] == RESERVATION_URL
+
+
+def test_cli_env_has_no_inherited_os_variables(keystone, monkeypatch):
+    monkeypatch.setenv("OS_CLOUD", "somewhere-else")
+    monkeypatch.setenv("OS_TOKEN", "stale")
+    env = keystone.cli_env("bob")
+    assert "OS_CLOUD" not in env and "OS_TOKEN" not in env
+    assert env["PATH"] == os.environ["PATH"]
+    bob = keystone.rest_user("bob")
+    assert {k: v for k, v in env.items() if k.startswith("OS_")} == {
+        "OS_AUTH_URL": keystone.auth_url, "OS_IDENTITY_API_VERSION": "3", "OS_INTERFACE": "public",
+        "OS_REGION_NAME": "RegionOne", "OS_AUTH_TYPE": "password", "OS_USERNAME": "bob",
+        "OS_PASSWORD": bob.password, "OS_PROJECT_NAME": "physics", "OS_PROJECT_ID": bob.project_id,
+        "OS_USER_DOMAIN_NAME": "Default", "OS_PROJECT_DOMAIN_NAME": "Default"}
+    ac = keystone.cli_env("alice", auth="appcred", extra={"OS_INTERFACE": "internal", "OS_REGION_NAME": None})
+    assert ac["OS_AUTH_TYPE"] == "v3applicationcredential" and "OS_USERNAME" not in ac
+    assert ac["OS_APPLICATION_CREDENTIAL_ID"] == keystone.rest_user("alice").appcred_id
+    assert ac["OS_INTERFACE"] == "internal" and "OS_REGION_NAME" not in ac
+    with pytest.raises(ValueError):
+        keystone.cli_env("bob", auth="appcred")  # bob has no application credential
+
+
+class RecordingBlazar:
+    """A stand-in for the reservation endpoint: records each request (method, path, headers, body)
+    and answers 200 with an empty lease/host list, or `status` with a Blazar-style error body."""
+
+    def __init__(self):
+        import http.server
+        outer = self
+        self.requests: list[dict] = []
+        self.status = 200
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else b""
+                outer.requests.append({"method": self.command, "path": self.path,
+                                       "headers": {k.lower(): v for k, v in self.headers.items()},
+                                       "body": json.loads(body) if body else None})
+                if outer.status == 200:
+                    out = {"leases": [], "hosts": []}
+                else:
+                    out = {"error_code": outer.status, "error_message": "policy does not allow this",
+                           "error_name": "PolicyNotAuthorized"}
+                data = json.dumps(out).encode()
+                self.send_response(outer.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _answer
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def recording_blazar():
+    srv = RecordingBlazar()
+    yield srv
+    srv.close()
+
+
+@pytest.mark.parametrize("auth", ["password", "appcred"])
+def test_openstack_cli_sends_a_keystone_token_to_the_reservation_endpoint(keystone, openstack_cli,
+                                                                          recording_blazar, auth):
+    keystone.register_reservation(recording_blazar.url)
+    alice = keystone.rest_user("alice")
+    assert openstack_cli.json(keystone.cli_env(alice, auth=auth), "reservation", "lease", "list") == []
+    [req] = recording_blazar.requests
+    assert (req["method"], req["path"]) == ("GET", "/v1/leases")
+    assert req["headers"]["user-agent"] == "python-blazarclient"
+    info = keystone.validate(req["headers"]["x-auth-token"])
+    assert info["user"]["id"] == alice.user_id and info["project"]["id"] == alice.project_id
+    assert {r["name"] for r in info["roles"]} == {"member", "reader"}
+
+
+def test_openstack_cli_errors_keep_exit_code_and_stderr(keystone, openstack_cli, recording_blazar):
+    keystone.register_reservation(recording_blazar.url)
+    recording_blazar.status = 403
+    with pytest.raises(CLIError) as e:
+        openstack_cli.json(keystone.cli_env("carol"), "reservation", "host", "list")
+    assert e.value.returncode == 1
+    assert "policy does not allow this" in e.value.stderr_clean
+    assert "UnsetAttributeHost" not in e.value.stderr_clean and "UnsetAttributeHost" not in str(e.value)
+    res = openstack_cli.run(keystone.cli_env("carol"), "reservation", "host", "list", check=False)
+    assert res.returncode == 1 and recording_blazar.requests[-1]["path"] == "/v1/os-hosts"
+    # Nothing listening at the registered endpoint: the CLI got a token and then failed to connect.
+    keystone.register_reservation(RESERVATION_URL)
+    res = openstack_cli.run(keystone.cli_env("alice"), "--debug", "reservation", "lease", "list", check=False)
+    assert res.returncode == 1
+    assert f"{keystone.auth_url}/auth/tokens" in res.stderr  # the token request, in --debug's log
+    assert "Unable to establish connection to http://127.0.0.1:9/v1/leases" in res.stderr
+
+
+def test_blazarclient_library_with_a_keystone_session(keystone, openstack_cli, recording_blazar):
+    keystone.register_reservation(recording_blazar.url)
+    bob = keystone.rest_user("bob")
+    got = openstack_cli.blazarclient(keystone.cli_env(bob), "result = {'leases': client.lease.list(), "
+                                     "'project': session.get_project_id()}")
+    assert got == {"leases": [], "project": bob.project_id}
+    token = recording_blazar.requests[-1]["headers"]["x-auth-token"]
+    assert keystone.validate(token)["user"]["id"] == bob.user_id
+    recording_blazar.status = 403
+    with pytest.raises(BlazarClientCallError) as e:
+        run_blazarclient_py(keystone.cli_env("alice", auth="appcred"), "result = client.host.list()")
+    assert e.value.type == "BlazarClientException" and e.value.code == 403
+    assert "policy does not allow this" in e.value.message
+
+
+def test_noauth_cli_and_library_send_the_literal_token(openstack_cli, recording_blazar):
+    env = noauth_env(recording_blazar.url, "admin:p1")
+    assert openstack_cli.json(env, "reservation", "lease", "list") == []
+    assert openstack_cli.blazarclient(env, "result = client.host.list()") == []
+    assert [(r["method"], r["path"], r["headers"]["x-auth-token"]) for r in recording_blazar.requests] == [
+        ("GET", "/v1/leases", "admin:p1"), ("GET", "/v1/os-hosts", "admin:p1")]
+    # The same with command-line options instead of the environment.
+    openstack_cli.json(base_env(), "--os-auth-type", "admin_token", "--os-endpoint", recording_blazar.url,
+                       "--os-token", "alice:science", "reservation", "lease", "list")
+    assert recording_blazar.requests[-1]["headers"]["x-auth-token"] == "alice:science"
+
+
+def test_openstack_clients_venv_is_reused(openstack_cli):
+    out = subprocess.run(["bash", str(CLI_SETUP_SCRIPT)], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and "up to date" in out.stdout, out.stdout + out.stderr
+    res = openstack_cli.run(base_env(), "reservation", "lease", "list", "--help")
+    assert "--sort-by" in res.stdout
