@@ -16,6 +16,7 @@ import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,7 @@ from support.keystone_fixture import (REST_USERS, VENV, KeystoneError, http_requ
                                       keystone_factory)
 from support.openstack_cli import SETUP_SCRIPT as CLI_SETUP_SCRIPT
 from support.openstack_cli import (BlazarClientCallError, CLIError, base_env, noauth_env,  # noqa: F401
-                                   openstack_cli, run_blazarclient_py)
+                                   openstack_cli, parse_json_output, run_blazarclient_py)
 
 NOVA_URL = "http://127.0.0.1:9/v2.1"  # never contacted: only stored in the catalog
 
@@ -313,13 +314,15 @@ def test_cli_env_has_no_inherited_os_variables(keystone, monkeypatch):
 
 class RecordingBlazar:
     """A stand-in for the reservation endpoint: records each request (method, path, headers, body)
-    and answers 200 with an empty lease/host list, or `status` with a Blazar-style error body."""
+    and answers 200 with an empty lease/host list, or `status` with a Blazar-style error body, or
+    what `answers[(method, path)]` says: (status, body)."""
 
     def __init__(self):
         import http.server
         outer = self
         self.requests: list[dict] = []
         self.status = 200
+        self.answers: dict[tuple[str, str], tuple[int, Any]] = {}
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def _answer(self):
@@ -328,13 +331,16 @@ class RecordingBlazar:
                 outer.requests.append({"method": self.command, "path": self.path,
                                        "headers": {k.lower(): v for k, v in self.headers.items()},
                                        "body": json.loads(body) if body else None})
-                if outer.status == 200:
+                status = outer.status
+                if (self.command, self.path) in outer.answers:
+                    status, out = outer.answers[(self.command, self.path)]
+                elif status == 200:
                     out = {"leases": [], "hosts": []}
                 else:
-                    out = {"error_code": outer.status, "error_message": "policy does not allow this",
+                    out = {"error_code": status, "error_message": "policy does not allow this",
                            "error_name": "PolicyNotAuthorized"}
                 data = json.dumps(out).encode()
-                self.send_response(outer.status)
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -426,3 +432,33 @@ def test_openstack_clients_venv_is_reused(openstack_cli):
     assert out.returncode == 0 and "up to date" in out.stdout, out.stdout + out.stderr
     res = openstack_cli.run(base_env(), "reservation", "lease", "list", "--help")
     assert "--sort-by" in res.stdout
+
+
+def test_openstack_cli_create_show_delete_requests(openstack_cli, recording_blazar):
+    """What the CLI sends for the write commands and name look-ups, and that `json` copes with
+    blazarclient's "Created a new lease:" line before the JSON."""
+    lease = {"id": "6a1f8a46-7d5c-4b8e-9c37-0d7d3f1c2b10", "name": "l1", "status": "PENDING",
+             "start_date": "2030-01-01T10:00:00.000000", "end_date": "2030-01-01T12:00:00.000000",
+             "reservations": [], "events": [], "project_id": "p1", "user_id": "admin"}
+    recording_blazar.answers = {
+        ("POST", "/v1/leases"): (201, {"lease": lease}), ("GET", "/v1/leases"): (200, {"leases": [lease]}),
+        ("GET", f"/v1/leases/{lease['id']}"): (200, {"lease": lease}),
+        ("DELETE", f"/v1/leases/{lease['id']}"): (204, None)}
+    env = noauth_env(recording_blazar.url, "admin:p1")
+    res = openstack_cli.run(env, "reservation", "lease", "create", "--reservation",
+                            "resource_type=physical:host,min=1,max=2", "--start-date", "2030-01-01 10:00",
+                            "--end-date", "2030-01-01 12:00", "l1", "-f", "json")
+    assert res.stdout.startswith("Created a new lease:\n")
+    assert parse_json_output(res.stdout)["id"] == lease["id"]
+    assert recording_blazar.requests[-1]["body"] == {
+        "name": "l1", "start_date": "2030-01-01 10:00", "end_date": "2030-01-01 12:00",
+        "reservations": [{"resource_type": "physical:host", "min": 1, "max": 2, "hypervisor_properties": "",
+                          "resource_properties": ""}], "events": [], "before_end_date": None}
+    recording_blazar.requests.clear()
+    assert openstack_cli.json(env, "reservation", "lease", "show", "l1")["name"] == "l1"
+    res = openstack_cli.run(env, "reservation", "lease", "delete", "l1")
+    assert res.stdout.strip() == "Deleted lease: l1"
+    # A name is resolved through the list; an id is used as it is.
+    assert [(r["method"], r["path"]) for r in recording_blazar.requests] == [
+        ("GET", "/v1/leases"), ("GET", f"/v1/leases/{lease['id']}"),
+        ("GET", "/v1/leases"), ("DELETE", f"/v1/leases/{lease['id']}")]

@@ -11,7 +11,9 @@ CI runs that script in `.ci/run`; elsewhere the first test that needs the CLI ru
   `Keystone.cli_env(user)` or `noauth_env(endpoint, token)`); returns a `CLIResult` (returncode,
   stdout, stderr); raises `CLIError` (with the same fields) on a non-zero exit unless `check=False`.
 - `OpenStackCLI.json(env, *args)`: the same with `-f json` appended; returns the parsed output. Only
-  for commands that print something (list, show, create); `delete` prints nothing: use `run`.
+  for commands that print a table or a record (list, show, create: blazarclient prints "Created a
+  new lease:" before the JSON, which is skipped); `delete` and `set` print one line ("Deleted
+  lease: NAME", "Updated lease: NAME") and take no -f: use `run`.
 - `OpenStackCLI.blazarclient(env, code)` (also `run_blazarclient_py(env, code)`): runs `code` in
   `.venv-osc/bin/python` with `client` = `blazarclient.client.Client(1, session=<keystoneauth
   session from env's OS_* variables>, service_type='reservation')` (and `session`, `json`,
@@ -155,8 +157,9 @@ def ensure_venv(timeout: float = 900) -> Path:
             raise OpenStackCLIUnavailable(_venv_state["error"]) from None
         if proc.returncode != 0:
             lines = (proc.stdout + proc.stderr).strip().splitlines() or ["(no output)"]
-            _venv_state["error"] = (f"the OpenStack clients could not be installed into {VENV} (Tests/openstack-clients/"
-                                    f"setup-venv.sh exited {proc.returncode}: {lines[-1].strip()})\n"
+            _venv_state["error"] = (f"the OpenStack clients could not be installed into {VENV} "
+                                    f"(Tests/openstack-clients/setup-venv.sh exited {proc.returncode}: "
+                                    f"{lines[-1].strip()})\n"
                                     + "\n".join(lines[-15:]))
             raise OpenStackCLIUnavailable(_venv_state["error"])
         _venv_state["venv"] = VENV
@@ -271,11 +274,12 @@ class OpenStackCLI:
         return res
 
     def json(self, env: dict[str, str], *args: str, **kw: Any) -> Any:
-        """`openstack ARGS -f json`; the parsed output. Raises CLIError on a non-zero exit or when
-        stdout is not JSON."""
+        """`openstack ARGS -f json`; the parsed output (see `parse_json_output`: blazarclient's
+        create commands print a line before the JSON). Raises CLIError on a non-zero exit or when
+        stdout has no JSON."""
         res = self.run(env, *args, "-f", "json", **kw)
         try:
-            return json.loads(res.stdout)
+            return parse_json_output(res.stdout)
         except ValueError:
             raise CLIError(res, "printed no JSON") from None
 
@@ -298,6 +302,21 @@ class OpenStackCLI:
         if "error" in out:
             raise BlazarClientCallError(out["error"], proc.stdout, proc.stderr)
         return out["result"]
+
+
+def parse_json_output(stdout: str) -> Any:
+    """The JSON that `openstack ... -f json` printed. python-blazarclient's create commands print
+    "Created a new lease:" (host, ...) on stdout before it, even with -f json: the text from the
+    first line that starts with `{` or `[` is parsed then. Raises ValueError when there is none."""
+    try:
+        return json.loads(stdout)
+    except ValueError:
+        pass
+    lines = stdout.splitlines()
+    for i, line in enumerate(lines):
+        if line.lstrip().startswith(("{", "[")):
+            return json.loads("\n".join(lines[i:]))
+    raise ValueError(f"no JSON in {stdout[:300]!r}")
 
 
 def _text(b: bytes | str | None) -> str:
