@@ -28,6 +28,7 @@ let package = Package(
         // HTTP server for the Blazar-compatible REST API, the metrics and the calendar page. Its
         // default traits pull in swift-configuration, which Berth does not use.
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
     ],
     targets: [
         // The contract's tables (methods, roles, error codes, the OpenRPC document), generated from
@@ -89,9 +90,9 @@ let package = Package(
         .target(
             name: "BerthBlazar",
             dependencies: [
-                "BerthContract", "BerthCore", "BerthJSON", "BerthService",
+                "BerthContract", "BerthCore", "BerthJSON", "BerthRPC", "BerthService",
                 .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -110,7 +111,9 @@ let package = Package(
                 "BerthContract", "BerthCore", "BerthJSON", "BerthStore", "BerthService", "BerthRPC", "BerthSystemd",
                 "BerthOpenStack", "BerthBlazar",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BerthBlazar
 import BerthCore
 import BerthJSON
 import BerthOpenStack
@@ -53,6 +54,16 @@ public struct BerthdMain: AsyncParsableCommand {
     )
     var metricsListen: String?
 
+    @Option(
+        name: .customLong("blazar-listen"),
+        help: "Serve the Blazar-compatible REST API on HOST:PORT (the config's blazar_api.listen).")
+    var blazarListen: String?
+
+    @Option(
+        name: .customLong("blazar-auth"),
+        help: "keystone (validate X-Auth-Token with Keystone) or noauth (USER:PROJECT tokens, loopback only).")
+    var blazarAuth: String?
+
     public init() {}
 
     /// Entry point for `main.swift`: parses the command line and runs the daemon. (Calling the
@@ -95,6 +106,18 @@ public struct BerthdMain: AsyncParsableCommand {
                 BerthdMain.fail("--metrics-listen: \(error.message)")
             }
             cfg.metricsListen = metricsListen
+        }
+        if let blazarListen { cfg.blazarAPI.listen = blazarListen }
+        if let blazarAuth {
+            guard let a = BlazarAPISettings.Auth(rawValue: blazarAuth) else {
+                BerthdMain.fail("--blazar-auth must be keystone or noauth")
+            }
+            cfg.blazarAPI.auth = a
+        }
+        do throws(BerthError) {
+            try cfg.blazarAPI.check()
+        } catch {
+            BerthdMain.fail("blazar api: \(error.message)")
         }
         var initialTime: Timestamp? = nil
         if let now {
@@ -203,7 +226,33 @@ struct Daemon {
         if configPath != nil { for w in warnings { logger.warning("config: \(w)") } }
         let openstack: OpenStackAdapter? =
             config.adapter == "openstack" ? OpenStackAdapter(settings: config.openstack, logger: logger) : nil
-        let adapter: any CloudAdapter = openstack ?? SimulatedCloud(usageFile: config.simulatorUsageFile)
+        var simulatorFlavors = config.simulatorFlavors
+        var simulatorHypervisors = config.simulatorHypervisors
+        if config.demoInventory {
+            simulatorFlavors += DemoInventory.flavors
+            simulatorHypervisors += DemoInventory.hypervisors
+        }
+        let simulator =
+            openstack == nil
+            ? SimulatedCloud(
+                usageFile: config.simulatorUsageFile, flavors: simulatorFlavors, hypervisors: simulatorHypervisors)
+            : nil
+        let adapter: any CloudAdapter = openstack ?? simulator!
+        let catalog: any CloudCatalog = openstack ?? simulator!
+        let tokenValidator: KeystoneTokenValidator? =
+            config.blazarAPI.listen != nil && config.blazarAPI.auth == .keystone
+            ? KeystoneTokenValidator(
+                cloud: config.blazarAPI.keystoneCloud ?? config.openstack.cloud,
+                cloudsFile: config.blazarAPI.keystoneCloudsFile ?? config.openstack.cloudsFile,
+                cacheSeconds: config.blazarAPI.cacheSeconds, logger: logger)
+            : nil
+        if let tokenValidator {
+            do throws(OpenStackError) {
+                try tokenValidator.checkConfiguration()
+            } catch {
+                BerthdMain.fail("blazar api: Keystone service credentials: \(error.description)")
+            }
+        }
         if let reporting = adapter as? any UsageReporting {
             await scheduler.setUsageSource { reporting.reservationUsage() }
         }
@@ -226,9 +275,13 @@ struct Daemon {
                     d["adapter_problem"] = JSON(openstack.problem)
                     d["cloud_drift"] = .array(openstack.drift.map { .string($0) })
                 }
+                if let tokenValidator {
+                    d["keystone"] = tokenValidator.problem == nil ? "ok" : "unreachable"
+                    if let p = tokenValidator.problem { d["keystone_problem"] = .string(p) }
+                }
                 return d
             },
-            rpcMetrics: rpcMetrics)
+            rpcMetrics: rpcMetrics, catalog: catalog)
         EventLogging.subscribe(broadcaster, logger: logger)
         let activated = SocketActivation.listenFileDescriptors()
         let listen: UnixSocketRPCServer.Listen =
@@ -275,6 +328,20 @@ struct Daemon {
             store: store, scheduler: scheduler, adapter: hook, wakeup: hookWakeup, hooks: true, logger: logger)
         var services: [any Service] = [OutboxService(delivery: delivery), OutboxService(delivery: hookDelivery)]
         if let metricsServer { services.append(metricsServer) }
+        if let blazarAddress = try? config.blazarAPI.address() {
+            let auth: any BlazarAuthenticator =
+                tokenValidator.map { KeystoneAuthenticator(validator: $0) } ?? NoAuthAuthenticator()
+            let api = BlazarAPI(
+                methods: methods, auth: auth, catalog: catalog, maxBodyBytes: config.blazarAPI.maxBodyBytes,
+                logger: logger)
+            do {
+                services.append(
+                    try BlazarListener.application(
+                        api: api, address: blazarAddress, settings: config.blazarAPI, logger: logger))
+            } catch {
+                BerthdMain.fail("blazar api: cannot read the TLS certificate or key: \(error)")
+            }
+        }
         if let openstack { services.append(CloudReconciler(adapter: openstack, scheduler: scheduler, store: store)) }
         if clock.mode == .system { services.append(LifecycleTicker(scheduler: scheduler, wakeup: tickerWakeup)) }
         if let interval = notifier.watchdogPingInterval() {
@@ -333,6 +400,7 @@ struct Daemon {
                 logger: logger))
         try await group.run()
         await openstack?.shutdown()
+        await tokenValidator?.shutdown()
         notifier.stopping(status: "stopped")
         logger.notice("berthd stopped")
     }

@@ -51,6 +51,11 @@ public struct DaemonConfig: Sendable {
     public var metricsAllowNonLoopback = false
     /// `simulator.usage_file`: reservation id → units in use, the simulator's stand-in for running servers.
     public var simulatorUsageFile: String? = nil
+    /// `simulator.flavors` and `simulator.hypervisors`: what the simulated cloud has (Nova's shapes).
+    public var simulatorFlavors: [CloudFlavor] = []
+    public var simulatorHypervisors: [Hypervisor] = []
+    /// The Blazar-compatible REST API (config section `blazar_api`); off without `listen`.
+    public var blazarAPI = BlazarAPISettings()
     /// Role name → users and groups (names or numeric ids).
     public var roles: [Role: (users: [String], groups: [String])] = [
         .portal: ([], ["berth-portal"]),
@@ -172,8 +177,57 @@ public struct DaemonConfig: Sendable {
         if let section = r.raw("simulator") {
             var sm = ParamReader(section, path: "simulator")
             if let v = sm.string("usage_file", maxLength: 4096) { c.simulatorUsageFile = v }
+            if let list = sm.array("flavors") {
+                for (i, f) in list.enumerated() {
+                    if let flavor = CloudFlavor(nova: f) {
+                        c.simulatorFlavors.append(flavor)
+                    } else {
+                        sm.fail("flavors[\(i)]", "expected a Nova flavor: {\"id\", \"name\", \"vcpus\", \"ram\", \"disk\", \"extra_specs\"}")
+                    }
+                }
+            }
+            if let list = sm.array("hypervisors") {
+                for (i, h) in list.enumerated() {
+                    guard let name = h["name"]?.stringValue ?? h["hypervisor_hostname"]?.stringValue,
+                        let vcpus = h["vcpus"]?.intValue, let mem = h["memory_mb"]?.intValue
+                    else {
+                        sm.fail("hypervisors[\(i)]", "expected {\"name\", \"vcpus\", \"memory_mb\", \"local_gb\"}")
+                        continue
+                    }
+                    c.simulatorHypervisors.append(
+                        Hypervisor(name: name, vcpus: vcpus, memoryMB: mem, diskGB: h["local_gb"]?.intValue ?? 0))
+                }
+            }
             sm.rejectUnknown()
             r.merge(sm.errors)
+        }
+        if let section = r.raw("blazar_api") {
+            var b = ParamReader(section, path: "blazar_api")
+            if let v = b.string("listen") { c.blazarAPI.listen = v }
+            if let v = b.enumValue("auth", BlazarAPISettings.Auth.self) { c.blazarAPI.auth = v }
+            if let v = b.int("max_body_bytes", min: 1024, max: 64 << 20) { c.blazarAPI.maxBodyBytes = Int(v) }
+            if let k = b.raw("keystone") {
+                var kr = ParamReader(k, path: "blazar_api.keystone")
+                if let v = kr.string("cloud") { c.blazarAPI.keystoneCloud = v }
+                if let v = kr.string("clouds_file", maxLength: 4096) { c.blazarAPI.keystoneCloudsFile = v }
+                if let v = kr.int("cache_s", min: 0, max: 86_400) { c.blazarAPI.cacheSeconds = v }
+                kr.rejectUnknown()
+                b.merge(kr.errors)
+            }
+            if let t = b.raw("tls") {
+                var tr = ParamReader(t, path: "blazar_api.tls")
+                c.blazarAPI.tlsCertificate = tr.string("cert", required: true, maxLength: 4096)
+                c.blazarAPI.tlsKey = tr.string("key", required: true, maxLength: 4096)
+                tr.rejectUnknown()
+                b.merge(tr.errors)
+            }
+            b.rejectUnknown()
+            r.merge(b.errors)
+            do throws(BerthError) {
+                try c.blazarAPI.check()
+            } catch {
+                r.fail("blazar_api.listen", error.message)
+            }
         }
         if let roles = r.raw("roles") {
             var rr = ParamReader(roles, path: "roles")
@@ -278,4 +332,37 @@ public struct DaemonConfig: Sendable {
         }
         return (map, warnings)
     }
+}
+
+/// The Blazar-compatible REST API's settings (config section `blazar_api`, `--blazar-listen`,
+/// `--blazar-auth`).
+public struct BlazarAPISettings: Sendable {
+    public enum Auth: String, Sendable, CaseIterable { case keystone, noauth }
+    /// "host:port"; nil: the API is off.
+    public var listen: String? = nil
+    public var auth = Auth.keystone
+    /// The clouds.yaml entry with Berth's service credentials (default: the `openstack` section's).
+    public var keystoneCloud: String? = nil
+    public var keystoneCloudsFile: String? = nil
+    /// How long a validated token is trusted without asking Keystone again (never past its expiry).
+    public var cacheSeconds: Int64 = 300
+    public var tlsCertificate: String? = nil
+    public var tlsKey: String? = nil
+    public var maxBodyBytes = 1 << 20
+
+    /// The listen address; `noauth` trusts whatever token it is sent, so it is loopback only.
+    func address() throws(BerthError) -> MetricsAddress? {
+        guard let listen else { return nil }
+        let a = try MetricsAddress.parse(listen, allowNonLoopback: true)
+        let loopback = a.host.hasPrefix("127.") || a.host == "::1" || a.host == "0:0:0:0:0:0:0:1"
+        if auth == .noauth && !loopback {
+            throw BerthError(
+                .invalidParams,
+                "\(a.host) is not a loopback address; \"auth\": \"noauth\" trusts any X-Auth-Token, so it is served on loopback only (127.0.0.1 or ::1); use \"auth\": \"keystone\""
+            )
+        }
+        return a
+    }
+
+    func check() throws(BerthError) { _ = try address() }
 }

@@ -43,6 +43,9 @@ public final class BerthMethods: RPCHandler {
         self.adapterHealth = adapterHealthy
     }
 
+    /// The scheduler's time (the manual clock in tests and simulations).
+    public var now: Timestamp { scheduler.clock.now() }
+
     /// Replaces the role table (SIGHUP reload).
     public func updateRoles(_ map: RoleMap) { roles.withLock { $0 = map } }
 

@@ -27,8 +27,15 @@ struct FlavorResolution: Sendable {
             }
             let path = "reservations[\(i)]"
             if r["source_flavor"] != nil {
-                errors.append(.init(path: "\(path).source_flavor", message: "is set by Berth from flavor_id"))
-                continue
+                // An existing reservation echoed back keeps the flavor it was made from (the
+                // scheduler carries it over); a new one gets it only from flavor_id.
+                guard r["id"] != nil else {
+                    errors.append(.init(path: "\(path).source_flavor", message: "is set by Berth from flavor_id"))
+                    continue
+                }
+                r["source_flavor"] = nil
+                list[i] = .object(r)
+                changed = true
             }
             guard let raw = r["flavor_id"] else { continue }
             guard let id = raw.stringValue, !id.isEmpty, id.utf8.count <= 255 else {

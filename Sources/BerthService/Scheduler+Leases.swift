@@ -109,7 +109,8 @@ extension Scheduler {
                 if byPosition {
                     if i < old.reservations.count {
                         let existing = old.reservations[i]
-                        plan.append((existing.id, item.request, existing.allocations, existing))
+                        plan.append(
+                            (existing.id, item.request.keepingSource(of: existing.request), existing.allocations, existing))
                     } else {
                         plan.append((UUIDString.random(), item.request, [], nil))
                     }
@@ -121,7 +122,7 @@ extension Scheduler {
                     if !used.insert(rid).inserted {
                         errors.fail(path: "reservations[\(i)].id", "reservation '\(rid)' is named twice")
                     }
-                    plan.append((rid, item.request, existing.allocations, existing))
+                    plan.append((rid, item.request.keepingSource(of: existing.request), existing.allocations, existing))
                 } else {
                     plan.append((UUIDString.random(), item.request, [], nil))
                 }

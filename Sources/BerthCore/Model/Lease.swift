@@ -132,6 +132,17 @@ public struct ReservationRequest: Sendable, Hashable {
         return r.errors.isEmpty && kind != nil ? req : nil
     }
 
+    /// This request, still showing the flavor `old` was copied from when it asks for the same
+    /// size (an update that changes only the count or properties of a flavor reservation).
+    public func keepingSource(of old: ReservationRequest) -> ReservationRequest {
+        guard sourceFlavor == nil, let source = old.sourceFlavor, kind == .instance, old.kind == .instance,
+            vcpus == old.vcpus, memoryMB == old.memoryMB, diskGB == old.diskGB, gpuProfile == old.gpuProfile
+        else { return self }
+        var r = self
+        r.sourceFlavor = source
+        return r
+    }
+
     public var json: JSON {
         var o: [String: JSON] = ["kind": .string(kind.rawValue)]
         switch kind {
