@@ -260,6 +260,8 @@ component("GpuInput", obj({"model": desc(NONEMPTY, "GPU model, e.g. `A100-40GB`.
 component("Gpu", obj({"model": NONEMPTY}, ["model"], description="One physical GPU of a host; its index is "
                                                                  "its position in `gpus`."))
 component("Host", obj({
+    "id": desc(integer(1), "A small integer given at creation and never reused (Blazar's clients address hosts by "
+                           "it; Berth's methods use `name`)."),
     "name": ref("HostName"),
     "vcpus": COUNT,
     "memory_mb": MB,
@@ -270,7 +272,7 @@ component("Host", obj({
     "reservable": {"type": "boolean"},
     "created_at": ref("TimestampUTC"),
     "updated_at": ref("TimestampUTC"),
-}, ["name", "vcpus", "memory_mb", "disk_gb", "gpus", "properties", "state", "reservable",
+}, ["id", "name", "vcpus", "memory_mb", "disk_gb", "gpus", "properties", "state", "reservable",
     "created_at", "updated_at"], description="A physical host Berth can reserve."))
 
 # --- reservation requests --------------------------------------------------------------------
@@ -301,11 +303,20 @@ component("ReservationRequestInstance", obj({
     "vcpus": COUNT,
     "memory_mb": MB,
     "disk_gb": GB,
+    "flavor_id": desc(string(minLength=1, maxLength=255),
+                      "A cloud flavor to copy the size (and MIG slice, from its `resources:<class>` extra spec) from, "
+                      "instead of vcpus/memory_mb/disk_gb/gpu_profile; read through the adapter (Nova, or the "
+                      "simulator's catalog). The reservation then shows it as `source_flavor`."),
     "count": desc(COUNT, "Number of instance slots."),
     "gpu_profile": desc(nullable(NONEMPTY), "MIG profile attached to each instance, if any."),
     "affinity": ref("Affinity"),
     "properties": ref("PropertyFilter"),
-}, ["kind", "vcpus", "memory_mb", "disk_gb", "count"], strict=True, description="Instance slots of a given size."))
+}, ["kind", "count"], strict=True, description="Instance slots of a given size, or of a cloud flavor's size.",
+    oneOf=[
+        {"title": "size", "required": ["vcpus", "memory_mb", "disk_gb"], "not": {"required": ["flavor_id"]}},
+        {"title": "flavor", "required": ["flavor_id"],
+         "not": {"anyOf": [{"required": [k]} for k in ("vcpus", "memory_mb", "disk_gb", "gpu_profile")]}},
+    ]))
 component("ReservationRequest", {
     "description": "One reservation in a lease request, discriminated by `kind`.",
     "oneOf": [ref("ReservationRequestHost"), ref("ReservationRequestGpu"), ref("ReservationRequestInstance")]})
@@ -377,6 +388,8 @@ component("ReservationInstance", obj({
     "properties": ref("PropertyFilter"),
     "allocations": desc(array({"anyOf": [ref("InstanceAllocation"), ref("GpuAllocation")]}),
                         "Instance slots per host; with a gpu_profile, also one GPU slice per instance on the same host."),
+    "source_flavor": desc({"type": "object"}, "The cloud flavor a `flavor_id` request copied, as the cloud showed "
+                                              "it (Nova's `id`, `name`, `vcpus`, `ram`, `disk`, `extra_specs`)."),
     "flavor_id": desc(string(), "The reservation's private Nova flavor (openstack adapter): boot with it."),
 }, ["kind", "id", "status", "vcpus", "memory_mb", "disk_gb", "count", "allocations", "flavor_id"],
     description="An instance-slot reservation."))
