@@ -14,7 +14,13 @@ extension BlazarAPI {
                 }
                 let now = methods.now.rfc3339
                 let leases = try await allLeases(project: caller.isAdmin ? nil : caller.projectID)
-                return ["leases": .array(leases.map { BlazarLeaseView.lease($0, now: now) })]
+                let starting = try await leasesStarting(nil)
+                return [
+                    "leases": .array(
+                        leases.map {
+                            BlazarLeaseView.lease($0, now: now, starting: starting.contains($0["id"]?.stringValue ?? ""))
+                        })
+                ]
             }
         }
         router.post("/v1/leases") { request, _ in
@@ -29,7 +35,8 @@ extension BlazarAPI {
             let id = context.parameters.get("id") ?? ""
             return await respond(request) { caller throws(BlazarError) in
                 let lease = try await visibleLease(id, caller: caller, write: false)
-                return ["lease": BlazarLeaseView.lease(lease, now: methods.now.rfc3339)]
+                let starting = lease["status"]?.stringValue == "active" ? try await leasesStarting(id) : []
+                return ["lease": BlazarLeaseView.lease(lease, now: methods.now.rfc3339, starting: starting.contains(id))]
             }
         }
         router.put("/v1/leases/{id}") { request, context in
@@ -64,6 +71,25 @@ extension BlazarAPI {
             throw BlazarError.policy(write ? "leases:put" : "leases:get")
         }
         return lease
+    }
+
+    /// Leases whose `lease.start` action has not been carried out yet (of one lease, or of all).
+    func leasesStarting(_ leaseID: String?) async throws(BlazarError) -> Set<String> {
+        var out: Set<String> = []
+        for status in ["pending", "running"] {
+            var cursor: JSON = .null
+            repeat {
+                var params: [String: JSON] = ["status": .string(status), "limit": 1000]
+                if let leaseID { params["lease_id"] = .string(leaseID) }
+                if !cursor.isNull { params["cursor"] = cursor }
+                let page = try await call(.actionsList, .object(params), role: .admin)
+                for a in page["items"]?.arrayValue ?? [] where a["kind"]?.stringValue == "lease.start" {
+                    if let l = a["lease_id"]?.stringValue { out.insert(l) }
+                }
+                cursor = page["next_cursor"] ?? .null
+            } while !cursor.isNull
+        }
+        return out
     }
 
     /// Every lease not deleted, of one project or of all, in creation order.

@@ -25,8 +25,10 @@ enum BlazarLeaseView {
         }
     }
 
-    /// The lease object of `{"lease": ...}`.
-    static func lease(_ l: JSON, now: String) -> JSON {
+    /// The lease object of `{"lease": ...}`. `starting`: the lease has begun but the cloud has
+    /// not yet been set up for it (its start action is still on its way), which Blazar calls
+    /// `STARTING`: clients that wait for `ACTIVE` then find the reservation's flavor in Nova.
+    static func lease(_ l: JSON, now: String, starting: Bool = false) -> JSON {
         let id = l["id"]?.stringValue ?? ""
         let status = l["status"]?.stringValue
         var o: [String: JSON] = [
@@ -34,7 +36,7 @@ enum BlazarLeaseView {
             "name": l["name"] ?? .null,
             "start_date": BlazarDate.response(l["start"]?.stringValue),
             "end_date": BlazarDate.response(l["end"]?.stringValue),
-            "status": .string(leaseStatus(status)),
+            "status": .string(starting && status == "active" ? "STARTING" : leaseStatus(status)),
             "degraded": l["degraded"] ?? false,
             "user_id": l["user_id"] ?? .null,
             "project_id": l["project_id"] ?? .null,

@@ -753,6 +753,8 @@ class NovaEmulator:
             extra spec `resources:CUSTOM_X=N` needs N free on the chosen host.
         images, networks, keypairs: sets of known ids/names; None accepts any well-formed value.
         www_authenticate_uri: the Keystone URI announced in 401s' WWW-Authenticate header.
+        hypervisor_sizes: `{host: {"vcpus", "memory_mb", "local_gb"}}` as `GET /os-hypervisors/detail`
+            reports them below 2.88 (default 32 vCPUs, 65536 MB, 500 GB).
         scheduler_filters: the scheduler filters modelled (Nova's `[filter_scheduler]
             enabled_filters`); default: AvailabilityZoneFilter, ComputeCapabilitiesFilter,
             AggregateInstanceExtraSpecsFilter, AggregateMultiTenancyIsolation. Placement's custom
@@ -768,7 +770,7 @@ class NovaEmulator:
                  *, shelve_delay: Optional[float] = None, port: int = 0,
                  host_resources: Optional[dict] = None, images: Optional[Iterable[str]] = None,
                  networks: Optional[Iterable[str]] = None, keypairs: Optional[Iterable[str]] = None,
-                 www_authenticate_uri: Optional[str] = None,
+                 www_authenticate_uri: Optional[str] = None, hypervisor_sizes: Optional[dict] = None,
                  scheduler_filters: Iterable[str] = DEFAULT_FILTERS):
         self._lock = threading.RLock()
         self.scheduler_filters = set(scheduler_filters)
@@ -781,6 +783,7 @@ class NovaEmulator:
         self.min_version = _parse_version(min_version)
         self.max_version = _parse_version(max_version)
         self.host_resources = {h: dict(r) for h, r in (host_resources or {}).items()}
+        self.hypervisor_sizes = {h: dict(s) for h, s in (hypervisor_sizes or {}).items()}
         self.images = None if images is None else set(images)
         self.networks = None if networks is None else set(networks)
         self.keypairs = None if keypairs is None else set(keypairs)
@@ -1384,6 +1387,7 @@ class NovaEmulator:
             ("DELETE", "servers/{id}", self._server_delete),
             ("POST", "servers/{id}/action", self._server_action),
             ("GET", "os-services", self._services_index),
+            ("GET", "os-hypervisors/detail", self._hypervisors_detail),
         ]
         return [(m, p.split("/"), h) for m, p, h in r]
 
@@ -1778,6 +1782,35 @@ class NovaEmulator:
                 d["forced_down"] = False
             out.append(d)
         return 200, {"services": out}
+
+    def _hypervisors_detail(self, req: _Req):
+        """Nova's `GET /os-hypervisors/detail` for the fake driver's nodes (one per compute host):
+        `hypervisor_hostname_pattern` (2.53+) matches substrings and answers 404 when nothing
+        matches; the sizes are in the body only below 2.88."""
+        self._admin(req, "os_compute_api:os-hypervisors:list-detail")
+        pattern = req.query.get("hypervisor_hostname_pattern", [None])[-1]
+        if pattern is not None and req.version < (2, 53):
+            raise _Fault(400, "Query parameter hypervisor_hostname_pattern is not allowed before 2.53")
+        out = []
+        for host, svc in self._hosts.items():
+            if pattern is not None and pattern not in host:
+                continue
+            size = {"vcpus": 32, "memory_mb": 65536, "local_gb": 500, **self.hypervisor_sizes.get(host, {})}
+            d = {"id": svc["uuid"] if req.version >= (2, 53) else svc["id"], "hypervisor_hostname": host,
+                 "state": "up", "status": "enabled", "hypervisor_type": "fake", "hypervisor_version": 1000,
+                 "host_ip": "192.0.2.1",
+                 "service": {"host": host, "id": svc["uuid"] if req.version >= (2, 53) else svc["id"],
+                             "disabled_reason": None}}
+            if req.version < (2, 88):
+                d.update({"vcpus": size["vcpus"], "memory_mb": size["memory_mb"], "local_gb": size["local_gb"],
+                          "vcpus_used": 0, "memory_mb_used": 512, "local_gb_used": 0,
+                          "free_ram_mb": size["memory_mb"] - 512, "free_disk_gb": size["local_gb"],
+                          "current_workload": 0, "running_vms": 0, "disk_available_least": size["local_gb"],
+                          "cpu_info": "{}"})
+            out.append(d)
+        if pattern is not None and not out:
+            raise _not_found("No hypervisor matching '%s' could be found." % pattern)
+        return 200, {"hypervisors": out}
 
     # ---- scheduling and server lifecycle --------------------------------------------------
 
