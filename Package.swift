@@ -119,8 +119,6 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
@@ -198,6 +196,11 @@ let package = Package(
         .testTarget(
             name: "BerthOpenStackTests",
             dependencies: ["BerthOpenStack", "BerthJSON", "BerthTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "BerthBlazarTests",
+            dependencies: ["BerthBlazar", "BerthContract", "BerthCore", "BerthJSON", "BerthRPC"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -36,7 +36,9 @@ extension BlazarAPI {
             return await admin(request, "oshosts:update_resource_properties") { () throws(BlazarError) in
                 let b = try await body(request)
                 guard let isPrivate = b["private"]?.boolValue else { throw BlazarError.missing(["private"]) }
-                guard properties(try await hosts(), detail: false).contains(where: { $0["property"]?.stringValue == name })
+                guard
+                    properties(try await hosts(), detail: false).contains(where: { $0["property"]?.stringValue == name }
+                    )
                 else { throw BlazarError(404, "Resource property '\(name)' not found") }
                 // Berth has no private properties yet: every property is visible to every project.
                 if isPrivate {
@@ -60,7 +62,8 @@ extension BlazarAPI {
             return await admin(request, "oshosts:get_allocations") { () throws(BlazarError) in
                 let h = try await host(id: id)
                 let q = request.uri.queryParameters
-                let one = try await allocations(hosts: [h], lease: q.get("lease_id"), reservation: q.get("reservation_id"))
+                let one = try await allocations(
+                    hosts: [h], lease: q.get("lease_id"), reservation: q.get("reservation_id"))
                 return ["allocation": one.first ?? ["resource_id": .string(id), "reservations": .array([])]]
             }
         }

@@ -18,7 +18,8 @@ extension BlazarAPI {
                 return [
                     "leases": .array(
                         leases.map {
-                            BlazarLeaseView.lease($0, now: now, starting: starting.contains($0["id"]?.stringValue ?? ""))
+                            BlazarLeaseView.lease(
+                                $0, now: now, starting: starting.contains($0["id"]?.stringValue ?? ""))
                         })
                 ]
             }
@@ -36,7 +37,9 @@ extension BlazarAPI {
             return await respond(request) { caller throws(BlazarError) in
                 let lease = try await visibleLease(id, caller: caller, write: false)
                 let starting = lease["status"]?.stringValue == "active" ? try await leasesStarting(id) : []
-                return ["lease": BlazarLeaseView.lease(lease, now: methods.now.rfc3339, starting: starting.contains(id))]
+                return [
+                    "lease": BlazarLeaseView.lease(lease, now: methods.now.rfc3339, starting: starting.contains(id))
+                ]
             }
         }
         router.put("/v1/leases/{id}") { request, context in
@@ -109,6 +112,9 @@ extension BlazarAPI {
 
     /// Lease ids are UUIDs; anything else cannot name one (and is not passed on).
     static func isLeaseID(_ s: String) -> Bool {
-        s.utf8.count == 36 && s.utf8.allSatisfy { $0 == UInt8(ascii: "-") || ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) || ($0 >= 65 && $0 <= 70) }
+        s.utf8.count == 36
+            && s.utf8.allSatisfy {
+                $0 == UInt8(ascii: "-") || ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) || ($0 >= 65 && $0 <= 70)
+            }
     }
 }

@@ -37,7 +37,8 @@ public struct BlazarAPI: Sendable {
         router.get("/") { request, _ in versions(request) }
         router.get("/versions") { request, _ in versions(request) }
         router.get("/healthcheck") { _, _ in
-            Response(status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "OK")))
+            Response(
+                status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "OK")))
         }
         addLeaseRoutes(to: router)
         addHostRoutes(to: router)

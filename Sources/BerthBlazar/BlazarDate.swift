@@ -1,5 +1,5 @@
-import BerthJSON
 import BerthCore
+import BerthJSON
 
 /// Blazar's two date forms: requests say `2030-01-01 10:00` (UTC, minutes; or `now`), responses
 /// say `2030-01-01T10:00:00.000000` (naive UTC with microseconds, which python-blazarclient
@@ -14,7 +14,8 @@ enum BlazarDate {
         guard u.count == 16, u[4] == UInt8(ascii: "-"), u[7] == UInt8(ascii: "-"), u[10] == UInt8(ascii: " "),
             u[13] == UInt8(ascii: ":")
         else { return nil }
-        let iso = String(decoding: u[0..<10], as: UTF8.self) + "T" + String(decoding: u[11..<16], as: UTF8.self)
+        let iso =
+            String(decoding: u[0..<10], as: UTF8.self) + "T" + String(decoding: u[11..<16], as: UTF8.self)
             + ":00Z"
         return Timestamp(rfc3339: iso)
     }

@@ -30,7 +30,8 @@ enum BlazarLeaseRequest {
             p["before_end_s"] = .int(end - beforeEnd)
         }
         guard let list = b["reservations"], !list.isNull else {
-            throw BlazarError(400, "A Berth lease needs at least one reservation", extra: ["berth_rule": "reservations"])
+            throw BlazarError(
+                400, "A Berth lease needs at least one reservation", extra: ["berth_rule": "reservations"])
         }
         guard case .array(let rs) = list else { throw BlazarError.malformed("reservations") }
         var out: [JSON] = []
@@ -163,7 +164,9 @@ enum BlazarLeaseRequest {
             ("advance_by", -1, true, true),
         ] {
             guard let v = b[field], !v.isNull else { continue }
-            guard let s = v.stringValue, let secs = BlazarDuration.seconds(s) else { throw BlazarError.malformed(field) }
+            guard let s = v.stringValue, let secs = BlazarDuration.seconds(s) else {
+                throw BlazarError.malformed(field)
+            }
             if moveStart {
                 start = start + Int64(sign) * secs
                 p["start"] = .string(start.rfc3339)
@@ -201,9 +204,11 @@ enum BlazarLeaseRequest {
         switch o["kind"]?.stringValue {
         case "host":
             if c["min"] != nil || c["max"] != nil {
-                let lo = try c["min"].map { v throws(BlazarError) in try integer(v, "min") }
+                let lo =
+                    try c["min"].map { v throws(BlazarError) in try integer(v, "min") }
                     ?? o["count"]?.intValue ?? o["min"]?.intValue ?? 1
-                let hi = try c["max"].map { v throws(BlazarError) in try integer(v, "max") }
+                let hi =
+                    try c["max"].map { v throws(BlazarError) in try integer(v, "max") }
                     ?? o["count"]?.intValue ?? o["max"]?.intValue ?? lo
                 if lo < 1 || hi < 1 {
                     throw BlazarError(400, "Malformed parameter min and max (must be greater than or equal to 1)")
@@ -229,7 +234,8 @@ enum BlazarLeaseRequest {
         case "instance":
             if let a = c["amount"] { o["count"] = .int(try integer(a, "amount")) }
             if c["resource_properties"] != nil, o["source_flavor"] == nil {
-                o["properties"] = try BlazarPropertyExpression.filter(hypervisor: nil, resource: c["resource_properties"])
+                o["properties"] = try BlazarPropertyExpression.filter(
+                    hypervisor: nil, resource: c["resource_properties"])
             }
         default:
             if let a = c["amount"] { o["count"] = .int(try integer(a, "amount")) }
@@ -250,7 +256,8 @@ enum BlazarLeaseRequest {
 enum BlazarDuration {
     static func seconds(_ text: String) -> Int64? {
         let s = text.trimmingCharacters(in: .whitespaces).lowercased()
-        guard let unit = s.last, let n = Int64(s.dropLast()), n >= 0 else { return Int64(s) }
+        guard let unit = s.last, !unit.isNumber else { return Int64(s).flatMap { $0 >= 0 ? $0 : nil } }
+        guard let n = Int64(s.dropLast()), n >= 0 else { return nil }
         switch unit {
         case "s": return n
         case "m": return n * 60

@@ -116,7 +116,8 @@ enum BlazarLeaseView {
         func event(_ type: String, _ n: Int, _ at: String?, done: Bool) -> JSON {
             [
                 "id": .string(derivedID(id, n)), "lease_id": .string(id), "event_type": .string(type),
-                "time": BlazarDate.response(at), "status": .string(status == "error" ? "ERROR" : done ? "DONE" : "UNDONE"),
+                "time": BlazarDate.response(at),
+                "status": .string(status == "error" ? "ERROR" : done ? "DONE" : "UNDONE"),
                 "created_at": BlazarDate.record(l["created_at"]?.stringValue),
                 "updated_at": BlazarDate.record(l["updated_at"]?.stringValue),
             ]

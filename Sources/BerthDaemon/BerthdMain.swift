@@ -303,31 +303,24 @@ struct Daemon {
         } catch {
             BerthdMain.fail("cannot listen on \(config.socketPath): \(error)")
         }
-        var metricsServer: MetricsHTTPServer? = nil
-        if let metricsAddress {
-            do {
-                metricsServer = try await MetricsHTTPServer.bind(
-                    metricsAddress,
-                    exporter: MetricsExporter(
-                        registry: registry, scheduler: scheduler, store: store,
-                        connections: { (server.connectionCount, server.limitCounts) }),
-                    scheduler: scheduler, models: models, logger: logger)
-            } catch {
-                BerthdMain.fail("cannot listen for metrics on \(metricsAddress.description): \(error)")
-            }
-            logger.notice(
-                "metrics listening",
-                metadata: [
-                    "address":
-                        "\(MetricsAddress(host: metricsAddress.host, port: metricsServer!.boundPort).description)"
-                ])
+        let metricsServer = metricsAddress.map { [logger = self.logger] _ in
+            MetricsHTTPServer(
+                exporter: MetricsExporter(
+                    registry: registry, scheduler: scheduler, store: store,
+                    connections: { (server.connectionCount, server.limitCounts) }),
+                scheduler: scheduler, models: models, logger: logger)
         }
         let delivery = OutboxDelivery(
             store: store, scheduler: scheduler, adapter: adapter, wakeup: outboxWakeup, hooks: false, logger: logger)
         let hookDelivery = OutboxDelivery(
             store: store, scheduler: scheduler, adapter: hook, wakeup: hookWakeup, hooks: true, logger: logger)
         var services: [any Service] = [OutboxService(delivery: delivery), OutboxService(delivery: hookDelivery)]
-        if let metricsServer { services.append(metricsServer) }
+        if let metricsServer, let metricsAddress {
+            services.append(
+                ListenerService(
+                    inner: metricsServer.application(metricsAddress),
+                    failure: "cannot listen for metrics on \(metricsAddress.description)", logger: logger))
+        }
         if let blazarAddress = try? config.blazarAPI.address() {
             let auth: any BlazarAuthenticator =
                 tokenValidator.map { KeystoneAuthenticator(validator: $0) } ?? NoAuthAuthenticator()
@@ -336,8 +329,10 @@ struct Daemon {
                 logger: logger)
             do {
                 services.append(
-                    try BlazarListener.application(
-                        api: api, address: blazarAddress, settings: config.blazarAPI, logger: logger))
+                    ListenerService(
+                        inner: try BlazarListener.application(
+                            api: api, address: blazarAddress, settings: config.blazarAPI, logger: logger),
+                        failure: "cannot listen for the blazar api on \(blazarAddress.description)", logger: logger))
             } catch {
                 BerthdMain.fail("blazar api: cannot read the TLS certificate or key: \(error)")
             }

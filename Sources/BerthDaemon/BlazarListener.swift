@@ -37,7 +37,8 @@ enum BlazarListener {
                     "blazar api listening",
                     metadata: [
                         "address": "\(MetricsAddress(host: address.host, port: port).description)",
-                        "url": "\(scheme)://\(address.host.contains(":") ? "[\(address.host)]" : address.host):\(port)/v1",
+                        "url":
+                            "\(scheme)://\(address.host.contains(":") ? "[\(address.host)]" : address.host):\(port)/v1",
                         "auth": "\(settings.auth.rawValue)",
                     ])
             },
@@ -61,5 +62,25 @@ struct KeystoneAuthenticator: BlazarAuthenticator {
         }
         guard let v else { throw BlazarError.unauthorized }
         return BlazarCaller(userID: v.userID, projectID: v.projectID, roles: v.roles)
+    }
+}
+
+/// An HTTP listener in the service group whose failure (a port in use, say) stops berthd with a
+/// message naming the listener, rather than Hummingbird's own.
+struct ListenerService<Inner: Service>: Service {
+    let inner: Inner
+    let failure: String
+    let logger: Logger
+
+    func run() async throws {
+        do {
+            try await inner.run()
+        } catch is CancellationError {
+            return
+        } catch {
+            logger.critical("\(failure): \(error)")
+            FileHandleStderr.write("berthd: \(failure): \(error)\n")
+            throw error
+        }
     }
 }

@@ -182,7 +182,9 @@ public struct DaemonConfig: Sendable {
                     if let flavor = CloudFlavor(nova: f) {
                         c.simulatorFlavors.append(flavor)
                     } else {
-                        sm.fail("flavors[\(i)]", "expected a Nova flavor: {\"id\", \"name\", \"vcpus\", \"ram\", \"disk\", \"extra_specs\"}")
+                        sm.fail(
+                            "flavors[\(i)]",
+                            "expected a Nova flavor: {\"id\", \"name\", \"vcpus\", \"ram\", \"disk\", \"extra_specs\"}")
                     }
                 }
             }

@@ -1,10 +1,10 @@
 import BerthCore
 import BerthJSON
 import BerthService
+import HTTPTypes
+import Hummingbird
 import Logging
 import NIOCore
-import NIOHTTP1
-import NIOPosix
 import ServiceLifecycle
 
 #if canImport(Glibc)
@@ -60,101 +60,54 @@ struct MetricsAddress: Sendable, Equatable {
     var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 }
 
-/// A small HTTP/1.1 server for `GET /metrics` (Prometheus text) and `GET /calendar` (the
-/// read-only Gantt page). One request per connection (`Connection: close`): scrapers and
-/// browsers reconnect cheaply, and nothing lingers to hold up a graceful stop.
-struct MetricsHTTPServer: Service {
-    typealias Conn = NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
-    let channel: NIOAsyncChannel<Conn, Never>
+/// `GET /metrics` (Prometheus text) and `GET /calendar` (the read-only Gantt page), served by
+/// Hummingbird like the REST API. One responder for every path, so that a wrong method is a 405
+/// and an unknown path a short hint rather than the router's empty 404.
+struct MetricsHTTPServer: Sendable {
     let exporter: MetricsExporter
     let scheduler: Scheduler
     let models: GPUModelTable
     let logger: Logger
 
-    /// The bound address (port 0 in the config picks a free port).
-    var boundPort: Int { channel.channel.localAddress?.port ?? 0 }
-
-    static func bind(
-        _ address: MetricsAddress, exporter: MetricsExporter, scheduler: Scheduler, models: GPUModelTable,
-        logger: Logger
-    ) async throws -> MetricsHTTPServer {
-        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .serverChannelOption(.backlog, value: 64)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .bind(host: address.host, port: address.port) { child in
-                child.eventLoop.makeCompletedFuture {
-                    try child.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    return try Conn(wrappingChannelSynchronously: child)
-                }
-            }
-        return MetricsHTTPServer(
-            channel: channel, exporter: exporter, scheduler: scheduler, models: models, logger: logger)
+    /// The listener on `address`; it logs `metrics listening` with the bound port once it runs.
+    func application(_ address: MetricsAddress) -> some Service {
+        let logger = self.logger
+        return Application(
+            responder: CallbackResponder<BasicRequestContext> { request, _ in await self.response(request) },
+            configuration: .init(address: .hostname(address.host, port: address.port), serverName: "berthd"),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? address.port
+                logger.notice(
+                    "metrics listening",
+                    metadata: ["address": "\(MetricsAddress(host: address.host, port: port).description)"])
+            },
+            logger: logger)
     }
 
-    func run() async throws {
-        do {
-            try await serveUntilShutdown()
-        } catch is CancellationError {
-            // Graceful stop: the listener was cancelled and closed.
+    func response(_ request: Request) async -> Response {
+        let (status, type, body) = await respond(
+            method: request.method, path: request.uri.path,
+            query: Dictionary(
+                request.uri.queryParameters.map { (String($0.key), String($0.value)) }, uniquingKeysWith: { _, b in b })
+        )
+        var headers: HTTPFields = [.contentType: type, .cacheControl: "no-store", .connection: "close"]
+        if type.hasPrefix("text/html") {
+            // The page is self-contained: nothing external may load, no script may run.
+            headers[.contentSecurityPolicy] = "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'"
         }
-    }
-
-    func serveUntilShutdown() async throws {
-        try await cancelWhenGracefulShutdown {
-            try await channel.executeThenClose { inbound in
-                try await withThrowingDiscardingTaskGroup { group in
-                    for try await conn in inbound {
-                        group.addTask {
-                            do {
-                                try await serve(conn)
-                            } catch {
-                                logger.debug("metrics connection failed", metadata: ["error": "\(error)"])
-                            }
-                        }
-                    }
-                }
-            }
+        if request.method == .head {
+            headers[.contentLength] = String(body.count)
+            return Response(status: status, headers: headers)
         }
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
 
-    func serve(_ conn: Conn) async throws {
-        try await conn.executeThenClose { inbound, outbound in
-            var head: HTTPRequestHead? = nil
-            for try await part in inbound {
-                switch part {
-                case .head(let h): head = h
-                case .body: continue
-                case .end:
-                    guard let h = head else { return }
-                    let (status, type, body) = await respond(h)
-                    var headers = HTTPHeaders()
-                    headers.add(name: "Content-Type", value: type)
-                    headers.add(name: "Content-Length", value: String(body.count))
-                    headers.add(name: "Connection", value: "close")
-                    headers.add(name: "Cache-Control", value: "no-store")
-                    if type.hasPrefix("text/html") {
-                        // The page is self-contained: nothing external may load, no script may run.
-                        headers.add(
-                            name: "Content-Security-Policy",
-                            value: "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'")
-                    }
-                    try await outbound.write(
-                        .head(HTTPResponseHead(version: h.version, status: status, headers: headers)))
-                    if h.method != .HEAD {
-                        try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: body))))
-                    }
-                    try await outbound.write(.end(nil))
-                    return
-                }
-            }
-        }
-    }
-
-    func respond(_ h: HTTPRequestHead) async -> (HTTPResponseStatus, String, [UInt8]) {
-        guard h.method == .GET || h.method == .HEAD else {
+    func respond(method: HTTPRequest.Method, path: String, query: [String: String]) async -> (
+        HTTPResponse.Status, String, [UInt8]
+    ) {
+        guard method == .get || method == .head else {
             return (.methodNotAllowed, "text/plain; charset=utf-8", Array("only GET and HEAD\n".utf8))
         }
-        let (path, query) = MetricsHTTPServer.splitURI(h.uri)
         switch path {
         case "/metrics":
             return (.ok, "text/plain; version=0.0.4; charset=utf-8", await exporter.scrape())
@@ -163,7 +116,7 @@ struct MetricsHTTPServer: Service {
                 let html = try await calendarPage(query)
                 return (.ok, "text/html; charset=utf-8", Array(html.utf8))
             } catch {
-                let status: HTTPResponseStatus =
+                let status: HTTPResponse.Status =
                     error.code == .invalidParams || error.code == .notFound ? .badRequest : .internalServerError
                 var text = error.message
                 for f in error.fieldErrors { text += "\n\(f.path): \(f.message)" }
@@ -202,33 +155,5 @@ struct MetricsHTTPServer: Service {
         let cal = try await scheduler.call(.calendarGet, .object(params))
         let hostList = try await scheduler.call(.hostList, nil)
         return CalendarPage.render(calendar: cal, hosts: hostList["items"]?.arrayValue ?? [], models: models, now: now)
-    }
-
-    static func splitURI(_ uri: String) -> (String, [String: String]) {
-        guard let q = uri.firstIndex(of: "?") else { return (uri, [:]) }
-        var out: [String: String] = [:]
-        for pair in uri[uri.index(after: q)...].split(separator: "&") {
-            let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            out[percentDecode(kv[0])] = kv.count > 1 ? percentDecode(kv[1]) : ""
-        }
-        return (String(uri[..<q]), out)
-    }
-
-    static func percentDecode(_ s: Substring) -> String {
-        var bytes: [UInt8] = []
-        var it = Array(s.utf8)[...]
-        while let b = it.popFirst() {
-            if b == UInt8(ascii: "+") {
-                bytes.append(UInt8(ascii: " "))
-            } else if b == UInt8(ascii: "%"), it.count >= 2,
-                let v = UInt8(String(decoding: it.prefix(2), as: UTF8.self), radix: 16)
-            {
-                bytes.append(v)
-                it = it.dropFirst(2)
-            } else {
-                bytes.append(b)
-            }
-        }
-        return String(decoding: bytes, as: UTF8.self)
     }
 }

@@ -110,7 +110,10 @@ extension Scheduler {
                     if i < old.reservations.count {
                         let existing = old.reservations[i]
                         plan.append(
-                            (existing.id, item.request.keepingSource(of: existing.request), existing.allocations, existing))
+                            (
+                                existing.id, item.request.keepingSource(of: existing.request), existing.allocations,
+                                existing
+                            ))
                     } else {
                         plan.append((UUIDString.random(), item.request, [], nil))
                     }
