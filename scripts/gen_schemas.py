@@ -669,6 +669,9 @@ method("system.health", tag="discovery", roles=ALL_ROLES,
                                                       "authentication, unreachable, or Nova's 5xx)."),
            "cloud_drift": desc(array(string()), "openstack: differences the last reconciliation found between "
                                                "Nova's aggregates and the active leases."),
+           "keystone": desc(enum("ok", "unreachable"), "With the REST API on Keystone auth: whether the last "
+                                                      "token validation could ask Keystone."),
+           "keystone_problem": desc(string(), "What went wrong asking Keystone, while `keystone` is `unreachable`."),
            "clock": enum("system", "manual"),
        }, ["status", "version", "uptime_s", "storage", "adapter"]),
        result_name="health", errors=["Forbidden", "Unavailable"])
@@ -712,7 +715,7 @@ method("host.create", tag="hosts", roles=["admin"],
            "name": "register an A100 host",
            "params": {"name": "node-001", "vcpus": 64, "memory_mb": 262144, "disk_gb": 960,
                       "gpus": [{"model": "A100-40GB"}], "properties": {"rack": "r1", "ib": True}},
-           "result": {"name": "node-001", "vcpus": 64, "memory_mb": 262144, "disk_gb": 960,
+           "result": {"id": 1, "name": "node-001", "vcpus": 64, "memory_mb": 262144, "disk_gb": 960,
                       "gpus": [{"model": "A100-40GB"}], "properties": {"rack": "r1", "ib": True},
                       "state": "up", "reservable": True,
                       "created_at": "2030-01-01T09:00:00Z", "updated_at": "2030-01-01T09:00:00Z"},
