@@ -23,15 +23,21 @@ deps:
 build: deps
 	$(SWIFT) build
 
-## Runs berthd in the foreground on the embedded default: simulator adapter, demo inventory, system clock.
+## Runs berthd in the foreground on the embedded default: simulator adapter, demo inventory, system clock,
+## and the Blazar-compatible REST API on loopback without Keystone (noauth: X-Auth-Token is USER:PROJECT).
+## The openstack CLI (python-openstackclient + python-blazarclient) goes into .venv-osc, if PyPI is reachable.
+BLAZAR_LISTEN ?= 127.0.0.1:1234
+OSC := $(CURDIR)/.venv-osc/bin/openstack
 run: build
 	@mkdir -p $(RUN_DIR)
-	@echo "berthd: socket $(SOCKET), state $(RUN_DIR)/state (Ctrl-C stops it)"
+	@bash Tests/openstack-clients/setup-venv.sh >/dev/null 2>&1 || echo "(the openstack CLI could not be installed into .venv-osc; the REST API works without it)"
+	@echo "berthd: socket $(SOCKET), state $(RUN_DIR)/state, Blazar API http://$(BLAZAR_LISTEN)/v1 (Ctrl-C stops it)"
 	@echo "try, in another terminal:"
 	@echo "  .build/debug/berthctl --socket $(SOCKET) host list"
 	@echo "  .build/debug/berthctl --socket $(SOCKET) lease create --name demo --project p1 --start now --duration 2h --hosts 2"
 	@echo "  .build/debug/berthctl --socket $(SOCKET) lease list"
-	.build/debug/berthd --socket $(SOCKET) --state-dir $(RUN_DIR)/state --demo
+	@echo "  $(OSC) --os-auth-type admin_token --os-endpoint http://$(BLAZAR_LISTEN)/v1 --os-token admin:p1 reservation lease list"
+	.build/debug/berthd --socket $(SOCKET) --state-dir $(RUN_DIR)/state --demo --blazar-listen $(BLAZAR_LISTEN) --blazar-auth noauth
 
 $(VENV)/.ready: Tests/integration/requirements.txt
 	python3 -m venv $(VENV)

@@ -13,6 +13,8 @@ final class Daemon {
     let now: String
     private(set) var pid: pid_t = 0
     private(set) var spawnedAt: UInt64 = 0
+    /// The Blazar REST API's port (noauth, loopback), chosen free at each spawn.
+    private(set) var blazarPort = 0
 
     init(berthd: String, dir: String, now: String) {
         self.berthd = berthd
@@ -23,9 +25,10 @@ final class Daemon {
 
     /// Starts berthd; its output goes to DIR/berthd.log.
     func spawn() -> Bool {
+        blazarPort = HTTPConnection.freePort()
         let argv = [
             berthd, "--socket", socket, "--state-dir", dir + "/state", "--clock", "manual", "--now", now, "--log-level",
-            "warning",
+            "warning", "--blazar-listen", "127.0.0.1:\(blazarPort)", "--blazar-auth", "noauth",
         ]
         var cargs = argv.map { strdup($0) } + [nil]
         defer { for p in cargs { free(p) } }

@@ -196,6 +196,9 @@ struct SocketSuite {
         }
         report.add(S, "lease.create 1-4 hosts, dry_run (no commit), 1 client", scale1, Stats(samples: dry))
 
+        // The same kind of requests through the Blazar REST API (noauth: no token validation).
+        restCreatesAndGets(daemon: daemon, hours: h1, scale: scale1, ids: &ids, leases: &daemonLeases)
+
         // lease.create, N concurrent clients (one connection and one thread each).
         let multi = concurrentCreates(daemon: daemon, hours: h1, scale: scale1)
         daemonLeases += multi.ok
@@ -507,4 +510,63 @@ struct SocketSuite {
             }
         }
     }
+
+    /// `POST /v1/leases` (1-4 hosts, durable) and `GET /v1/leases/{id}` on one keep-alive
+    /// connection. The REST API answers the same lease in Blazar's shape, so the difference to the
+    /// JSON-RPC figures is HTTP, Blazar's translation, and the second call a REST create makes
+    /// (none: create is one contract call; a GET of an active lease also asks for its actions).
+    private func restCreatesAndGets(daemon: Daemon, hours: Int64, scale: Scale, ids: inout [String], leases: inout Int) {
+        let S = SocketSuite.section
+        guard let http = HTTPConnection(port: daemon.blazarPort) else {
+            print("  cannot connect to the REST API on port \(daemon.blazarPort)")
+            return
+        }
+        func blazarDate(_ rfc3339: String) -> String {
+            // 2030-01-01T10:00:00Z -> 2030-01-01 10:00
+            String(rfc3339.prefix(16)).replacingOccurrencesOfT()
+        }
+        var rng = SplitMix64(seed: 99)
+        var creates: [Double] = []
+        var refused = 0
+        var restIDs: [String] = []
+        for i in 0..<options.createSamples {
+            let p = SocketSuite.hostLease(&rng, hours: hours, name: "rest\(i)")
+            let n = p["reservations"]?.arrayValue?.first?["count"]?.intValue ?? 1
+            let body: JSON = [
+                "name": .string("rest\(i)"), "start_date": .string(blazarDate(p["start"]?.stringValue ?? "")),
+                "end_date": .string(blazarDate(p["end"]?.stringValue ?? "")), "events": [],
+                "reservations": [
+                    [
+                        "resource_type": "physical:host", "min": .int(n), "max": .int(n), "hypervisor_properties": "",
+                        "resource_properties": "",
+                    ]
+                ],
+            ]
+            let t = nanos()
+            let r = try? http.send("POST", "/v1/leases", token: "admin:bench", body: body)
+            creates.append(Double(nanos() - t) / 1000)
+            if let r, r.status == 201, let id = r.body?["lease"]?["id"]?.stringValue {
+                restIDs.append(id)
+                leases += 1
+            } else {
+                refused += 1
+            }
+        }
+        report.add(
+            S, "POST /v1/leases 1-4 hosts, durable, 1 client (REST, noauth)", scale, Stats(samples: creates),
+            extra: ["refused": .int(Int64(refused))])
+        ids.append(contentsOf: restIDs)
+        var gets: [Double] = []
+        let pool = ids.isEmpty ? restIDs : ids
+        for i in 0..<min(2000, options.getRequests / 10) where !pool.isEmpty {
+            let t = nanos()
+            _ = try? http.send("GET", "/v1/leases/\(pool[i % pool.count])", token: "admin:bench")
+            gets.append(Double(nanos() - t) / 1000)
+        }
+        report.add(S, "GET /v1/leases/{id} round trip (REST, noauth)", scale, Stats(samples: gets))
+    }
+}
+
+extension String {
+    fileprivate func replacingOccurrencesOfT() -> String { String(map { $0 == "T" ? " " : $0 }) }
 }
