@@ -18,7 +18,7 @@ import socket
 import pytest
 
 from berthtest import DEFAULT_NOW, make_host, ts, wait_until
-from support.keystone_fixture import http_request, keystone_server  # noqa: F401  (the real Keystone)
+from support.keystone_fixture import http_request, keystone_factory, keystone_server  # noqa: F401  (real Keystones)
 from support.openstack_cli import CLIError, noauth_env, openstack_cli  # noqa: F401
 from support.nova_emulator import NovaEmulator
 
@@ -284,6 +284,22 @@ def test_tokens(api, daemon, keystone_server):
     assert keystone_server.revoke(revoked)
     r = rest("GET", api + "/leases", revoked)
     assert blazar_error(r, 401) and r.header("www-authenticate")
+
+
+def test_a_cached_token_is_refused_once_it_expires(daemon, tmp_path, keystone_factory):
+    """Tokens that live 5 s: the first request validates and caches it (cache_s 300); once Keystone's
+    expiry has passed, the cache does not answer for it any more and the token is refused."""
+    short = keystone_factory(expiration=5)
+    short.users()
+    url = start(daemon, tmp_path, short)
+    make_host(daemon.client(), "x1")
+    tok = token(short, "alice")
+    assert short.validate(tok) is not None
+    assert rest("GET", url + "/leases", tok).status == 200
+    r = wait_until(lambda: (x := rest("GET", url + "/leases", tok)).status != 200 and x,
+                   "the expired token refused", timeout=30, interval=0.5)
+    assert blazar_error(r, 401)
+    short.unregister_reservation()
 
 
 def test_bad_bodies_store_nothing(api, daemon, keystone_server):
