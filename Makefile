@@ -9,7 +9,7 @@ VENV ?= $(CURDIR)/.venv
 APT_PACKAGES := libsystemd-dev libsqlite3-dev pkg-config
 
 .PHONY: deps build run test test-swift test-integration check-schemas check-architecture check-format format verify-units \
-  fuzz-build fuzz-short fuzz fuzz-socket bench bench-peer install clean
+  fuzz-build fuzz-short fuzz fuzz-socket fuzz-http bench bench-peer install clean
 
 ## System packages (Debian): libsystemd for sd_notify/journald/socket activation, SQLite for the store.
 deps:
@@ -102,6 +102,7 @@ FUZZ_SHORT_TIME ?= 60
 FUZZ_SHORT_RUNS ?= 500000
 FUZZ_TIME ?= 3600
 FUZZ_SOCKET_INPUTS ?= 1000000
+FUZZ_HTTP_INPUTS ?= 200000
 fuzz-build: deps
 	BERTH_FUZZ=1 $(SWIFT) build --sanitize=fuzzer --product berth-fuzz --scratch-path $(FUZZ_SCRATCH)
 
@@ -124,6 +125,13 @@ fuzz-socket: $(VENV)/.ready
 	$(SWIFT) build --product berthd
 	BERTHD=$(CURDIR)/.build/debug/berthd $(VENV)/bin/python Tests/fuzz/socket_fuzzer.py \
 	  --inputs $(FUZZ_SOCKET_INPUTS) --report $(FUZZ_DIR)/socket-report.json
+
+## The REST API's HTTP fuzzer, FUZZ_HTTP_INPUTS requests (report in FUZZ_DIR/http-report.json).
+fuzz-http: $(VENV)/.ready
+	@mkdir -p $(FUZZ_DIR)
+	$(SWIFT) build --product berthd
+	BERTHD=$(CURDIR)/.build/debug/berthd $(VENV)/bin/python Tests/fuzz/http_fuzzer.py \
+	  --inputs $(FUZZ_HTTP_INPUTS) --report $(FUZZ_DIR)/http-report.json
 
 ## Release build; allocator in process and lease.create over the socket against a real berthd.
 bench: deps
