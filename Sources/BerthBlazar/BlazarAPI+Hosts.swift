@@ -1,6 +1,7 @@
 import BerthContract
 import BerthCore
 import BerthJSON
+import BerthService
 import Hummingbird
 
 /// `/v1/os-hosts`: enrolling, changing and removing hosts, their allocations and properties.
@@ -27,8 +28,11 @@ extension BlazarAPI {
         }
         router.get("/v1/os-hosts/properties") { request, _ in
             await admin(request, "oshosts:get_resource_properties") { () throws(BlazarError) in
-                let detail = !(request.uri.queryParameters.get("detail") ?? "").isEmpty
-                return ["resource_properties": .array(properties(try await hosts(), detail: detail))]
+                // Blazar reads both flags as Python truthiness of the raw string ("False" is true).
+                let q = request.uri.queryParameters
+                let detail = !(q.get("detail") ?? "").isEmpty
+                let all = !(q.get("all") ?? "").isEmpty
+                return ["resource_properties": .array(try await properties(all: all, detail: detail))]
             }
         }
         router.patch("/v1/os-hosts/properties/{name}") { request, context in
@@ -36,17 +40,16 @@ extension BlazarAPI {
             return await admin(request, "oshosts:update_resource_properties") { () throws(BlazarError) in
                 let b = try await body(request)
                 guard let isPrivate = b["private"]?.boolValue else { throw BlazarError.missing(["private"]) }
-                guard
-                    properties(try await hosts(), detail: false).contains(where: { $0["property"]?.stringValue == name }
-                    )
-                else { throw BlazarError(404, "Resource property '\(name)' not found") }
-                // Berth has no private properties yet: every property is visible to every project.
-                if isPrivate {
-                    throw BlazarError(501, "Private resource properties are not supported by Berth yet")
+                let p: JSON
+                do throws(BerthError) {
+                    p = try await methods.setHostPropertyPrivate(name, isPrivate)
+                } catch {
+                    throw BlazarError(BerthMethods.rpcError(error), notFound: ("property_name", name))
                 }
                 return [
                     "resource_property": [
-                        "property_name": .string(name), "resource_type": "physical:host", "private": false,
+                        "id": .string(name), "property_name": .string(name), "resource_type": "physical:host",
+                        "private": p["private"] ?? false,
                     ]
                 ]
             }
@@ -204,18 +207,19 @@ extension BlazarAPI {
         }
     }
 
-    /// The extra capabilities in use, with their distinct values when `detail` is asked for.
-    func properties(_ hosts: [JSON], detail: Bool) -> [JSON] {
-        var values: [String: Set<String>] = [:]
-        for h in hosts {
-            for (k, v) in h["properties"]?.objectValue ?? [:] where !BlazarHostView.reserved.contains(k) {
-                values[k, default: []].insert(BlazarHostView.text(v))
-            }
+    /// The extra capabilities in use (private ones only with `all`), with their private flag and
+    /// distinct values when `detail` is asked for.
+    func properties(all: Bool, detail: Bool) async throws(BlazarError) -> [JSON] {
+        let items: [JSON]
+        do throws(BerthError) {
+            items = try await methods.hostProperties(all: all)["items"]?.arrayValue ?? []
+        } catch {
+            throw BlazarError(BerthMethods.rpcError(error))
         }
-        return values.keys.sorted().map { k in
-            detail
-                ? ["property": .string(k), "private": false, "values": .array(values[k]!.sorted().map { .string($0) })]
-                : ["property": .string(k)]
+        return items.compactMap { p in
+            guard let name = p["property"]?.stringValue, !BlazarHostView.reserved.contains(name) else { return nil }
+            guard detail else { return ["property": .string(name)] }
+            return ["property": .string(name), "private": p["private"] ?? false, "values": p["values"] ?? .array([])]
         }
     }
 

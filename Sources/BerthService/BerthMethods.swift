@@ -125,6 +125,19 @@ public final class BerthMethods: RPCHandler {
         }
     }
 
+    /// Host properties with their private flag, for the REST API (not a contract method).
+    public func hostProperties(all: Bool) async throws(BerthError) -> JSON {
+        try await scheduler.hostPropertyList(all: all)
+    }
+
+    /// Marks a host property private or public, for the REST API (not a contract method).
+    public func setHostPropertyPrivate(_ name: String, _ isPrivate: Bool) async throws(BerthError) -> JSON {
+        if draining.load(ordering: .relaxed) {
+            throw BerthError(.unavailable, "berthd is shutting down; retry against the restarted daemon")
+        }
+        return try await scheduler.hostPropertyUpdate(name, isPrivate: isPrivate)
+    }
+
     /// `system.health`: storage from the last commit, the adapter's own report, uptime.
     func health() -> JSON {
         let uptime = ContinuousClock.now - startedAt

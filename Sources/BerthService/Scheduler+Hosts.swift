@@ -222,4 +222,78 @@ extension Scheduler {
         state.removeHost(named: host.name)
         return result
     }
+
+    // MARK: Properties
+
+    /// Every property some host has, with its distinct values (as strings) and its private flag.
+    func propertyValues() -> [String: Set<String>] {
+        var values: [String: Set<String>] = [:]
+        for h in state.sortedHosts {
+            for (k, v) in h.properties { values[k, default: []].insert(Scheduler.propertyText(v)) }
+        }
+        return values
+    }
+
+    static func propertyText(_ v: JSON) -> String {
+        switch v {
+        case .string(let s): return s
+        case .bool(let b): return b ? "true" : "false"
+        case .int(let i): return String(i)
+        default: return v.serialized()
+        }
+    }
+
+    func propertyJSON(_ name: String, values: Set<String>) -> JSON {
+        [
+            "property": .string(name), "private": .bool(state.privateProperties.contains(name)),
+            "values": .array(values.sorted().map { .string($0) }),
+        ]
+    }
+
+    func hostProperties(all: Bool) -> JSON {
+        let values = propertyValues()
+        let items = values.keys.sorted().filter { all || !state.privateProperties.contains($0) }
+        return ["items": .array(items.map { propertyJSON($0, values: values[$0]!) })]
+    }
+
+    func setPropertyPrivate(_ name: String, _ isPrivate: Bool) throws(BerthError) -> JSON {
+        guard let v = propertyValues()[name] else { throw .notFound("no host has the property '\(name)'") }
+        var set = state.privateProperties
+        if isPrivate { set.insert(name) } else { set.remove(name) }
+        var c = Change()
+        c.mutation.meta["private_properties"] = JSON.array(set.sorted().map { .string($0) }).serialized()
+        try apply(c)
+        state.privateProperties = set
+        return propertyJSON(name, values: v)
+    }
+
+    /// Private host properties are Blazar's notion (the REST API's `PATCH
+    /// /v1/os-hosts/properties/{name}`), not the contract's: these two serve it, with the same
+    /// durability as a contract call (the reply waits for the commit).
+    public nonisolated func hostPropertyList(all: Bool) async throws(BerthError) -> JSON {
+        try await durably { s throws(BerthError) in s.hostProperties(all: all) }
+    }
+
+    public nonisolated func hostPropertyUpdate(_ name: String, isPrivate: Bool) async throws(BerthError) -> JSON {
+        try await durably { s throws(BerthError) in try s.setPropertyPrivate(name, isPrivate) }
+    }
+
+    nonisolated func durably(_ body: @Sendable (isolated Scheduler) throws(BerthError) -> JSON) async throws(BerthError)
+        -> JSON
+    {
+        let (result, ticket) = await run(body)
+        try await commits.waitDurable(ticket)
+        return try result.get()
+    }
+
+    func run(_ body: @Sendable (isolated Scheduler) throws(BerthError) -> JSON) -> (
+        Result<JSON, BerthError>, GroupCommit.Ticket
+    ) {
+        do throws(BerthError) {
+            try ensureRestored()
+            return (.success(try body(self)), memoryTicket)
+        } catch {
+            return (.failure(error), memoryTicket)
+        }
+    }
 }

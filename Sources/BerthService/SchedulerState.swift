@@ -1,4 +1,5 @@
 import BerthCore
+import BerthJSON
 import BerthStore
 import HeapModule
 
@@ -24,6 +25,8 @@ struct SchedulerState: Sendable {
     var calendar = LeaseCalendar()
     var timers = Heap<LeaseTimer>()
     var lastEventSeq: Int64 = 0
+    /// Host properties an operator marked private (`private_properties` in the store's meta table).
+    var privateProperties: Set<String> = []
     /// The highest host id ever given (`host_id_seq` in the store's meta table): ids are never reused.
     var hostIDSeq: Int64 = 0
     /// Credit grants, charges and refunds (pure; rebuilt from the store's entries).
@@ -69,6 +72,9 @@ struct SchedulerState: Sendable {
         }
         var s = SchedulerState(ledger: ledger)
         s.lastEventSeq = snap.lastEventSeq
+        if let text = snap.meta["private_properties"], let list = try? JSONParser.parse(text).arrayValue {
+            s.privateProperties = Set(list.compactMap(\.stringValue))
+        }
         s.hostIDSeq = max(snap.meta["host_id_seq"].flatMap(Int64.init) ?? 0, snap.hosts.map(\.id).max() ?? 0)
         s.hosts.reserveCapacity(snap.hosts.count)
         for h in snap.hosts { s.hosts[h.name] = h }

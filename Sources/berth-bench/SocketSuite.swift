@@ -515,7 +515,8 @@ struct SocketSuite {
     /// connection. The REST API answers the same lease in Blazar's shape, so the difference to the
     /// JSON-RPC figures is HTTP, Blazar's translation, and the second call a REST create makes
     /// (none: create is one contract call; a GET of an active lease also asks for its actions).
-    private func restCreatesAndGets(daemon: Daemon, hours: Int64, scale: Scale, ids: inout [String], leases: inout Int) {
+    private func restCreatesAndGets(daemon: Daemon, hours: Int64, scale: Scale, ids: inout [String], leases: inout Int)
+    {
         let S = SocketSuite.section
         guard let http = HTTPConnection(port: daemon.blazarPort) else {
             print("  cannot connect to the REST API on port \(daemon.blazarPort)")

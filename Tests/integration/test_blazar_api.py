@@ -104,6 +104,13 @@ def test_hosts_through_the_cli(api, daemon, keystone_server, openstack_cli):
     assert daemon.client().call("host.get", {"name": "hv-02"})["properties"] == {"gpu": "True"}
     props = openstack_cli.json(admin, "reservation", "host", "property", "list", "--detail")
     assert {p["property"]: p["property_values"] for p in props} == {"gpu": ["True"], "rack": ["r1"]}
+    # A private property is listed only with --all, and stays private across a restart.
+    openstack_cli.run(admin, "reservation", "host", "property", "set", "--private", "rack")
+    assert [p["property"] for p in openstack_cli.json(admin, "reservation", "host", "property", "list")] == ["gpu"]
+    every = openstack_cli.json(admin, "reservation", "host", "property", "list", "--all", "--detail")
+    assert {p["property"]: p["private"] for p in every} == {"gpu": False, "rack": True}
+    e = openstack_cli.run(admin, "reservation", "host", "property", "set", "--private", "nope", check=False)
+    assert e.returncode == 1 and "not found" in e.stderr_clean
     # A hypervisor the cloud does not have, and a non-admin.
     e = openstack_cli.run(admin, "reservation", "host", "create", "no-such-node", check=False)
     assert e.returncode == 1 and "Host 'no-such-node' not found!" in e.stderr_clean
@@ -116,6 +123,7 @@ def test_hosts_through_the_cli(api, daemon, keystone_server, openstack_cli):
     keystone_server.register_reservation(LISTEN_RE.search(daemon.log_text()).group(1))
     h3 = openstack_cli.json(admin, "reservation", "host", "create", "hv-03")
     assert h3["id"] == "3"
+    assert [p["property"] for p in openstack_cli.json(admin, "reservation", "host", "property", "list")] == []
     assert [h["id"] for h in openstack_cli.json(admin, "reservation", "host", "list")] == ["1", "3"]
 
 
