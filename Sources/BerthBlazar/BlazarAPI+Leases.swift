@@ -35,7 +35,7 @@ extension BlazarAPI {
         router.get("/v1/leases/{id}") { request, context in
             let id = context.parameters.get("id") ?? ""
             return await respond(request) { caller throws(BlazarError) in
-                let lease = try await visibleLease(id, caller: caller, write: false)
+                let lease = try await visibleLease(id, caller: caller)
                 let starting = lease["status"]?.stringValue == "active" ? try await leasesStarting(id) : []
                 return [
                     "lease": BlazarLeaseView.lease(lease, now: methods.now.rfc3339, starting: starting.contains(id))
@@ -45,7 +45,7 @@ extension BlazarAPI {
         router.put("/v1/leases/{id}") { request, context in
             let id = context.parameters.get("id") ?? ""
             return await respond(request) { caller throws(BlazarError) in
-                let lease = try await visibleLease(id, caller: caller, write: true)
+                let lease = try await visibleLease(id, caller: caller, write: "leases:put")
                 let params = try BlazarLeaseRequest.update(try await body(request), lease: lease, now: methods.now)
                 let updated = try await call(.leaseUpdate, params, notFound: ("lease_id", id))
                 return ["lease": BlazarLeaseView.lease(updated, now: methods.now.rfc3339)]
@@ -54,25 +54,24 @@ extension BlazarAPI {
         router.delete("/v1/leases/{id}") { request, context in
             let id = context.parameters.get("id") ?? ""
             return await respond(request, status: .noContent) { caller throws(BlazarError) in
-                _ = try await visibleLease(id, caller: caller, write: true)
+                _ = try await visibleLease(id, caller: caller, write: "leases:delete")
                 _ = try await call(.leaseDelete, ["id": .string(id)], notFound: ("lease_id", id))
                 return nil
             }
         }
     }
 
-    /// The lease, if the caller may see it (and, with `write`, change it). Deleted leases and
-    /// other projects' leases are not found; a reader asking to write is refused by policy.
-    func visibleLease(_ id: String, caller: BlazarCaller, write: Bool) async throws(BlazarError) -> JSON {
+    /// The lease, if the caller may see it (and, with `write` naming the policy action, change
+    /// it). Deleted leases and other projects' leases are not found; a reader asking to write is
+    /// refused by policy.
+    func visibleLease(_ id: String, caller: BlazarCaller, write: String? = nil) async throws(BlazarError) -> JSON {
         guard BlazarAPI.isLeaseID(id) else { throw BlazarError.notFound("lease_id", id) }
         let lease = try await call(.leaseGet, ["id": .string(id)], notFound: ("lease_id", id))
         let project = lease["project_id"]?.stringValue ?? ""
         guard lease["status"]?.stringValue != "deleted", caller.mayRead(project: project) else {
             throw BlazarError.notFound("lease_id", id)
         }
-        if write && !caller.mayWrite(project: project) {
-            throw BlazarError.policy(write ? "leases:put" : "leases:get")
-        }
+        if let write, !caller.mayWrite(project: project) { throw BlazarError.policy(write) }
         return lease
     }
 

@@ -102,8 +102,10 @@ public struct BlazarAPI: Sendable {
         do {
             var copy = request
             buffer = try await copy.collectBody(upTo: maxBodyBytes)
-        } catch {
+        } catch is NIOTooManyBytesError {
             throw BlazarError(413, "The request body is larger than \(maxBodyBytes) bytes")
+        } catch {
+            throw BlazarError(400, "The request body could not be read: \(error)")
         }
         if buffer.readableBytes == 0 { return .object([:]) }
         do throws(JSONParseError) {

@@ -150,8 +150,16 @@ enum BlazarLeaseRequest {
         let oldEnd = lease["end"]?.stringValue.flatMap(Timestamp.init(rfc3339:)) ?? now
         var start = oldStart
         var end = oldEnd
+        let minute = Timestamp(seconds: now.seconds - ((now.seconds % 60) + 60) % 60)
+        let status = lease["status"]?.stringValue
         if let s = b["start_date"], !s.isNull {
             start = s.stringValue == "now" ? now : try BlazarDate.parseRequest(s, field: "start_date")!
+            if start != oldStart {
+                if status == "active" || status == "ended" {
+                    throw BlazarError(400, "Cannot modify the start date of already started leases")
+                }
+                if start < minute { throw BlazarError(400, "Start date must be later than current date") }
+            }
             p["start"] = .string(start.rfc3339)
         }
         if let e = b["end_date"], !e.isNull {
@@ -176,7 +184,15 @@ enum BlazarLeaseRequest {
                 p["end"] = .string(end.rfc3339)
             }
         }
-        if end <= start { throw BlazarError(400, "End date must be later than start date.") }
+        guard start > Timestamp.distantPast, end < Timestamp.distantFuture else {
+            throw BlazarError(400, "The new dates are out of range")
+        }
+        if p["start"] != nil || p["end"] != nil {
+            if status == "ended" { throw BlazarError(400, "Terminated leases can only be renamed") }
+            if end <= start || end < minute {
+                throw BlazarError(400, "End date must be later than current and start date")
+            }
+        }
         if let be = try BlazarDate.parseRequest(b["before_end_date"], field: "before_end_date") {
             guard be > start && be < end else { throw BlazarError(403, "Datetime is out of lease limits") }
             p["before_end_s"] = .int(end - be)
@@ -254,17 +270,30 @@ enum BlazarLeaseRequest {
 
 /// Blazar's duration strings for `prolong_for` and friends: `1h`, `30m`, `2d`, `45s`, `1w`.
 enum BlazarDuration {
+    static let maxSeconds: Int64 = 1000 * 366 * 86_400
+
     static func seconds(_ text: String) -> Int64? {
         let s = text.trimmingCharacters(in: .whitespaces).lowercased()
-        guard let unit = s.last, !unit.isNumber else { return Int64(s).flatMap { $0 >= 0 ? $0 : nil } }
-        guard let n = Int64(s.dropLast()), n >= 0 else { return nil }
-        switch unit {
-        case "s": return n
-        case "m": return n * 60
-        case "h": return n * 3600
-        case "d": return n * 86_400
-        case "w": return n * 604_800
-        default: return nil
+        let n: Int64
+        let unit: Int64
+        if let last = s.last, !last.isNumber {
+            guard let v = Int64(s.dropLast()) else { return nil }
+            switch last {
+            case "s": unit = 1
+            case "m": unit = 60
+            case "h": unit = 3600
+            case "d": unit = 86_400
+            case "w": unit = 604_800
+            default: return nil
+            }
+            n = v
+        } else {
+            guard let v = Int64(s) else { return nil }
+            (n, unit) = (v, 1)
         }
+        // Nothing longer than a thousand years: a date moved by it still fits Berth's calendar.
+        let (total, overflow) = n.multipliedReportingOverflow(by: unit)
+        guard n >= 0, !overflow, total <= maxSeconds else { return nil }
+        return total
     }
 }

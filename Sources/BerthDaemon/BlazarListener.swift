@@ -18,14 +18,17 @@ enum BlazarListener {
     ) throws -> some Service {
         let router = Router(context: BasicRequestContext.self)
         api.addRoutes(to: router)
+        // A connection that sends nothing (or only blank lines) for this long is closed, so idle
+        // or stalled clients cannot hold connections for ever.
+        let http1 = HTTPServerBuilder.http1(configuration: .init(idleTimeout: .seconds(15)))
         let server: HTTPServerBuilder
         if let cert = settings.tlsCertificate, let key = settings.tlsKey {
             let chain = try NIOSSLCertificate.fromPEMFile(cert).map { NIOSSLCertificateSource.certificate($0) }
             let tls = TLSConfiguration.makeServerConfiguration(
                 certificateChain: chain, privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
-            server = try .tls(.http1(), tlsConfiguration: tls)
+            server = try .tls(http1, tlsConfiguration: tls)
         } else {
-            server = .http1()
+            server = http1
         }
         let scheme = settings.tlsCertificate == nil ? "http" : "https"
         return Application(
@@ -79,7 +82,6 @@ struct ListenerService<Inner: Service>: Service {
             return
         } catch {
             logger.critical("\(failure): \(error)")
-            FileHandleStderr.write("berthd: \(failure): \(error)\n")
             throw error
         }
     }

@@ -74,6 +74,7 @@ struct MetricsHTTPServer: Sendable {
         let logger = self.logger
         return Application(
             responder: CallbackResponder<BasicRequestContext> { request, _ in await self.response(request) },
+            server: .http1(configuration: .init(idleTimeout: .seconds(15))),
             configuration: .init(address: .hostname(address.host, port: address.port), serverName: "berthd"),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? address.port

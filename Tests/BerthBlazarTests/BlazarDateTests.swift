@@ -34,5 +34,10 @@ struct BlazarDateTests {
         #expect(BlazarDuration.seconds("2d") == 172_800)
         #expect(BlazarDuration.seconds("45") == 45)
         #expect(BlazarDuration.seconds("1y") == nil)
+        // No overflow, whatever a client sends: at most a thousand years.
+        #expect(BlazarDuration.seconds("9223372036854775807w") == nil)
+        #expect(BlazarDuration.seconds("106751991167300d") == nil)
+        #expect(BlazarDuration.seconds("9223372036854775807") == nil)
+        #expect(BlazarDuration.seconds("-1h") == nil)
     }
 }

@@ -29,6 +29,17 @@ import Testing
         #expect(try matches(#"["!=", "$absent", "x"]"#))
     }
 
+    /// A lease stores its filters several levels down; a deeper expression could be accepted and
+    /// then not read back at the next start.
+    @Test func expressionsNestAtMostMaxDepthLevels() throws {
+        func nested(_ depth: Int) -> String {
+            String(repeating: #"["not", "#, count: depth - 1) + #"["==", "$rack", "r1"]"#
+                + String(repeating: "]", count: depth - 1)
+        }
+        #expect(try matches(nested(PropertyFilter.maxDepth - 1)))
+        #expect(throws: BerthError.self) { try matches(nested(PropertyFilter.maxDepth + 1)) }
+    }
+
     @Test func malformedExpressionsNameThePath() {
         #expect {
             try PropertyFilter(

@@ -17,6 +17,10 @@ public indirect enum PropertyFilter: Sendable, Hashable {
         case eq = "==", ne = "!=", lt = "<", le = "<=", gt = ">", ge = ">="
     }
 
+    /// How deeply expressions may nest. A stored lease holds its filters inside several levels of
+    /// its own, and must stay within the JSON parser's depth limit to be read back at start.
+    public static let maxDepth = 32
+
     /// Parses the `properties` parameter; `path` prefixes error paths.
     public init(json: JSON, path: String) throws(BerthError) {
         switch json {
@@ -32,13 +36,16 @@ public indirect enum PropertyFilter: Sendable, Hashable {
             }
             self = o.isEmpty ? .all : .equalities(o)
         case .array:
-            self = try PropertyFilter.parseExpression(json, path: path)
+            self = try PropertyFilter.parseExpression(json, path: path, depth: 1)
         default:
             throw .invalidParam(path, "expected an object of equalities or an expression array, got \(json.typeName)")
         }
     }
 
-    private static func parseExpression(_ json: JSON, path: String) throws(BerthError) -> PropertyFilter {
+    private static func parseExpression(_ json: JSON, path: String, depth: Int) throws(BerthError) -> PropertyFilter {
+        guard depth <= maxDepth else {
+            throw .invalidParam(path, "expressions may nest at most \(maxDepth) levels deep")
+        }
         guard let a = json.arrayValue, let op = a.first?.stringValue else {
             throw .invalidParam(path, "expected an expression array starting with an operator")
         }
@@ -46,11 +53,11 @@ public indirect enum PropertyFilter: Sendable, Hashable {
         case "and", "or":
             guard a.count >= 2 else { throw .invalidParam(path, "'\(op)' needs at least one operand") }
             var parts: [PropertyFilter] = []
-            for k in 1..<a.count { parts.append(try parseExpression(a[k], path: "\(path)[\(k)]")) }
+            for k in 1..<a.count { parts.append(try parseExpression(a[k], path: "\(path)[\(k)]", depth: depth + 1)) }
             return op == "and" ? .and(parts) : .or(parts)
         case "not":
             guard a.count == 2 else { throw .invalidParam(path, "'not' takes exactly one operand") }
-            return .not(try parseExpression(a[1], path: "\(path)[1]"))
+            return .not(try parseExpression(a[1], path: "\(path)[1]", depth: depth + 1))
         case "in":
             guard a.count == 3 else { throw .invalidParam(path, "'in' takes a field and an array of values") }
             let field = try fieldName(a[1], path: "\(path)[1]")
