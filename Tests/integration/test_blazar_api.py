@@ -442,3 +442,40 @@ def test_noauth_only_on_loopback(daemon):
     daemon.start(args=["--blazar-listen", "0.0.0.0:0", "--blazar-auth", "noauth"], wait_ready=False)
     assert daemon.wait_exit() == 1
     assert "is not a loopback address" in daemon.log_text() and "noauth" in daemon.log_text()
+
+
+def test_tls(daemon, tmp_path, openstack_cli):
+    """With `tls.cert` and `tls.key` the listener speaks HTTPS only; the CLI trusts it with --os-cacert."""
+    import shutil
+    import ssl
+    import subprocess
+    import urllib.request
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = tmp_path / "api.pem", tmp_path / "api.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    daemon.start(args=["--demo"], config={"blazar_api": {"listen": "127.0.0.1:0", "auth": "noauth",
+                                                         "tls": {"cert": str(cert), "key": str(key)}}})
+    url = wait_until(lambda: LISTEN_RE.search(daemon.log_text()), "the blazar api listening line").group(1)
+    assert url.startswith("https://127.0.0.1:")
+    ctx = ssl.create_default_context(cafile=str(cert))
+    req = urllib.request.Request(url + "/leases", headers={"X-Auth-Token": "admin:p1"})
+    with urllib.request.urlopen(req, context=ctx, timeout=30) as r:
+        assert r.status == 200 and json.loads(r.read()) == {"leases": []}
+    # Plain HTTP on the same port gets no Blazar answer.
+    with pytest.raises(Exception):
+        http_request("GET", url.replace("https://", "http://") + "/leases", headers={"X-Auth-Token": "admin:p1"},
+                     timeout=5)
+    env = noauth_env(url, "admin:p1")
+    env["OS_CACERT"] = str(cert)
+    assert len(openstack_cli.json(env, "reservation", "host", "list")) == 8
+    # A certificate that cannot be read stops berthd at start, naming the problem.
+    daemon.terminate()
+    daemon.start(config={"blazar_api": {"listen": "127.0.0.1:0", "auth": "noauth",
+                                        "tls": {"cert": str(tmp_path / "missing.pem"), "key": str(key)}}},
+                 wait_ready=False)
+    assert daemon.wait_exit() == 1
+    assert "cannot read the TLS certificate or key" in daemon.log_text()
