@@ -28,18 +28,13 @@ extension BlazarAPI {
             await respond(request, status: .created) { caller throws(BlazarError) in
                 guard caller.mayWrite(project: caller.projectID) else { throw BlazarError.policy("leases:post") }
                 let params = try BlazarLeaseRequest.create(try await body(request), caller: caller, now: methods.now)
-                let lease = try await call(.leaseCreate, params)
-                return ["lease": BlazarLeaseView.lease(lease, now: methods.now.rfc3339)]
+                return ["lease": try await view(try await call(.leaseCreate, params))]
             }
         }
         router.get("/v1/leases/{id}") { request, context in
             let id = context.parameters.get("id") ?? ""
             return await respond(request) { caller throws(BlazarError) in
-                let lease = try await visibleLease(id, caller: caller)
-                let starting = lease["status"]?.stringValue == "active" ? try await leasesStarting(id) : []
-                return [
-                    "lease": BlazarLeaseView.lease(lease, now: methods.now.rfc3339, starting: starting.contains(id))
-                ]
+                ["lease": try await view(try await visibleLease(id, caller: caller))]
             }
         }
         router.put("/v1/leases/{id}") { request, context in
@@ -47,8 +42,7 @@ extension BlazarAPI {
             return await respond(request) { caller throws(BlazarError) in
                 let lease = try await visibleLease(id, caller: caller, write: "leases:put")
                 let params = try BlazarLeaseRequest.update(try await body(request), lease: lease, now: methods.now)
-                let updated = try await call(.leaseUpdate, params, notFound: ("lease_id", id))
-                return ["lease": BlazarLeaseView.lease(updated, now: methods.now.rfc3339)]
+                return ["lease": try await view(try await call(.leaseUpdate, params, notFound: ("lease_id", id)))]
             }
         }
         router.delete("/v1/leases/{id}") { request, context in
@@ -73,6 +67,13 @@ extension BlazarAPI {
         }
         if let write, !caller.mayWrite(project: project) { throw BlazarError.policy(write) }
         return lease
+    }
+
+    /// One lease in Blazar's shape; an active one is `STARTING` while its start action is pending.
+    func view(_ lease: JSON) async throws(BlazarError) -> JSON {
+        let id = lease["id"]?.stringValue ?? ""
+        let starting = lease["status"]?.stringValue == "active" ? try await leasesStarting(id).contains(id) : false
+        return BlazarLeaseView.lease(lease, now: methods.now.rfc3339, starting: starting)
     }
 
     /// Leases whose `lease.start` action has not been carried out yet (of one lease, or of all).
