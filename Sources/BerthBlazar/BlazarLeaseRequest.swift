@@ -272,28 +272,11 @@ enum BlazarLeaseRequest {
 enum BlazarDuration {
     static let maxSeconds: Int64 = 1000 * 366 * 86_400
 
+    /// Blazar's own spellings (`1h`, `30m`, `2d`, or plain seconds) are a subset of Berth's.
     static func seconds(_ text: String) -> Int64? {
-        let s = text.trimmingCharacters(in: .whitespaces).lowercased()
-        let n: Int64
-        let unit: Int64
-        if let last = s.last, !last.isNumber {
-            guard let v = Int64(s.dropLast()) else { return nil }
-            switch last {
-            case "s": unit = 1
-            case "m": unit = 60
-            case "h": unit = 3600
-            case "d": unit = 86_400
-            case "w": unit = 604_800
-            default: return nil
-            }
-            n = v
-        } else {
-            guard let v = Int64(s) else { return nil }
-            (n, unit) = (v, 1)
-        }
         // Nothing longer than a thousand years: a date moved by it still fits Berth's calendar.
-        let (total, overflow) = n.multipliedReportingOverflow(by: unit)
-        guard n >= 0, !overflow, total <= maxSeconds else { return nil }
+        guard let total = DurationText.seconds(text.trimmingCharacters(in: .whitespaces)), total <= maxSeconds
+        else { return nil }
         return total
     }
 }

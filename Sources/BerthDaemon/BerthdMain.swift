@@ -101,7 +101,7 @@ public struct BerthdMain: AsyncParsableCommand {
         if demo { cfg.demoInventory = true }
         if let metricsListen {
             do throws(BerthError) {
-                _ = try MetricsAddress.parse(metricsListen, allowNonLoopback: cfg.metricsAllowNonLoopback)
+                _ = try ListenAddress.parse(metricsListen, allowNonLoopback: cfg.metricsAllowNonLoopback)
             } catch {
                 BerthdMain.fail("--metrics-listen: \(error.message)")
             }
@@ -256,10 +256,10 @@ struct Daemon {
         if let reporting = adapter as? any UsageReporting {
             await scheduler.setUsageSource { reporting.reservationUsage() }
         }
-        var metricsAddress: MetricsAddress? = nil
+        var metricsAddress: ListenAddress? = nil
         if let listen = config.metricsListen {
             do throws(BerthError) {
-                metricsAddress = try MetricsAddress.parse(listen, allowNonLoopback: config.metricsAllowNonLoopback)
+                metricsAddress = try ListenAddress.parse(listen, allowNonLoopback: config.metricsAllowNonLoopback)
             } catch {
                 BerthdMain.fail("metrics.listen: \(error.message)")
             }

@@ -14,7 +14,7 @@ import ServiceLifecycle
 enum BlazarListener {
     /// The application serving `api` on `address`, with TLS when the settings name a certificate.
     static func application(
-        api: BlazarAPI, address: MetricsAddress, settings: BlazarAPISettings, logger: Logger
+        api: BlazarAPI, address: ListenAddress, settings: BlazarAPISettings, logger: Logger
     ) throws -> some Service {
         let router = Router(context: BasicRequestContext.self)
         api.addRoutes(to: router)
@@ -39,7 +39,7 @@ enum BlazarListener {
                 logger.notice(
                     "blazar api listening",
                     metadata: [
-                        "address": "\(MetricsAddress(host: address.host, port: port).description)",
+                        "address": "\(ListenAddress(host: address.host, port: port).description)",
                         "url":
                             "\(scheme)://\(address.host.contains(":") ? "[\(address.host)]" : address.host):\(port)/v1",
                         "auth": "\(settings.auth.rawValue)",

@@ -168,7 +168,7 @@ public struct DaemonConfig: Sendable {
             r.merge(m.errors)
             if let v = c.metricsListen {
                 do throws(BerthError) {
-                    _ = try MetricsAddress.parse(v, allowNonLoopback: c.metricsAllowNonLoopback)
+                    _ = try ListenAddress.parse(v, allowNonLoopback: c.metricsAllowNonLoopback)
                 } catch {
                     r.fail("metrics.listen", error.message)
                 }
@@ -353,11 +353,10 @@ public struct BlazarAPISettings: Sendable {
     public var maxBodyBytes = 1 << 20
 
     /// The listen address; `noauth` trusts whatever token it is sent, so it is loopback only.
-    func address() throws(BerthError) -> MetricsAddress? {
+    func address() throws(BerthError) -> ListenAddress? {
         guard let listen else { return nil }
-        let a = try MetricsAddress.parse(listen, allowNonLoopback: true)
-        let loopback = a.host.hasPrefix("127.") || a.host == "::1" || a.host == "0:0:0:0:0:0:0:1"
-        if auth == .noauth && !loopback {
+        let a = try ListenAddress.parse(listen)
+        if auth == .noauth && !a.isLoopback {
             throw BerthError(
                 .invalidParams,
                 "\(a.host) is not a loopback address; \"auth\": \"noauth\" trusts any X-Auth-Token, so it is served on loopback only (127.0.0.1 or ::1); use \"auth\": \"keystone\""

@@ -11,55 +11,6 @@ import ServiceLifecycle
     import Glibc
 #endif
 
-/// `metrics.listen`: "host:port" or "[v6]:port". Loopback only unless explicitly allowed: the
-/// metrics and the calendar page carry project and lease names and have no authentication.
-struct MetricsAddress: Sendable, Equatable {
-    var host: String
-    var port: Int
-
-    static func parse(_ text: String, allowNonLoopback: Bool) throws(BerthError) -> MetricsAddress {
-        var host: Substring
-        var portText: Substring
-        if text.hasPrefix("[") {
-            guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else {
-                throw BerthError(.invalidParams, "expected \"host:port\" or \"[ipv6]:port\", got \"\(text)\"")
-            }
-            host = text[text.index(after: text.startIndex)..<close]
-            portText = text[text.index(close, offsetBy: 2)...]
-        } else {
-            guard let colon = text.lastIndex(of: ":"), !text[..<colon].contains(":") else {
-                throw BerthError(.invalidParams, "expected \"host:port\" (e.g. 127.0.0.1:9464), got \"\(text)\"")
-            }
-            host = text[..<colon]
-            portText = text[text.index(after: colon)...]
-        }
-        guard let port = Int(portText), (0...65535).contains(port) else {
-            throw BerthError(.invalidParams, "the port in \"\(text)\" must be a number from 0 to 65535")
-        }
-        if host == "localhost" { host = "127.0.0.1" }
-        let h = String(host)
-        var v4 = in_addr()
-        var v6 = in6_addr()
-        let loopback: Bool
-        if inet_pton(AF_INET, h, &v4) == 1 {
-            loopback = h.hasPrefix("127.")
-        } else if inet_pton(AF_INET6, h, &v6) == 1 {
-            loopback = h == "::1" || h == "0:0:0:0:0:0:0:1"
-        } else {
-            throw BerthError(.invalidParams, "\"\(h)\" is not an IP address (use e.g. 127.0.0.1:9464)")
-        }
-        if !loopback && !allowNonLoopback {
-            throw BerthError(
-                .invalidParams,
-                "\(h) is not a loopback address; metrics and the calendar page are unauthenticated, so berthd serves them on loopback only (127.0.0.1 or ::1) unless metrics.allow_non_loopback is true"
-            )
-        }
-        return MetricsAddress(host: h, port: port)
-    }
-
-    var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
-}
-
 /// `GET /metrics` (Prometheus text) and `GET /calendar` (the read-only Gantt page), served by
 /// Hummingbird like the REST API. One responder for every path, so that a wrong method is a 405
 /// and an unknown path a short hint rather than the router's empty 404.
@@ -70,7 +21,7 @@ struct MetricsHTTPServer: Sendable {
     let logger: Logger
 
     /// The listener on `address`; it logs `metrics listening` with the bound port once it runs.
-    func application(_ address: MetricsAddress) -> some Service {
+    func application(_ address: ListenAddress) -> some Service {
         let logger = self.logger
         return Application(
             responder: CallbackResponder<BasicRequestContext> { request, _ in await self.response(request) },
@@ -80,7 +31,7 @@ struct MetricsHTTPServer: Sendable {
                 let port = channel.localAddress?.port ?? address.port
                 logger.notice(
                     "metrics listening",
-                    metadata: ["address": "\(MetricsAddress(host: address.host, port: port).description)"])
+                    metadata: ["address": "\(ListenAddress(host: address.host, port: port).description)"])
             },
             logger: logger)
     }
